@@ -1,0 +1,225 @@
+import { randomUUID } from 'node:crypto';
+import { PLACEHOLDER_KEY_ID, placeholderSeal, placeholderUserHash } from '../crypto/index.ts';
+import { Store, type Scope, type SearchStrategy } from '../store/index.ts';
+import { ClusteredSpace, rng } from './synthetic.ts';
+
+export interface AnnBenchOptions {
+  /** Total rows, split 1/6 small users, 1/6 mid users, 2/3 one heavy user. Default 300000. */
+  chunks: number;
+  queries: number;
+  seed: number;
+  k: number;
+  /** Leave the rows in place for a later `--reuse` run. */
+  keep: boolean;
+  /** Use rows a previous `--keep` run left (same chunks and seed). */
+  reuse: boolean;
+  log: (line: string) => void;
+}
+
+type Kind = 'small' | 'mid' | 'heavy';
+
+interface BenchUser {
+  kind: Kind;
+  scope: Scope;
+  size: number;
+  clusters: number[];
+}
+
+const TENANT_PREFIX = 'bench-ann';
+
+/** Users as real tenants look: many small ones, one busy tenant, one agent with a long history. */
+function plan(chunks: number, seed: number, clusterCount: number): BenchUser[] {
+  const rand = rng(seed ^ 0x5eed);
+  const pick = (n: number) => Array.from({ length: n }, () => Math.floor(rand() * clusterCount));
+  const users: BenchUser[] = [];
+  const add = (kind: Kind, tenant: string, user: string, size: number, topics: number) => {
+    const tenantId = `${TENANT_PREFIX}-${seed}-${tenant}`;
+    users.push({ kind, scope: { tenantId, userHash: placeholderUserHash(tenantId, user) }, size, clusters: pick(topics) });
+  };
+  const smallUsers = Math.max(1, Math.round(chunks / 6 / 50));
+  for (let u = 0; u < smallUsers; u++) add('small', `t${Math.floor(u / 10)}`, `u${u % 10}`, 50, 3);
+  const midSize = Math.max(1, Math.round(chunks / 6 / 10));
+  for (let u = 0; u < 10; u++) add('mid', 'busy', `u${u}`, midSize, 12);
+  add('heavy', 'agent', 'long-history', Math.max(1, chunks - smallUsers * 50 - 10 * midSize), 200);
+  return users;
+}
+
+/** Bursts of 1..16 chunks per user, shuffled together: rows land interleaved, as written over time. */
+function timeline(users: BenchUser[], seed: number): Array<{ user: number; count: number }> {
+  const rand = rng(seed ^ 0x71e);
+  const bursts: Array<{ user: number; count: number }> = [];
+  users.forEach((u, i) => {
+    for (let left = u.size; left > 0; ) {
+      const count = Math.min(left, 1 + Math.floor(rand() * 16));
+      bursts.push({ user: i, count });
+      left -= count;
+    }
+  });
+  for (let i = bursts.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [bursts[i], bursts[j]] = [bursts[j]!, bursts[i]!];
+  }
+  return bursts;
+}
+
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] as number;
+}
+
+const round = (x: number, d = 2) => Number(x.toFixed(d));
+
+async function load(store: Store, users: BenchUser[], space: ClusteredSpace, seed: number, log: (l: string) => void): Promise<void> {
+  const bursts = timeline(users, seed);
+  const rand = rng(seed ^ 0x10ad);
+  const started = Date.now();
+  let written = 0;
+  let next = 0;
+  const worker = async () => {
+    for (;;) {
+      const b = bursts[next++];
+      if (!b) return;
+      const user = users[b.user]!;
+      const rows = Array.from({ length: b.count }, () => ({
+        id: randomUUID(),
+        ciphertext: placeholderSeal('bench'),
+        keyId: PLACEHOLDER_KEY_ID,
+        embedding: space.near(user.clusters[Math.floor(rand() * user.clusters.length)]!),
+        embedderId: 'bench-synthetic',
+      }));
+      await store.withScope(user.scope, (c) => c.insert(rows));
+      written += b.count;
+      if (written % 50000 < b.count) log(`loaded ${written} rows (${Math.round(written / ((Date.now() - started) / 1000))}/s)`);
+    }
+  };
+  await Promise.all(Array.from({ length: 4 }, worker));
+}
+
+/** Drops the HNSW index for the load and builds it once afterwards, as a bulk load should. */
+async function withIndexRebuilt(store: Store, log: (l: string) => void, fn: () => Promise<void>): Promise<void> {
+  const def = await store.driver.ownerTransaction((sql) =>
+    sql.query<{ def: string }>("SELECT pg_get_indexdef('memory_chunks_embedding_hnsw_idx'::regclass) AS def"),
+  );
+  const indexDef = def.rows[0]?.def;
+  if (!indexDef) throw new Error('memory_chunks_embedding_hnsw_idx not found: run migrations first');
+  await store.driver.ownerTransaction((sql) => sql.exec('DROP INDEX memory_chunks_embedding_hnsw_idx'));
+  try {
+    await fn();
+  } finally {
+    const started = Date.now();
+    await store.driver.ownerTransaction(async (sql) => {
+      await sql.exec("SET LOCAL maintenance_work_mem = '2GB'");
+      await sql.exec(indexDef);
+    });
+    log(`built the HNSW index in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  }
+}
+
+interface Sample {
+  kind: Kind;
+  ms: number;
+  ids: string[];
+  strategy: SearchStrategy;
+  expected: number;
+}
+
+async function runQueries(store: Store, users: BenchUser[], queries: Array<{ user: number; vector: Float32Array }>, k: number): Promise<Sample[]> {
+  const samples: Sample[] = [];
+  for (const q of queries) {
+    const user = users[q.user]!;
+    const started = process.hrtime.bigint();
+    const outcome = await store.withScope(user.scope, (c) => c.search(q.vector, k));
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    samples.push({ kind: user.kind, ms, ids: outcome.hits.map((h) => h.id), strategy: outcome.strategy, expected: Math.min(k, user.size) });
+  }
+  return samples;
+}
+
+/**
+ * `relay bench ann`: filtered vector search on a server PostgreSQL against exact search
+ * in the same run. Returns the summary object that is printed as the last line.
+ */
+export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOptions): Promise<Record<string, unknown>> {
+  const { log, k } = opts;
+  const space = new ClusteredSpace(store.embeddingDim, 2000, opts.seed);
+  const users = plan(opts.chunks, opts.seed, space.centers.length);
+  const heavy = users.find((u) => u.kind === 'heavy')!;
+
+  const present = await store.withScope(heavy.scope, (c) => c.list(1));
+  if (opts.reuse && present.chunks.length > 0) {
+    log('reusing rows left by an earlier --keep run');
+  } else {
+    await cleanup(store, users);
+    log(`loading ${opts.chunks} rows for ${users.length} users (interleaved bursts)`);
+    await withIndexRebuilt(store, log, () => load(store, users, space, opts.seed, log));
+    await store.driver.ownerTransaction((sql) => sql.exec('ANALYZE memory_chunks'));
+  }
+
+  const rand = rng(opts.seed ^ 0x9e77);
+  const byKind = (kind: Kind) => users.map((u, i) => ({ u, i })).filter((x) => x.u.kind === kind);
+  const queries: Array<{ user: number; vector: Float32Array }> = [];
+  (['small', 'mid', 'heavy'] as const).forEach((kind, n) => {
+    const pool = byKind(kind);
+    const count = Math.floor(opts.queries / 3) + (n < opts.queries % 3 ? 1 : 0);
+    for (let j = 0; j < count; j++) {
+      const { u, i } = pool[Math.floor(rand() * pool.length)]!;
+      queries.push({ user: i, vector: space.near(u.clusters[Math.floor(rand() * u.clusters.length)]!) });
+    }
+  });
+
+  log('warming up');
+  await runQueries(store, users, queries.slice(0, Math.min(30, queries.length)), k);
+  log(`running ${queries.length} filtered searches`);
+  const ann = await runQueries(store, users, queries, k);
+  log('running the same searches exactly (baseline)');
+  const exact = await runQueries(exactStore, users, queries, k);
+
+  const summarize = (idx: number[]) => {
+    const ms = idx.map((i) => ann[i]!.ms).sort((a, b) => a - b);
+    const ems = idx.map((i) => exact[i]!.ms).sort((a, b) => a - b);
+    let hit = 0;
+    let total = 0;
+    let underfilled = 0;
+    for (const i of idx) {
+      const truth = new Set(exact[i]!.ids.slice(0, k));
+      const got = ann[i]!;
+      if (got.ids.length < got.expected) underfilled++;
+      hit += got.ids.filter((id) => truth.has(id)).length;
+      total += truth.size;
+    }
+    return {
+      queries: idx.length,
+      p50_ms: round(quantile(ms, 0.5)),
+      p95_ms: round(quantile(ms, 0.95)),
+      recall_at_10: round(total ? hit / total : 1, 4),
+      underfilled,
+      exact_p50_ms: round(quantile(ems, 0.5)),
+      exact_p95_ms: round(quantile(ems, 0.95)),
+    };
+  };
+  const all = summarize(ann.map((_, i) => i));
+  const kinds = Object.fromEntries(
+    (['small', 'mid', 'heavy'] as const).map((kind) => [kind, summarize(ann.flatMap((s, i) => (s.kind === kind ? [i] : [])))]),
+  );
+  const strategies: Record<string, number> = {};
+  for (const s of ann) strategies[s.strategy] = (strategies[s.strategy] ?? 0) + 1;
+
+  if (!opts.keep) await cleanup(store, users);
+  const heavyStats = kinds.heavy!;
+  return {
+    bench: 'ann',
+    chunks: opts.chunks,
+    dim: store.embeddingDim,
+    k,
+    ...all,
+    heavy_p95_ms: heavyStats.p95_ms,
+    heavy_recall_at_10: heavyStats.recall_at_10,
+    p95_vs_exact: round(all.p95_ms / (all.exact_p95_ms || 1), 3),
+    strategies,
+    kinds,
+  };
+}
+
+async function cleanup(store: Store, users: BenchUser[]): Promise<void> {
+  for (const u of users) await store.withScope(u.scope, (c) => c.deleteAll());
+}

@@ -1,0 +1,37 @@
+import { benchAnn } from '../bench/index.ts';
+import { loadConfig } from '../config/index.ts';
+import { Store, openStore } from '../store/index.ts';
+
+export interface BenchAnnArgs {
+  chunks: number;
+  queries: number;
+  seed: number;
+  json: boolean;
+  keep: boolean;
+  reuse: boolean;
+}
+
+/** `relay bench ann`: needs a server store (DATABASE_URL and RELAY_MIGRATE_URL); meant for a scratch database. */
+export async function runBenchAnn(args: BenchAnnArgs): Promise<void> {
+  const config = loadConfig();
+  if (config.store.kind !== 'pg' || !config.store.migrateUrl) {
+    throw new Error('bench ann runs on a server PostgreSQL: set DATABASE_URL and RELAY_MIGRATE_URL (see `relay db setup`)');
+  }
+  const store = await openStore({ location: config.store, appRole: config.appRole, embeddingDim: config.embeddingDim, search: config.search });
+  const exactStore = new Store(store.driver, { appRole: config.appRole, embeddingDim: config.embeddingDim, search: { exactMax: Number.MAX_SAFE_INTEGER } });
+  const log = (line: string) => console.error(`bench ann: ${line}`);
+  try {
+    await store.migrate();
+    const summary = await benchAnn(store, exactStore, { ...args, k: 10, log });
+    if (!args.json) {
+      const kinds = summary.kinds as Record<string, Record<string, number>>;
+      console.log('kind    queries  p50_ms  p95_ms  recall@10  underfilled  exact_p95_ms');
+      for (const [kind, s] of Object.entries(kinds)) {
+        console.log(`${kind.padEnd(8)}${String(s.queries).padStart(7)}${String(s.p50_ms).padStart(8)}${String(s.p95_ms).padStart(8)}${String(s.recall_at_10).padStart(11)}${String(s.underfilled).padStart(13)}${String(s.exact_p95_ms).padStart(14)}`);
+      }
+    }
+    console.log(JSON.stringify(summary));
+  } finally {
+    await store.close();
+  }
+}

@@ -1,0 +1,84 @@
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../config/index.ts';
+import { runBenchAnn } from './bench.ts';
+import { dbSetup } from './db-setup.ts';
+import { migrate, UsageError } from './migrate.ts';
+import { serve } from './serve.ts';
+
+const USAGE = `usage: relay <command>
+
+  serve                                   run the HTTP service (PORT, HOST, DATABASE_URL, …)
+  migrate up [--to N]                     apply migrations (as RELAY_MIGRATE_URL, or the embedded store)
+  migrate down [--to N]                   revert to version N (default: one step)
+  migrate status                          list migrations and whether they ran
+  db setup --admin-url URL --db NAME      create database, roles and pgvector; print DATABASE_URL and RELAY_MIGRATE_URL
+           [--owner-role relay_owner] [--app-role app_user]
+  bench ann [--chunks 300000] [--queries 300] [--seed 1] [--json] [--keep] [--reuse]
+                                          filtered vector search vs exact search on a server PostgreSQL`;
+
+function int(value: string | undefined, name: string, dflt?: number): number | undefined {
+  if (value === undefined) return dflt;
+  if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      to: { type: 'string' },
+      'admin-url': { type: 'string' },
+      db: { type: 'string' },
+      'owner-role': { type: 'string' },
+      'app-role': { type: 'string' },
+      chunks: { type: 'string' },
+      queries: { type: 'string' },
+      seed: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      keep: { type: 'boolean', default: false },
+      reuse: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const [command, sub] = positionals;
+  if (values.help || !command) {
+    console.log(USAGE);
+    if (!command && !values.help) process.exitCode = 2;
+    return;
+  }
+  switch (command) {
+    case 'serve':
+      return serve();
+    case 'migrate':
+      return migrate(sub, int(values.to, 'to'));
+    case 'db':
+      if (sub !== 'setup') throw new UsageError('usage: relay db setup --admin-url URL --db NAME');
+      if (!values['admin-url'] || !values.db) throw new UsageError('db setup needs --admin-url and --db');
+      return dbSetup({
+        adminUrl: values['admin-url'],
+        database: values.db,
+        ownerRole: values['owner-role'],
+        appRole: values['app-role'],
+        embeddingDim: int(process.env.RELAY_EMBED_DIM, 'RELAY_EMBED_DIM'),
+      });
+    case 'bench':
+      if (sub !== 'ann') throw new UsageError('usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json]');
+      return runBenchAnn({
+        chunks: int(values.chunks, 'chunks', 300000)!,
+        queries: int(values.queries, 'queries', 300)!,
+        seed: int(values.seed, 'seed', 1)!,
+        json: values.json,
+        keep: values.keep,
+        reuse: values.reuse,
+      });
+    default:
+      throw new UsageError(`unknown command ${command}\n\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  const usage = err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+  console.error(`relay: ${err instanceof Error ? (usage || err instanceof ConfigError ? err.message : (err.stack ?? err.message)) : String(err)}`);
+  process.exitCode = usage ? 2 : 1;
+});

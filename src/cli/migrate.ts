@@ -1,0 +1,31 @@
+import { loadConfig } from '../config/index.ts';
+import { migrateDown, migrateUp, migrationStatus, openStore } from '../store/index.ts';
+
+/** `relay migrate up [--to N] | down [--to N] | status` against the configured store. */
+export async function migrate(action: string | undefined, to: number | undefined): Promise<void> {
+  const config = loadConfig();
+  if (config.store.kind === 'pg' && !config.store.migrateUrl) {
+    throw new Error('RELAY_MIGRATE_URL is not set: migrations run as the owner login, not as DATABASE_URL');
+  }
+  const store = await openStore({ location: config.store, appRole: config.appRole, embeddingDim: config.embeddingDim });
+  try {
+    const vars = store.migrationVars;
+    if (action === 'up') {
+      const ran = await migrateUp(store.driver, vars, to);
+      console.log(ran.length ? `applied ${ran.join(', ')}` : 'nothing to apply');
+    } else if (action === 'down') {
+      const ran = await migrateDown(store.driver, vars, to);
+      console.log(ran.length ? `reverted ${ran.join(', ')}` : 'nothing to revert');
+    } else if (action === 'status') {
+      for (const s of await migrationStatus(store.driver)) {
+        console.log(`${String(s.version).padStart(4, '0')} ${s.name.padEnd(24)} ${s.applied ? `applied ${s.appliedAt?.toISOString()}` : 'pending'}`);
+      }
+    } else {
+      throw new UsageError('usage: relay migrate up [--to N] | down [--to N] | status');
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+export class UsageError extends Error {}

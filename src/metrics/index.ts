@@ -1,0 +1,65 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { PoolStats, StoreObserver } from '../store/index.ts';
+
+export interface Metrics {
+  registry: Registry;
+  /** Hooks for the store: RLS refusals and search timings. */
+  storeObserver: StoreObserver;
+  /** Reads pool numbers at scrape time, so the gauge is live. */
+  watchPool(stats: () => PoolStats): void;
+}
+
+/** One registry per process; names and labels follow DESIGN.md's guardrail table. */
+export function createMetrics(opts: { release?: string; defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  let poolStats: (() => PoolStats) | null = null;
+
+  const rlsErrors = new Counter({
+    name: 'relay_rls_errors_total',
+    help: 'RLS violations and missing-scope errors raised by the database',
+    registers: [registry],
+  });
+  const annSeconds = new Histogram({
+    name: 'relay_ann_query_seconds',
+    help: 'The ANN/exact search statements of one query',
+    // 200 ms and 250 ms (the guardrail and its warning) are bucket edges.
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const searches = new Counter({
+    name: 'relay_search_total',
+    help: 'Vector searches by how they were answered (exact, hnsw, hnsw_then_exact)',
+    labelNames: ['strategy'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'relay_db_pool_utilization',
+    help: 'Busy database connections / pool size',
+    registers: [registry],
+    collect() {
+      const s = poolStats?.();
+      this.set(s && s.size > 0 ? s.busy / s.size : 0);
+    },
+  });
+  new Gauge({
+    name: 'relay_build_info',
+    help: 'Build and release of this process',
+    labelNames: ['release'] as const,
+    registers: [registry],
+  }).set({ release: opts.release ?? 'dev' }, 1);
+
+  return {
+    registry,
+    storeObserver: {
+      rlsError: () => rlsErrors.inc(),
+      search: (seconds, strategy) => {
+        annSeconds.observe(seconds);
+        searches.inc({ strategy });
+      },
+    },
+    watchPool(stats) {
+      poolStats = stats;
+    },
+  };
+}

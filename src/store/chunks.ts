@@ -1,0 +1,232 @@
+import type { Scope } from './scope.ts';
+import { nearestInScope, type SearchStrategy, type SearchTuning } from './search.ts';
+import type { SqlClient } from './sql-client.ts';
+import { toBuffer, toSqlVector } from './vector.ts';
+
+export type Metadata = Record<string, unknown>;
+
+export interface NewChunk {
+  /** Chosen by the caller: the sealed text's AAD binds it. */
+  id: string;
+  ciphertext: Buffer;
+  keyId: string;
+  embedding: ArrayLike<number>;
+  embedderId: string;
+  metadata?: Metadata;
+  expiresAt?: Date | null;
+}
+
+export interface Chunk {
+  id: string;
+  tenantId: string;
+  userHash: Buffer;
+  ciphertext: Buffer;
+  keyId: string;
+  embedderId: string;
+  metadata: Metadata;
+  version: number;
+  createdAt: Date;
+  updatedAt: Date;
+  expiresAt: Date | null;
+}
+
+export interface ChunkPatch {
+  ciphertext?: Buffer;
+  keyId?: string;
+  embedding?: ArrayLike<number>;
+  embedderId?: string;
+  metadata?: Metadata;
+  /** Only update when the row still has this version (optimistic concurrency). */
+  ifVersion?: number;
+}
+
+export interface SearchHit extends Chunk {
+  /** Cosine distance, 0 (same direction) .. 2. */
+  distance: number;
+}
+
+export interface SearchOutcome {
+  hits: SearchHit[];
+  strategy: SearchStrategy;
+  /** Seconds spent in the search statements. */
+  seconds: number;
+}
+
+export interface ListPage {
+  chunks: Chunk[];
+  /** Pass back as `before` for the next (older) page; null on the last page. */
+  next: { createdAt: Date; id: string } | null;
+}
+
+const COLUMNS = 'id, tenant_id, user_hash, ciphertext, key_id, embedder_id, metadata, version, created_at, updated_at, expires_at';
+const LIVE = '(expires_at IS NULL OR expires_at > now())';
+
+type ChunkRecord = {
+  id: string;
+  tenant_id: string;
+  user_hash: unknown;
+  ciphertext: unknown;
+  key_id: string;
+  embedder_id: string;
+  metadata: Metadata;
+  version: number;
+  created_at: Date;
+  updated_at: Date;
+  expires_at: Date | null;
+};
+
+function toChunk(r: ChunkRecord): Chunk {
+  return {
+    id: r.id,
+    tenantId: r.tenant_id,
+    userHash: toBuffer(r.user_hash),
+    ciphertext: toBuffer(r.ciphertext),
+    keyId: r.key_id,
+    embedderId: r.embedder_id,
+    metadata: r.metadata,
+    version: r.version,
+    createdAt: new Date(r.created_at),
+    updatedAt: new Date(r.updated_at),
+    expiresAt: r.expires_at ? new Date(r.expires_at) : null,
+  };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** True when `id` is a well-formed UUID; anything else cannot name a row. */
+export function isChunkId(id: string): boolean {
+  return UUID.test(id);
+}
+
+/**
+ * The memory rows of one scope, inside one transaction whose first statement set
+ * that scope. Each statement also names the scope explicitly (for the planner);
+ * the RLS policies are what guarantees it.
+ */
+export class ScopedChunks {
+  constructor(
+    private readonly sql: SqlClient,
+    private readonly scope: Scope,
+    private readonly dim: number,
+    private readonly tuning: SearchTuning,
+    private readonly onSearch?: (seconds: number, strategy: SearchStrategy) => void,
+  ) {}
+
+  async insert(chunks: readonly NewChunk[]): Promise<string[]> {
+    const ids: string[] = [];
+    for (const c of chunks) {
+      if (!isChunkId(c.id)) throw new RangeError(`chunk id is not a UUID: ${c.id}`);
+      await this.sql.query(
+        `INSERT INTO memory_chunks (id, tenant_id, user_hash, ciphertext, key_id, embedding, embedder_id, metadata, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6::vector, $7, $8::jsonb, $9)`,
+        [c.id, this.scope.tenantId, this.scope.userHash, c.ciphertext, c.keyId, toSqlVector(c.embedding, this.dim),
+          c.embedderId, JSON.stringify(c.metadata ?? {}), c.expiresAt ?? null],
+      );
+      ids.push(c.id);
+    }
+    return ids;
+  }
+
+  async get(id: string): Promise<Chunk | null> {
+    if (!isChunkId(id)) return null;
+    const res = await this.sql.query<ChunkRecord>(
+      `SELECT ${COLUMNS} FROM memory_chunks WHERE id = $1 AND tenant_id = $2 AND user_hash = $3 AND ${LIVE}`,
+      [id, this.scope.tenantId, this.scope.userHash],
+    );
+    const row = res.rows[0];
+    return row ? toChunk(row) : null;
+  }
+
+  /** Newest first, `limit` at a time; `before` continues after the last row of a page. */
+  async list(limit: number, before?: { createdAt: Date; id: string }): Promise<ListPage> {
+    const params: unknown[] = [this.scope.tenantId, this.scope.userHash, limit + 1];
+    let after = '';
+    if (before) {
+      params.push(before.createdAt, before.id);
+      after = 'AND (created_at, id) < ($4, $5)';
+    }
+    const res = await this.sql.query<ChunkRecord>(
+      `SELECT ${COLUMNS} FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 AND ${LIVE} ${after}
+       ORDER BY created_at DESC, id DESC LIMIT $3`,
+      params,
+    );
+    const chunks = res.rows.slice(0, limit).map(toChunk);
+    const last = chunks[chunks.length - 1];
+    return { chunks, next: res.rows.length > limit && last ? { createdAt: last.createdAt, id: last.id } : null };
+  }
+
+  /**
+   * Changes a chunk and bumps its version. Returns the updated chunk, `null` when no
+   * such row is visible, or `'version_mismatch'` when `ifVersion` is stale.
+   */
+  async update(id: string, patch: ChunkPatch): Promise<Chunk | null | 'version_mismatch'> {
+    if (!isChunkId(id)) return null;
+    const sets: string[] = [];
+    const params: unknown[] = [id, this.scope.tenantId, this.scope.userHash];
+    const set = (column: string, value: unknown, cast = '') => {
+      params.push(value);
+      sets.push(`${column} = $${params.length}${cast}`);
+    };
+    if (patch.ciphertext) set('ciphertext', patch.ciphertext);
+    if (patch.keyId) set('key_id', patch.keyId);
+    if (patch.embedding) set('embedding', toSqlVector(patch.embedding, this.dim), '::vector');
+    if (patch.embedderId) set('embedder_id', patch.embedderId);
+    if (patch.metadata) set('metadata', JSON.stringify(patch.metadata), '::jsonb');
+    let guard = '';
+    if (patch.ifVersion !== undefined) {
+      params.push(patch.ifVersion);
+      guard = `AND version = $${params.length}`;
+    }
+    const res = await this.sql.query<ChunkRecord>(
+      `UPDATE memory_chunks SET ${[...sets, 'version = version + 1', 'updated_at = now()'].join(', ')}
+       WHERE id = $1 AND tenant_id = $2 AND user_hash = $3 AND ${LIVE} ${guard}
+       RETURNING ${COLUMNS}`,
+      params,
+    );
+    const row = res.rows[0];
+    if (row) return toChunk(row);
+    if (patch.ifVersion !== undefined && (await this.get(id))) return 'version_mismatch';
+    return null;
+  }
+
+  /** Removes one chunk; false when no such row is visible. */
+  async delete(id: string): Promise<boolean> {
+    if (!isChunkId(id)) return false;
+    const res = await this.sql.query(
+      'DELETE FROM memory_chunks WHERE id = $1 AND tenant_id = $2 AND user_hash = $3',
+      [id, this.scope.tenantId, this.scope.userHash],
+    );
+    return res.rowCount > 0;
+  }
+
+  /** Erasure: every chunk of this user in this tenant, expired ones included. Returns how many. */
+  async deleteAll(): Promise<number> {
+    const res = await this.sql.query('DELETE FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2', [
+      this.scope.tenantId,
+      this.scope.userHash,
+    ]);
+    return res.rowCount;
+  }
+
+  /** The k nearest live chunks by cosine distance: always min(k, live chunks in scope). */
+  async search(embedding: ArrayLike<number>, k: number): Promise<SearchOutcome> {
+    if (!Number.isInteger(k) || k < 1 || k > 1000) throw new RangeError('k must be an integer in 1..1000');
+    const vector = toSqlVector(embedding, this.dim);
+    const started = process.hrtime.bigint();
+    const { neighbours, strategy } = await nearestInScope(this.sql, this.scope.tenantId, this.scope.userHash, vector, k, this.tuning);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.onSearch?.(seconds, strategy);
+    if (neighbours.length === 0) return { hits: [], strategy, seconds };
+    const res = await this.sql.query<ChunkRecord>(
+      `SELECT ${COLUMNS} FROM memory_chunks WHERE id = ANY($1::uuid[]) AND tenant_id = $2 AND user_hash = $3`,
+      [neighbours.map((n) => n.id), this.scope.tenantId, this.scope.userHash],
+    );
+    const byId = new Map(res.rows.map((r) => [r.id, toChunk(r)]));
+    const hits: SearchHit[] = [];
+    for (const n of neighbours) {
+      const chunk = byId.get(n.id);
+      if (chunk) hits.push({ ...chunk, distance: n.distance });
+    }
+    return { hits, strategy, seconds };
+  }
+}

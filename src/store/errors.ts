@@ -1,0 +1,27 @@
+/** SQLSTATE of a database error, from pg or PGlite. */
+export function sqlState(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/**
+ * Errors the database raises when a statement reaches outside its scope:
+ * a row that fails a policy's WITH CHECK (42501 "violates row-level security policy")
+ * and a scope setting that is not valid hex (22023, from decode()).
+ */
+export function isRlsError(err: unknown): boolean {
+  const state = sqlState(err);
+  if (state === '42501') return /row-level security/i.test(String((err as Error).message));
+  if (state === '22023') return /hexadecimal|invalid hex/i.test(String((err as Error).message));
+  return false;
+}
+
+/** The store could not be reached or the connection broke. */
+export function isConnectionError(err: unknown): boolean {
+  const state = sqlState(err);
+  if (!state) {
+    const code = (err as { code?: unknown } | null)?.code;
+    return typeof code === 'string' && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND)$/.test(code);
+  }
+  return state.startsWith('08') || state === '57P01' || state === '57P03';
+}

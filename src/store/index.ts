@@ -1,0 +1,11 @@
+export { Store, type StoreObserver, type StoreOptions, type Readiness } from './store.ts';
+export { ScopedChunks, isChunkId, type Chunk, type ChunkPatch, type ListPage, type Metadata, type NewChunk, type SearchHit, type SearchOutcome } from './chunks.ts';
+export { DEFAULT_SEARCH_TUNING, type SearchStrategy, type SearchTuning } from './search.ts';
+export { ScopeError, SCOPE_SETTINGS, type Scope } from './scope.ts';
+export { isConnectionError, isRlsError, sqlState } from './errors.ts';
+export { currentVersion, latestVersion, loadMigrations, migrateDown, migrateUp, migrationStatus, MigrationError, type MigrationState, type MigrationVars } from './migrations.ts';
+export { createPgDriver, type PgDriverOptions } from './pg-driver.ts';
+export { createPgliteDriver, type PgliteDriverOptions } from './pglite-driver.ts';
+export type { Driver, PoolStats, SqlClient } from './sql-client.ts';
+export { setupDatabase, type SetupOptions, type SetupResult } from './setup.ts';
+export { openStore, type OpenStoreOptions, type StoreLocation } from './open.ts';

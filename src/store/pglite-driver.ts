@@ -1,0 +1,64 @@
+import { mkdirSync } from 'node:fs';
+import { PGlite, type Transaction } from '@electric-sql/pglite';
+import { vector } from '@electric-sql/pglite/vector';
+import { setConfigStatement, type Driver, type Row, type Settings, type SqlClient } from './sql-client.ts';
+
+export interface PgliteDriverOptions {
+  /** Data folder; `memory://` (or undefined) keeps everything in memory. */
+  dataDir?: string;
+  /** The role app transactions switch to. Default `app_user`. */
+  appRole?: string;
+}
+
+function wrap(tx: Transaction): SqlClient {
+  return {
+    async query<R extends Row>(text: string, params?: readonly unknown[]) {
+      const res = await tx.query<R>(text, params as unknown[] | undefined);
+      return { rows: res.rows, rowCount: res.affectedRows ?? res.rows.length };
+    },
+    async exec(text: string) {
+      await tx.exec(text);
+    },
+  };
+}
+
+/**
+ * PGlite is one superuser connection. Superusers bypass RLS even when it is FORCEd,
+ * so every app transaction first becomes `app_user` (`set_config('role', …, true)`,
+ * i.e. SET LOCAL ROLE) in the same statement that sets the scope; the policies then
+ * bite exactly as on a server. Transactions are serialised by PGlite itself.
+ */
+export async function createPgliteDriver(opts: PgliteDriverOptions = {}): Promise<Driver> {
+  const dataDir = opts.dataDir && opts.dataDir !== 'memory://' ? opts.dataDir : undefined;
+  if (dataDir) mkdirSync(dataDir, { recursive: true });
+  const db = await PGlite.create(dataDir, { extensions: { vector } });
+  const appRole = opts.appRole ?? 'app_user';
+  if (!/^[a-z_][a-z0-9_]*$/.test(appRole)) throw new Error(`invalid app role name: ${appRole}`);
+  // The embedded database plays both roles: its superuser is the owner, app_user is created here.
+  await db.exec(`DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${appRole}') THEN
+      CREATE ROLE ${appRole} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+    END IF;
+  END $$;`);
+
+  return {
+    kind: 'pglite',
+    async appTransaction(settings: Settings, fn) {
+      const first = setConfigStatement([['role', appRole], ...settings]);
+      return db.transaction(async (tx) => {
+        await tx.query(first.text, first.params);
+        return fn(wrap(tx));
+      });
+    },
+    async ownerTransaction(fn) {
+      return db.transaction(async (tx) => fn(wrap(tx)));
+    },
+    poolStats() {
+      // One connection: it is either inside a transaction or free.
+      return { size: 1, busy: db.isInTransaction() ? 1 : 0, waiting: 0 };
+    },
+    async close() {
+      await db.close();
+    },
+  };
+}

@@ -1,0 +1,56 @@
+/** The part of a database connection the store's code is written against. */
+export type Row = Record<string, unknown>;
+
+export interface QueryResult<R extends Row = Row> {
+  rows: R[];
+  /** Rows returned, or rows touched by INSERT/UPDATE/DELETE. */
+  rowCount: number;
+}
+
+export interface SqlClient {
+  /** One parameterised statement ($1, $2, …). */
+  query<R extends Row = Row>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  /** Several statements, no parameters (migration files). */
+  exec(text: string): Promise<void>;
+}
+
+/** Transaction-local settings, applied by one `set_config` call each in the first statement. */
+export type Settings = ReadonlyArray<readonly [name: string, value: string]>;
+
+export interface PoolStats {
+  /** Connections the pool may hold. */
+  size: number;
+  /** Connections checked out and working. */
+  busy: number;
+  /** Callers waiting for a connection. */
+  waiting: number;
+}
+
+/**
+ * A database behind the store: a pg Pool or one PGlite instance.
+ * Both run the same SQL; they differ only in how a transaction gets its role.
+ */
+export interface Driver {
+  readonly kind: 'pg' | 'pglite';
+  /**
+   * Runs `fn` in one transaction as the application role, with `settings`
+   * applied first in a single statement. Commits on success, rolls back on throw.
+   */
+  appTransaction<T>(settings: Settings, fn: (sql: SqlClient) => Promise<T>): Promise<T>;
+  /** Runs `fn` in one transaction as the migration owner. */
+  ownerTransaction<T>(fn: (sql: SqlClient) => Promise<T>): Promise<T>;
+  poolStats(): PoolStats;
+  close(): Promise<void>;
+}
+
+/** `SELECT set_config($1, $2, true), set_config($3, $4, true), …` with its parameters. */
+export function setConfigStatement(settings: Settings): { text: string; params: string[] } {
+  if (settings.length === 0) throw new Error('setConfigStatement: no settings');
+  const calls: string[] = [];
+  const params: string[] = [];
+  for (const [name, value] of settings) {
+    calls.push(`set_config($${params.length + 1}, $${params.length + 2}, true)`);
+    params.push(name, value);
+  }
+  return { text: `SELECT ${calls.join(', ')}`, params };
+}

@@ -1,0 +1,108 @@
+import { ScopedChunks } from './chunks.ts';
+import { isRlsError } from './errors.ts';
+import { currentVersion, latestVersion, migrateUp, type MigrationVars } from './migrations.ts';
+import { scopeSettings, type Scope } from './scope.ts';
+import { DEFAULT_SEARCH_TUNING, type SearchStrategy, type SearchTuning } from './search.ts';
+import type { Driver, PoolStats } from './sql-client.ts';
+
+/** Hooks the store calls so metrics can count without the store knowing about them. */
+export interface StoreObserver {
+  /** The database refused a statement for reaching outside its scope. */
+  rlsError?(): void;
+  /** One vector search finished. */
+  search?(seconds: number, strategy: SearchStrategy): void;
+}
+
+export interface StoreOptions {
+  /** Embedding dimensions D of `memory_chunks.embedding`. Default 384. */
+  embeddingDim?: number;
+  /** The application role. Default `app_user`. */
+  appRole?: string;
+  search?: Partial<SearchTuning>;
+  observer?: StoreObserver;
+}
+
+export interface Readiness {
+  ok: boolean;
+  schemaVersion: number;
+  expectedVersion: number;
+  error?: string;
+}
+
+/**
+ * Memory rows behind row-level security. `withScope` is the only way to them:
+ * it opens one transaction whose first statement sets the tenant and user.
+ */
+export class Store {
+  readonly embeddingDim: number;
+  readonly appRole: string;
+  private readonly tuning: SearchTuning;
+
+  constructor(
+    readonly driver: Driver,
+    private readonly opts: StoreOptions = {},
+  ) {
+    this.embeddingDim = opts.embeddingDim ?? 384;
+    this.appRole = opts.appRole ?? 'app_user';
+    this.tuning = { ...DEFAULT_SEARCH_TUNING, ...opts.search };
+  }
+
+  get migrationVars(): MigrationVars {
+    return { embeddingDim: this.embeddingDim, appRole: this.appRole };
+  }
+
+  /** Applies pending migrations as the owner and checks that D matches the table. */
+  async migrate(): Promise<number[]> {
+    const ran = await migrateUp(this.driver, this.migrationVars);
+    await this.checkDimensions();
+    return ran;
+  }
+
+  async withScope<T>(scope: Scope, fn: (chunks: ScopedChunks) => Promise<T>): Promise<T> {
+    const observer = this.opts.observer;
+    try {
+      return await this.driver.appTransaction(scopeSettings(scope), (sql) =>
+        fn(new ScopedChunks(sql, scope, this.embeddingDim, this.tuning, observer?.search?.bind(observer))),
+      );
+    } catch (err) {
+      if (isRlsError(err)) observer?.rlsError?.();
+      throw err;
+    }
+  }
+
+  /** Reachable, and the schema is at the version this code expects. */
+  async readiness(): Promise<Readiness> {
+    const expectedVersion = latestVersion();
+    try {
+      const res = await this.driver.appTransaction([], (sql) =>
+        sql.query<{ v: number | null }>('SELECT max(version)::int AS v FROM relay_migrations'),
+      );
+      const schemaVersion = res.rows[0]?.v ?? 0;
+      return { ok: schemaVersion === expectedVersion, schemaVersion, expectedVersion };
+    } catch (err) {
+      return { ok: false, schemaVersion: 0, expectedVersion, error: (err as Error).message };
+    }
+  }
+
+  poolStats(): PoolStats {
+    return this.driver.poolStats();
+  }
+
+  async close(): Promise<void> {
+    await this.driver.close();
+  }
+
+  private async checkDimensions(): Promise<void> {
+    if ((await currentVersion(this.driver)) === 0) return;
+    const res = await this.driver.ownerTransaction((sql) =>
+      sql.query<{ t: string }>(
+        `SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute
+         WHERE attrelid = 'memory_chunks'::regclass AND attname = 'embedding'`,
+      ),
+    );
+    const actual = res.rows[0]?.t;
+    if (actual !== `vector(${this.embeddingDim})`) {
+      throw new Error(`memory_chunks.embedding is ${actual}, but RELAY_EMBED_DIM is ${this.embeddingDim}: D is fixed when the store is created`);
+    }
+  }
+}
