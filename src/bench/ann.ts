@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { PLACEHOLDER_KEY_ID, placeholderSeal, placeholderUserHash } from '../crypto/index.ts';
-import { Store, type Scope, type SearchStrategy } from '../store/index.ts';
+import { Store, withVectorIndexRebuilt, type Scope, type SearchStrategy } from '../store/index.ts';
 import { ClusteredSpace, rng } from './synthetic.ts';
 
 export interface AnnBenchOptions {
@@ -95,26 +95,6 @@ async function load(store: Store, users: BenchUser[], space: ClusteredSpace, see
   await Promise.all(Array.from({ length: 4 }, worker));
 }
 
-/** Drops the HNSW index for the load and builds it once afterwards, as a bulk load should. */
-async function withIndexRebuilt(store: Store, log: (l: string) => void, fn: () => Promise<void>): Promise<void> {
-  const def = await store.driver.ownerTransaction((sql) =>
-    sql.query<{ def: string }>("SELECT pg_get_indexdef('memory_chunks_embedding_hnsw_idx'::regclass) AS def"),
-  );
-  const indexDef = def.rows[0]?.def;
-  if (!indexDef) throw new Error('memory_chunks_embedding_hnsw_idx not found: run migrations first');
-  await store.driver.ownerTransaction((sql) => sql.exec('DROP INDEX memory_chunks_embedding_hnsw_idx'));
-  try {
-    await fn();
-  } finally {
-    const started = Date.now();
-    await store.driver.ownerTransaction(async (sql) => {
-      await sql.exec("SET LOCAL maintenance_work_mem = '2GB'");
-      await sql.exec(indexDef);
-    });
-    log(`built the HNSW index in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  }
-}
-
 interface Sample {
   kind: Kind;
   ms: number;
@@ -151,8 +131,9 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
   } else {
     await cleanup(store, users);
     log(`loading ${opts.chunks} rows for ${users.length} users (interleaved bursts)`);
-    await withIndexRebuilt(store, log, () => load(store, users, space, opts.seed, log));
-    await store.driver.ownerTransaction((sql) => sql.exec('ANALYZE memory_chunks'));
+    const started = Date.now();
+    await withVectorIndexRebuilt(store.driver, () => load(store, users, space, opts.seed, log));
+    log(`loaded and indexed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }
 
   const rand = rng(opts.seed ^ 0x9e77);

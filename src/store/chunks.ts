@@ -112,19 +112,29 @@ export class ScopedChunks {
     private readonly onSearch?: (seconds: number, strategy: SearchStrategy) => void,
   ) {}
 
+  /** Stores all `chunks` with one statement. */
   async insert(chunks: readonly NewChunk[]): Promise<string[]> {
-    const ids: string[] = [];
-    for (const c of chunks) {
-      if (!isChunkId(c.id)) throw new RangeError(`chunk id is not a UUID: ${c.id}`);
-      await this.sql.query(
-        `INSERT INTO memory_chunks (id, tenant_id, user_hash, ciphertext, key_id, embedding, embedder_id, metadata, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6::vector, $7, $8::jsonb, $9)`,
-        [c.id, this.scope.tenantId, this.scope.userHash, c.ciphertext, c.keyId, toSqlVector(c.embedding, this.dim),
-          c.embedderId, JSON.stringify(c.metadata ?? {}), c.expiresAt ?? null],
-      );
-      ids.push(c.id);
-    }
-    return ids;
+    if (chunks.length === 0) return [];
+    for (const c of chunks) if (!isChunkId(c.id)) throw new RangeError(`chunk id is not a UUID: ${c.id}`);
+    // Arrays travel as text[] (hex for bytes) so both drivers bind them the same way.
+    await this.sql.query(
+      `INSERT INTO memory_chunks (id, tenant_id, user_hash, ciphertext, key_id, embedding, embedder_id, metadata, expires_at)
+       SELECT u.id::uuid, $1, $2, decode(u.ct, 'hex'), u.kid, u.emb::vector, u.eid, u.meta::jsonb, u.exp::timestamptz
+       FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+            AS u(id, ct, kid, emb, eid, meta, exp)`,
+      [
+        this.scope.tenantId,
+        this.scope.userHash,
+        chunks.map((c) => c.id),
+        chunks.map((c) => c.ciphertext.toString('hex')),
+        chunks.map((c) => c.keyId),
+        chunks.map((c) => toSqlVector(c.embedding, this.dim)),
+        chunks.map((c) => c.embedderId),
+        chunks.map((c) => JSON.stringify(c.metadata ?? {})),
+        chunks.map((c) => c.expiresAt?.toISOString() ?? null),
+      ],
+    );
+    return chunks.map((c) => c.id);
   }
 
   async get(id: string): Promise<Chunk | null> {

@@ -31,7 +31,8 @@ function wrap(tx: Transaction): SqlClient {
 export async function createPgliteDriver(opts: PgliteDriverOptions = {}): Promise<Driver> {
   const dataDir = opts.dataDir && opts.dataDir !== 'memory://' ? opts.dataDir : undefined;
   if (dataDir) mkdirSync(dataDir, { recursive: true });
-  const db = await PGlite.create(dataDir, { extensions: { vector } });
+  const options = { extensions: { vector } };
+  const db = dataDir ? await PGlite.create(dataDir, options) : await PGlite.create(options);
   const appRole = opts.appRole ?? 'app_user';
   if (!/^[a-z_][a-z0-9_]*$/.test(appRole)) throw new Error(`invalid app role name: ${appRole}`);
   // The embedded database plays both roles: its superuser is the owner, app_user is created here.

@@ -3,7 +3,7 @@ import { isRlsError } from './errors.ts';
 import { currentVersion, latestVersion, migrateUp, type MigrationVars } from './migrations.ts';
 import { scopeSettings, type Scope } from './scope.ts';
 import { DEFAULT_SEARCH_TUNING, type SearchStrategy, type SearchTuning } from './search.ts';
-import type { Driver, PoolStats } from './sql-client.ts';
+import type { Driver, PoolStats, SqlClient } from './sql-client.ts';
 
 /** Hooks the store calls so metrics can count without the store knowing about them. */
 export interface StoreObserver {
@@ -58,14 +58,21 @@ export class Store {
     return ran;
   }
 
-  async withScope<T>(scope: Scope, fn: (chunks: ScopedChunks) => Promise<T>): Promise<T> {
-    const observer = this.opts.observer;
+  /** Runs `fn` with the chunks of one scope, in one transaction. */
+  withScope<T>(scope: Scope, fn: (chunks: ScopedChunks) => Promise<T>): Promise<T> {
+    const onSearch = this.opts.observer?.search?.bind(this.opts.observer);
+    return this.withScopeSql(scope, (sql) => fn(new ScopedChunks(sql, scope, this.embeddingDim, this.tuning, onSearch)));
+  }
+
+  /**
+   * Runs `fn` with a SQL client in one transaction whose first statement set `scope`.
+   * For statements ScopedChunks does not offer; the policies apply all the same.
+   */
+  async withScopeSql<T>(scope: Scope, fn: (sql: SqlClient) => Promise<T>): Promise<T> {
     try {
-      return await this.driver.appTransaction(scopeSettings(scope), (sql) =>
-        fn(new ScopedChunks(sql, scope, this.embeddingDim, this.tuning, observer?.search?.bind(observer))),
-      );
+      return await this.driver.appTransaction(scopeSettings(scope), fn);
     } catch (err) {
-      if (isRlsError(err)) observer?.rlsError?.();
+      if (isRlsError(err)) this.opts.observer?.rlsError?.();
       throw err;
     }
   }

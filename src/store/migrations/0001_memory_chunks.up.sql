@@ -1,5 +1,5 @@
 -- Memory chunks, one row per stored piece of text, scoped to tenant and user.
--- {{embedding_dim}} and {{app_role}} are filled in by the migrator (validated identifiers/integers).
+-- The migrator fills in the embedding dimensions and the app role (both validated) where the braces stand.
 CREATE EXTENSION IF NOT EXISTS vector;
 
 CREATE TABLE memory_chunks (

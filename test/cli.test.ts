@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import pg from 'pg';
+
+function relay(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const clean = { ...process.env };
+  delete clean.DATABASE_URL;
+  delete clean.RELAY_MIGRATE_URL;
+  const run = spawnSync(process.execPath, ['bin/relay.mjs', ...args], { env: { ...clean, ...env }, encoding: 'utf8', timeout: 120_000 });
+  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
+describe('relay CLI (embedded store)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'relay-cli-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const env = { RELAY_DATA_DIR: join(dir, 'data') };
+
+  it('migrates up, reports status, and migrates down', () => {
+    const pending = relay(['migrate', 'status'], env);
+    assert.equal(pending.code, 0, pending.stderr);
+    assert.match(pending.stdout, /^0001 memory_chunks\s+pending$/m);
+    const up = relay(['migrate', 'up'], env);
+    assert.equal(up.code, 0, up.stderr);
+    assert.match(up.stdout, /applied 1/);
+    assert.match(relay(['migrate', 'status'], env).stdout, /^0001 memory_chunks\s+applied \d{4}-/m);
+    assert.match(relay(['migrate', 'up'], env).stdout, /nothing to apply/);
+    const down = relay(['migrate', 'down', '--to', '0'], env);
+    assert.equal(down.code, 0, down.stderr);
+    assert.match(down.stdout, /reverted 1/);
+  });
+
+  it('exits 2 with usage on a bad command or flag', () => {
+    const bad = relay(['fly']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /unknown command fly/);
+    const badTo = relay(['migrate', 'down', '--to', 'two'], env);
+    assert.equal(badTo.code, 2);
+    assert.match(badTo.stderr, /--to must be a whole number/);
+  });
+
+  it('fails fast naming a bad environment variable', () => {
+    const run = relay(['migrate', 'status'], { ...env, RELAY_EMBED_DIM: 'big' });
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /RELAY_EMBED_DIM/);
+  });
+
+  it('refuses bench ann without a server store', () => {
+    const run = relay(['bench', 'ann'], env);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /DATABASE_URL and RELAY_MIGRATE_URL/);
+  });
+});
+
+const adminUrl = process.env.RELAY_TEST_ADMIN_URL;
+if (adminUrl) {
+  describe('relay db setup (server)', () => {
+    const db = `relay_setup_${randomBytes(4).toString('hex')}`;
+    after(async () => {
+      const c = new pg.Client({ connectionString: adminUrl });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+      await c.end();
+    });
+
+    it('creates database, roles, pgvector and schema, and a second run changes nothing', async () => {
+      const first = relay(['db', 'setup', '--admin-url', adminUrl, '--db', db]);
+      assert.equal(first.code, 0, first.stderr);
+      const lines = first.stdout.trim().split('\n');
+      assert.equal(lines.length, 2);
+      assert.match(lines[0]!, new RegExp(`^DATABASE_URL=postgres://app_user@[^/]+/${db}$`));
+      assert.match(lines[1]!, new RegExp(`^RELAY_MIGRATE_URL=postgres://relay_owner@[^/]+/${db}$`));
+      assert.match(first.stderr, new RegExp(`created database ${db}`));
+
+      const second = relay(['db', 'setup', '--admin-url', adminUrl, '--db', db]);
+      assert.equal(second.code, 0, second.stderr);
+      assert.equal(second.stdout, first.stdout);
+      assert.match(second.stderr, /everything was already in place/);
+
+      const c = new pg.Client({ connectionString: lines[0]!.slice('DATABASE_URL='.length) });
+      await c.connect();
+      try {
+        const me = await c.query("SELECT current_user AS u, (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS v");
+        assert.equal(me.rows[0].u, 'app_user');
+        assert.match(me.rows[0].v, /^0\.8\./);
+        const seen = await c.query('SELECT count(*)::int AS n FROM memory_chunks');
+        assert.equal(seen.rows[0].n, 0);
+        await assert.rejects(c.query('CREATE TABLE sneaky (x int)'), (e: { code?: string }) => e.code === '42501');
+      } finally {
+        await c.end();
+      }
+    });
+
+    it('refuses names that are not plain identifiers', () => {
+      const run = relay(['db', 'setup', '--admin-url', adminUrl, '--db', 'x; DROP DATABASE postgres']);
+      assert.equal(run.code, 1);
+      assert.match(run.stderr, /database name must match/);
+    });
+  });
+}

@@ -1,0 +1,40 @@
+import { createPgDriver, createPgliteDriver, Store, type SearchTuning, type StoreObserver } from '../../src/store/index.ts';
+
+/** One store the suites run against: the embedded PGlite always, a server PostgreSQL when configured. */
+export interface Target {
+  name: 'pglite' | 'pg';
+  open(opts?: { search?: Partial<SearchTuning>; observer?: StoreObserver }): Promise<Store>;
+}
+
+const pglite: Target = {
+  name: 'pglite',
+  async open(opts = {}) {
+    const store = new Store(await createPgliteDriver({ dataDir: 'memory://' }), opts);
+    await store.migrate();
+    return store;
+  },
+};
+
+/**
+ * The server target when RELAY_TEST_DATABASE_URL is set. A configured server that
+ * cannot be reached fails the suite (the connection error propagates); it is never skipped.
+ */
+function serverTarget(): Target | null {
+  const appUrl = process.env.RELAY_TEST_DATABASE_URL;
+  if (!appUrl) return null;
+  const ownerUrl = process.env.RELAY_TEST_MIGRATE_URL;
+  if (!ownerUrl) throw new Error('RELAY_TEST_DATABASE_URL is set but RELAY_TEST_MIGRATE_URL is not');
+  return {
+    name: 'pg',
+    async open(opts = {}) {
+      const store = new Store(createPgDriver({ appUrl, ownerUrl, poolMax: 4 }), opts);
+      await store.migrate();
+      return store;
+    },
+  };
+}
+
+export function targets(): Target[] {
+  const server = serverTarget();
+  return server ? [pglite, server] : [pglite];
+}
