@@ -2,9 +2,13 @@
 # Builds and installs pgvector for the local PostgreSQL server from Debian's own
 # source package (trixie ships pgvector 0.8.x; bookworm's is too old).
 # The mirror is taken from this machine's apt sources: no host is written here.
-# Usage: install-pgvector.sh [PG_MAJOR]   (default: the newest installed server)
+# It is compiled with pgvector's own default flags (-march=native): it runs on the machine
+# that built it, and its distance loops are several times faster vectorised.
+# Usage: install-pgvector.sh [--force] [PG_MAJOR]   (default: the newest installed server)
 set -euo pipefail
 
+force=0
+if [ "${1:-}" = "--force" ]; then force=1; shift; fi
 pg_major="${1:-}"
 if [ -z "$pg_major" ]; then
   pg_major=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1)
@@ -12,7 +16,7 @@ fi
 [ -n "$pg_major" ] || { echo "install-pgvector: no PostgreSQL server under /usr/lib/postgresql" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "install-pgvector: must run as root (apt-get, make install)" >&2; exit 1; }
 
-if [ -f "/usr/share/postgresql/$pg_major/extension/vector.control" ]; then
+if [ "$force" = 0 ] && [ -f "/usr/share/postgresql/$pg_major/extension/vector.control" ]; then
   echo "install-pgvector: vector already installed for PostgreSQL $pg_major"
   exit 0
 fi
@@ -40,11 +44,12 @@ apt-get install -y -qq --no-install-recommends "postgresql-server-dev-$pg_major"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+chown _apt "$work" 2>/dev/null || true  # apt-get source downloads as the unprivileged _apt user
 cd "$work"
 apt-get source -qq --download-only pgvector >/dev/null
 dpkg-source -x --no-check ./pgvector_*.dsc src >/dev/null
 cd src
 version=$(dpkg-parsechangelog -S Version 2>/dev/null || echo unknown)
-make -s PG_CONFIG="/usr/lib/postgresql/$pg_major/bin/pg_config" OPTFLAGS="" >/dev/null
+make -s PG_CONFIG="/usr/lib/postgresql/$pg_major/bin/pg_config" >/dev/null
 make -s PG_CONFIG="/usr/lib/postgresql/$pg_major/bin/pg_config" install >/dev/null
 echo "install-pgvector: built and installed pgvector $version for PostgreSQL $pg_major"

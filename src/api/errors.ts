@@ -2,9 +2,7 @@
 export const ErrorCode = {
   BadRequest: 'bad_request',
   NotFound: 'not_found',
-  MethodNotAllowed: 'method_not_allowed',
   PayloadTooLarge: 'payload_too_large',
-  NotReady: 'not_ready',
   Internal: 'internal',
 } as const;
 

@@ -22,7 +22,21 @@ export async function withVectorIndexRebuilt(driver: Driver, load: () => Promise
     await driver.ownerTransaction(async (sql) => {
       await sql.exec("SET LOCAL maintenance_work_mem = '1GB'");
       await sql.exec(indexDef);
-      await sql.exec('ANALYZE memory_chunks');
     });
+    // Sets the visibility map too, so scope counts are index-only from the start.
+    await driver.ownerSession((sql) => sql.exec('VACUUM (ANALYZE) memory_chunks'));
   }
+}
+
+/**
+ * Loads memory_chunks and its indexes into shared buffers with pg_prewarm, when the
+ * extension is installed (`relay db setup` installs it). Returns the relations warmed,
+ * or an empty list when pg_prewarm is not there.
+ */
+export async function prewarm(driver: Driver): Promise<string[]> {
+  const rels = ['memory_chunks', 'memory_chunks_scope_idx', 'memory_chunks_pkey', VECTOR_INDEX];
+  const has = await driver.ownerTransaction((sql) => sql.query("SELECT 1 FROM pg_extension WHERE extname = 'pg_prewarm'"));
+  if (has.rowCount === 0) return [];
+  await driver.ownerTransaction((sql) => sql.query('SELECT pg_prewarm(r::regclass) FROM unnest($1::text[]) AS r', [rels]));
+  return rels;
 }

@@ -223,20 +223,12 @@ export class ScopedChunks {
     if (!Number.isInteger(k) || k < 1 || k > 1000) throw new RangeError('k must be an integer in 1..1000');
     const vector = toSqlVector(embedding, this.dim);
     const started = process.hrtime.bigint();
-    const { neighbours, strategy } = await nearestInScope(this.sql, this.scope.tenantId, this.scope.userHash, vector, k, this.tuning);
+    const { neighbours, strategy } = await nearestInScope<ChunkRecord>(
+      this.sql, COLUMNS, this.scope.tenantId, this.scope.userHash, vector, k, this.tuning,
+    );
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.onSearch?.(seconds, strategy);
-    if (neighbours.length === 0) return { hits: [], strategy, seconds };
-    const res = await this.sql.query<ChunkRecord>(
-      `SELECT ${COLUMNS} FROM memory_chunks WHERE id = ANY($1::uuid[]) AND tenant_id = $2 AND user_hash = $3`,
-      [neighbours.map((n) => n.id), this.scope.tenantId, this.scope.userHash],
-    );
-    const byId = new Map(res.rows.map((r) => [r.id, toChunk(r)]));
-    const hits: SearchHit[] = [];
-    for (const n of neighbours) {
-      const chunk = byId.get(n.id);
-      if (chunk) hits.push({ ...chunk, distance: n.distance });
-    }
+    const hits = neighbours.map((n) => ({ ...toChunk(n.row), distance: n.distance }));
     return { hits, strategy, seconds };
   }
 }

@@ -9,4 +9,4 @@ export { createPgliteDriver, type PgliteDriverOptions } from './pglite-driver.ts
 export type { Driver, PoolStats, SqlClient } from './sql-client.ts';
 export { setupDatabase, type SetupOptions, type SetupResult } from './setup.ts';
 export { openStore, type OpenStoreOptions, type StoreLocation } from './open.ts';
-export { withVectorIndexRebuilt } from './bulk-load.ts';
+export { prewarm, withVectorIndexRebuilt } from './bulk-load.ts';

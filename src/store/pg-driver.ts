@@ -50,6 +50,17 @@ export function createPgDriver(opts: PgDriverOptions): Driver {
   // the pool drops that client and the next checkout gets a fresh one.
   pool.on('error', () => undefined);
 
+  async function ownerSession<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    if (!opts.ownerUrl) throw new Error('RELAY_MIGRATE_URL is not set: the migration owner login is needed to migrate');
+    const client = new pg.Client({ connectionString: opts.ownerUrl, application_name: 'relay-memory-migrate' });
+    await client.connect();
+    try {
+      return await fn(client);
+    } finally {
+      await client.end();
+    }
+  }
+
   return {
     kind: 'pg',
     async appTransaction(settings: Settings, fn) {
@@ -64,15 +75,11 @@ export function createPgDriver(opts: PgDriverOptions): Driver {
         client.release(broken);
       }
     },
-    async ownerTransaction(fn) {
-      if (!opts.ownerUrl) throw new Error('RELAY_MIGRATE_URL is not set: the migration owner login is needed to migrate');
-      const client = new pg.Client({ connectionString: opts.ownerUrl, application_name: 'relay-memory-migrate' });
-      await client.connect();
-      try {
-        return await inTransaction(client, null, fn);
-      } finally {
-        await client.end();
-      }
+    ownerTransaction(fn) {
+      return ownerSession((client) => inTransaction(client, null, fn));
+    },
+    ownerSession(fn) {
+      return ownerSession((client) => fn(wrap(client)));
     },
     poolStats(): PoolStats {
       return { size: poolMax, busy: pool.totalCount - pool.idleCount, waiting: pool.waitingCount };

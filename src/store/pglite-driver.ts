@@ -10,7 +10,7 @@ export interface PgliteDriverOptions {
   appRole?: string;
 }
 
-function wrap(tx: Transaction): SqlClient {
+function wrap(tx: Transaction | PGlite): SqlClient {
   return {
     async query<R extends Row>(text: string, params?: readonly unknown[]) {
       const res = await tx.query<R>(text, params as unknown[] | undefined);
@@ -53,6 +53,9 @@ export async function createPgliteDriver(opts: PgliteDriverOptions = {}): Promis
     },
     async ownerTransaction(fn) {
       return db.transaction(async (tx) => fn(wrap(tx)));
+    },
+    async ownerSession(fn) {
+      return fn(wrap(db));
     },
     poolStats() {
       // One connection: it is either inside a transaction or free.

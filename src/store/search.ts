@@ -1,10 +1,10 @@
-import type { SqlClient } from './sql-client.ts';
+import type { Settings, SqlClient } from './sql-client.ts';
 
 /** How the nearest neighbours of one scope are found. */
 export interface SearchTuning {
   /**
    * Scopes with at most this many rows are searched exactly (B-tree on tenant/user,
-   * then a distance sort). Larger scopes use HNSW with iterative scans. Default 20000.
+   * then a distance sort). Larger scopes use HNSW with iterative scans. Default 2000.
    */
   exactMax: number;
   /** `hnsw.ef_search` for large scopes. Default 100. */
@@ -13,80 +13,99 @@ export interface SearchTuning {
   maxScanTuples: number;
 }
 
-export const DEFAULT_SEARCH_TUNING: SearchTuning = { exactMax: 20000, efSearch: 100, maxScanTuples: 20000 };
+export const DEFAULT_SEARCH_TUNING: SearchTuning = { exactMax: 2000, efSearch: 100, maxScanTuples: 20000 };
+
+/**
+ * Transaction-local pgvector settings, applied with the scope in the transaction's
+ * first statement. Relaxed order lets an iterative scan go on past rows the scope
+ * filter drops; the query re-sorts what it returns.
+ */
+export function searchSettings(tuning: SearchTuning): Settings {
+  return [
+    ['hnsw.ef_search', String(tuning.efSearch)],
+    ['hnsw.iterative_scan', 'relaxed_order'],
+    ['hnsw.max_scan_tuples', String(tuning.maxScanTuples)],
+  ];
+}
 
 export type SearchStrategy = 'exact' | 'hnsw' | 'hnsw_then_exact';
 
-export interface Neighbour {
-  id: string;
+export interface Neighbour<R> {
+  row: R;
   distance: number;
 }
 
-export interface NeighbourResult {
-  neighbours: Neighbour[];
+export interface NeighbourResult<R> {
+  neighbours: Array<Neighbour<R>>;
   strategy: SearchStrategy;
 }
 
-const LIVE = '(expires_at IS NULL OR expires_at > now())';
-
-/** Upper bound on the scope's rows, capped at `cap` so large scopes cost no more than small ones. */
-async function scopeSize(sql: SqlClient, tenantId: string, userHash: Buffer, cap: number): Promise<number> {
-  const res = await sql.query<{ n: number }>(
-    'SELECT count(*)::int AS n FROM (SELECT 1 FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 LIMIT $3) s',
-    [tenantId, userHash, cap],
-  );
-  return res.rows[0]?.n ?? 0;
-}
+const SCOPE = 'FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 AND (expires_at IS NULL OR expires_at > now())';
 
 /**
- * Every live row of the scope, by distance. MATERIALIZED keeps the planner from
- * answering with the HNSW index, whose post-filter could return fewer than k rows.
+ * Exact: every live row of the scope by distance. MATERIALIZED keeps the planner
+ * from answering with the HNSW index, whose post-filter could return fewer than k rows.
  */
-async function exact(sql: SqlClient, tenantId: string, userHash: Buffer, vector: string, k: number): Promise<Neighbour[]> {
-  const res = await sql.query<{ id: string; distance: number }>(
-    `WITH c AS MATERIALIZED (
-       SELECT id, embedding <=> $3::vector AS distance FROM memory_chunks
-       WHERE tenant_id = $1 AND user_hash = $2 AND ${LIVE})
-     SELECT id, distance FROM c ORDER BY distance, id LIMIT $4`,
-    [tenantId, userHash, vector, k],
-  );
-  return res.rows;
+const EXACT = `s AS MATERIALIZED (SELECT id, embedding <=> $3::vector AS distance ${SCOPE}),
+  c AS (SELECT id, distance FROM s ORDER BY distance, id LIMIT $4)`;
+
+/**
+ * One statement that picks its own path: an index-only count of the scope, capped at $5,
+ * gates two branches with one-time filters, so only one of them runs — exact for a small
+ * scope, HNSW (iterative scan) for a large one.
+ */
+const ADAPTIVE = `n AS MATERIALIZED (SELECT count(*)::int AS n FROM (SELECT 1 FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 LIMIT $5) x),
+  s AS MATERIALIZED (SELECT id, embedding <=> $3::vector AS distance ${SCOPE}),
+  c AS (
+    (SELECT id, distance FROM s WHERE (SELECT n FROM n) < $5 ORDER BY distance, id LIMIT $4)
+    UNION ALL
+    (SELECT id, distance FROM (
+       SELECT id, embedding <=> $3::vector AS distance ${SCOPE} AND (SELECT n FROM n) >= $5
+       ORDER BY embedding <=> $3::vector LIMIT $4) a))`;
+
+/**
+ * The candidates joined back to their rows: k primary-key lookups. The LIMIT keeps the
+ * planner from flattening the LATERAL into a join that, misled by the RLS InitPlans'
+ * unknown values, hashes the whole scope.
+ */
+function withRows(ctes: string, columns: string, extra = ''): string {
+  return `WITH ${ctes}
+    SELECT m.*, c.distance${extra} FROM c CROSS JOIN LATERAL (SELECT ${columns} FROM memory_chunks WHERE id = c.id LIMIT 1) m
+    ORDER BY c.distance, c.id`;
 }
 
-/** HNSW with pgvector 0.8's iterative scan, re-sorted because relaxed order may swap neighbours. */
-async function approximate(sql: SqlClient, tenantId: string, userHash: Buffer, vector: string, k: number, tuning: SearchTuning): Promise<Neighbour[]> {
-  await sql.query(
-    `SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),
-            set_config('hnsw.max_scan_tuples', $2, true)`,
-    [String(Math.max(tuning.efSearch, k)), String(tuning.maxScanTuples)],
-  );
-  const res = await sql.query<{ id: string; distance: number }>(
-    `WITH c AS MATERIALIZED (
-       SELECT id, embedding <=> $3::vector AS distance FROM memory_chunks
-       WHERE tenant_id = $1 AND user_hash = $2 AND ${LIVE}
-       ORDER BY embedding <=> $3::vector LIMIT $4)
-     SELECT id, distance FROM c ORDER BY distance, id`,
-    [tenantId, userHash, vector, k],
-  );
-  return res.rows;
-}
+type Found<R> = Array<Neighbour<R> & { scopeRows?: number }>;
 
 /**
  * The k nearest live rows of one scope: always min(k, live rows in scope).
- * Small scopes are searched exactly; large ones with HNSW, and when the index comes
- * back short (a selective filter, expired rows) the exact search answers instead.
+ * Small scopes are searched exactly, large ones with HNSW; when the index comes back
+ * short (a selective filter, expired rows), the exact search answers instead.
  */
-export async function nearestInScope(
+export async function nearestInScope<R>(
   sql: SqlClient,
+  columns: string,
   tenantId: string,
   userHash: Buffer,
   vector: string,
   k: number,
   tuning: SearchTuning,
-): Promise<NeighbourResult> {
-  const size = await scopeSize(sql, tenantId, userHash, tuning.exactMax + 1);
-  if (size <= tuning.exactMax) return { neighbours: await exact(sql, tenantId, userHash, vector, k), strategy: 'exact' };
-  const found = await approximate(sql, tenantId, userHash, vector, k, tuning);
-  if (found.length >= k) return { neighbours: found, strategy: 'hnsw' };
-  return { neighbours: await exact(sql, tenantId, userHash, vector, k), strategy: 'hnsw_then_exact' };
+): Promise<NeighbourResult<R>> {
+  const cap = tuning.exactMax + 1;
+  const run = async (text: string, params: unknown[]): Promise<Found<R>> => {
+    const res = await sql.query<Record<string, unknown>>(text, params);
+    return res.rows.map(({ scope_rows, ...row }) => ({
+      row: row as R,
+      distance: Number(row.distance),
+      scopeRows: typeof scope_rows === 'number' ? scope_rows : undefined,
+    }));
+  };
+  const params = [tenantId, userHash, vector, k];
+  const found = await run(withRows(ADAPTIVE, columns, ', (SELECT n FROM n) AS scope_rows'), [...params, cap]);
+  const large = (found[0]?.scopeRows ?? 0) >= cap;
+  if (found.length >= k) return { neighbours: found, strategy: large ? 'hnsw' : 'exact' };
+  // Short. Under the cap the exact branch ran, so that is all there is; over it, or when
+  // nothing came back (the count is then unknown), the exact search settles it.
+  if (found.length > 0 && !large) return { neighbours: found, strategy: 'exact' };
+  const exact = await run(withRows(EXACT, columns), params);
+  return { neighbours: exact, strategy: found.length > 0 || exact.length > 0 ? 'hnsw_then_exact' : 'exact' };
 }

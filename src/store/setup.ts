@@ -130,6 +130,15 @@ export async function setupDatabase(opts: SetupOptions): Promise<SetupResult> {
   const adminDbUrl = databaseUrl(opts.adminUrl, opts.database);
   await ensureVector(adminDbUrl, opts, changes);
   await withClient(adminDbUrl, async (c) => {
+    // pg_prewarm (contrib) lets the owner load the vector index into shared buffers after a
+    // restart or bulk load; optional, so a server without contrib still sets up.
+    const prewarm = await c.query("SELECT 1 FROM pg_extension WHERE extname = 'pg_prewarm'");
+    if (prewarm.rowCount === 0) {
+      await c.query('CREATE EXTENSION IF NOT EXISTS pg_prewarm').then(
+        () => changes.push('created extension pg_prewarm'),
+        () => opts.log?.('pg_prewarm is not available on this server; skipping it'),
+      );
+    }
     await c.query(`ALTER DATABASE ${opts.database} OWNER TO ${ownerRole}`);
     await c.query(`REVOKE ALL ON DATABASE ${opts.database} FROM PUBLIC`);
     await c.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${opts.database} TO ${appRole}`);

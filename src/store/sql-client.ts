@@ -39,6 +39,8 @@ export interface Driver {
   appTransaction<T>(settings: Settings, fn: (sql: SqlClient) => Promise<T>): Promise<T>;
   /** Runs `fn` in one transaction as the migration owner. */
   ownerTransaction<T>(fn: (sql: SqlClient) => Promise<T>): Promise<T>;
+  /** Runs `fn` as the migration owner outside a transaction (VACUUM cannot run inside one). */
+  ownerSession<T>(fn: (sql: SqlClient) => Promise<T>): Promise<T>;
   poolStats(): PoolStats;
   close(): Promise<void>;
 }

@@ -2,8 +2,8 @@ import { ScopedChunks } from './chunks.ts';
 import { isRlsError } from './errors.ts';
 import { currentVersion, latestVersion, migrateUp, type MigrationVars } from './migrations.ts';
 import { scopeSettings, type Scope } from './scope.ts';
-import { DEFAULT_SEARCH_TUNING, type SearchStrategy, type SearchTuning } from './search.ts';
-import type { Driver, PoolStats, SqlClient } from './sql-client.ts';
+import { DEFAULT_SEARCH_TUNING, searchSettings, type SearchStrategy, type SearchTuning } from './search.ts';
+import type { Driver, PoolStats, Settings, SqlClient } from './sql-client.ts';
 
 /** Hooks the store calls so metrics can count without the store knowing about them. */
 export interface StoreObserver {
@@ -37,6 +37,7 @@ export class Store {
   readonly embeddingDim: number;
   readonly appRole: string;
   private readonly tuning: SearchTuning;
+  private readonly searchSettings: Settings;
 
   constructor(
     readonly driver: Driver,
@@ -45,6 +46,7 @@ export class Store {
     this.embeddingDim = opts.embeddingDim ?? 384;
     this.appRole = opts.appRole ?? 'app_user';
     this.tuning = { ...DEFAULT_SEARCH_TUNING, ...opts.search };
+    this.searchSettings = searchSettings(this.tuning);
   }
 
   get migrationVars(): MigrationVars {
@@ -61,16 +63,20 @@ export class Store {
   /** Runs `fn` with the chunks of one scope, in one transaction. */
   withScope<T>(scope: Scope, fn: (chunks: ScopedChunks) => Promise<T>): Promise<T> {
     const onSearch = this.opts.observer?.search?.bind(this.opts.observer);
-    return this.withScopeSql(scope, (sql) => fn(new ScopedChunks(sql, scope, this.embeddingDim, this.tuning, onSearch)));
+    return this.run(scope, this.searchSettings, (sql) => fn(new ScopedChunks(sql, scope, this.embeddingDim, this.tuning, onSearch)));
   }
 
   /**
    * Runs `fn` with a SQL client in one transaction whose first statement set `scope`.
    * For statements ScopedChunks does not offer; the policies apply all the same.
    */
-  async withScopeSql<T>(scope: Scope, fn: (sql: SqlClient) => Promise<T>): Promise<T> {
+  withScopeSql<T>(scope: Scope, fn: (sql: SqlClient) => Promise<T>): Promise<T> {
+    return this.run(scope, [], fn);
+  }
+
+  private async run<T>(scope: Scope, extra: Settings, fn: (sql: SqlClient) => Promise<T>): Promise<T> {
     try {
-      return await this.driver.appTransaction(scopeSettings(scope), fn);
+      return await this.driver.appTransaction([...scopeSettings(scope), ...extra], fn);
     } catch (err) {
       if (isRlsError(err)) this.opts.observer?.rlsError?.();
       throw err;
