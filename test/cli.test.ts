@@ -102,3 +102,24 @@ if (adminUrl) {
     });
   });
 }
+
+describe('embedded data folder', () => {
+  it('refuses a second process while the first holds it, and is free again after', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'relay-lock-'));
+    try {
+      const { createPgliteDriver } = await import('../src/store/index.ts');
+      const first = await createPgliteDriver({ dataDir: dir });
+      try {
+        const second = relay(['migrate', 'status'], { RELAY_DATA_DIR: dir });
+        assert.equal(second.code, 1);
+        assert.match(second.stderr, new RegExp(`in use by process ${process.pid}`));
+      } finally {
+        await first.close();
+      }
+      const after = relay(['migrate', 'status'], { RELAY_DATA_DIR: dir });
+      assert.equal(after.code, 0, after.stderr);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -79,6 +79,8 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((err: unknown) => {
   const usage = err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
-  console.error(`relay: ${err instanceof Error ? (usage || err instanceof ConfigError ? err.message : (err.stack ?? err.message)) : String(err)}`);
+  // Operators get the message; the stack only when asked for (LOG_LEVEL=debug or trace).
+  const verbose = ['debug', 'trace'].includes(process.env.LOG_LEVEL ?? '') && !usage && !(err instanceof ConfigError);
+  console.error(`relay: ${err instanceof Error ? (verbose ? (err.stack ?? err.message) : err.message) : String(err)}`);
   process.exitCode = usage ? 2 : 1;
 });

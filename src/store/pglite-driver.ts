@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite/vector';
+import { lockDataDir } from './dir-lock.ts';
 import { setConfigStatement, type Driver, type Row, type Settings, type SqlClient } from './sql-client.ts';
 
 export interface PgliteDriverOptions {
@@ -31,8 +32,15 @@ function wrap(tx: Transaction | PGlite): SqlClient {
 export async function createPgliteDriver(opts: PgliteDriverOptions = {}): Promise<Driver> {
   const dataDir = opts.dataDir && opts.dataDir !== 'memory://' ? opts.dataDir : undefined;
   if (dataDir) mkdirSync(dataDir, { recursive: true });
+  const unlock = dataDir ? lockDataDir(dataDir) : () => undefined;
   const options = { extensions: { vector } };
-  const db = dataDir ? await PGlite.create(dataDir, options) : await PGlite.create(options);
+  let db: PGlite;
+  try {
+    db = dataDir ? await PGlite.create(dataDir, options) : await PGlite.create(options);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   const appRole = opts.appRole ?? 'app_user';
   if (!/^[a-z_][a-z0-9_]*$/.test(appRole)) throw new Error(`invalid app role name: ${appRole}`);
   // The embedded database plays both roles: its superuser is the owner, app_user is created here.
@@ -62,7 +70,11 @@ export async function createPgliteDriver(opts: PgliteDriverOptions = {}): Promis
       return { size: 1, busy: db.isInTransaction() ? 1 : 0, waiting: 0 };
     },
     async close() {
-      await db.close();
+      try {
+        await db.close();
+      } finally {
+        unlock();
+      }
     },
   };
 }
