@@ -29,14 +29,18 @@ export async function withVectorIndexRebuilt(driver: Driver, load: () => Promise
 }
 
 /**
- * Loads memory_chunks and its indexes into shared buffers with pg_prewarm, when the
+ * Loads memory_chunks and all its indexes (the per-scope ones too) into shared buffers with pg_prewarm, when the
  * extension is installed (`relay db setup` installs it). Returns the relations warmed,
  * or an empty list when pg_prewarm is not there.
  */
 export async function prewarm(driver: Driver): Promise<string[]> {
-  const rels = ['memory_chunks', 'memory_chunks_scope_idx', 'memory_chunks_pkey', VECTOR_INDEX];
   const has = await driver.ownerTransaction((sql) => sql.query("SELECT 1 FROM pg_extension WHERE extname = 'pg_prewarm'"));
   if (has.rowCount === 0) return [];
-  await driver.ownerTransaction((sql) => sql.query('SELECT pg_prewarm(r::regclass) FROM unnest($1::text[]) AS r', [rels]));
-  return rels;
+  const warmed = await driver.ownerTransaction((sql) =>
+    sql.query<{ rel: string }>(
+      `SELECT r.oid::regclass::text AS rel, pg_prewarm(r.oid) FROM pg_class r
+        WHERE r.oid = 'memory_chunks'::regclass OR r.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'memory_chunks'::regclass)`,
+    ),
+  );
+  return warmed.rows.map((r) => r.rel);
 }

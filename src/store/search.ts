@@ -25,6 +25,15 @@ export function searchSettings(tuning: SearchTuning): Settings {
     ['hnsw.ef_search', String(tuning.efSearch)],
     ['hnsw.iterative_scan', 'relaxed_order'],
     ['hnsw.max_scan_tuples', String(tuning.maxScanTuples)],
+    // The HNSW branch runs only for a large scope, but the planner prices it before the
+    // count is known and, from column statistics, may guess the scope is small and plan a
+    // B-tree scan plus a sort of the whole scope. Pricing sorts out leaves it the vector
+    // indexes (the scope's own partial one when `relay db index-scopes` built it); the
+    // sorts the statement needs (top-k of the exact branch, the final order) stay.
+    ['enable_sort', 'off'],
+    // …which pushes the statement's estimated cost past jit_above_cost: compiling it would
+    // take far longer (hundreds of ms) than running it.
+    ['jit', 'off'],
   ];
 }
 

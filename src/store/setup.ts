@@ -112,7 +112,9 @@ export async function setupDatabase(opts: SetupOptions): Promise<SetupResult> {
   const changes: string[] = [];
 
   await withClient(opts.adminUrl, async (c) => {
-    await ensureRole(c, ownerRole, 'LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE', opts.ownerPassword, changes);
+    // The owner is the maintenance login (migrations, per-scope indexes, key re-sealing and
+    // shredding): work that spans users, so it bypasses RLS. The service never uses it.
+    await ensureRole(c, ownerRole, 'LOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE', opts.ownerPassword, changes);
     await ensureRole(c, appRole, 'LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT', opts.appPassword, changes);
     const member = await c.query(
       `SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member

@@ -36,7 +36,7 @@ export interface Readiness {
 export class Store {
   readonly embeddingDim: number;
   readonly appRole: string;
-  private readonly tuning: SearchTuning;
+  readonly tuning: Readonly<SearchTuning>;
   private readonly searchSettings: Settings;
 
   constructor(

@@ -1,0 +1,113 @@
+import { createHash } from 'node:crypto';
+import type { Driver } from './sql-client.ts';
+
+/** Partial HNSW indexes made here are named with this prefix (and nothing else is). */
+export const SCOPE_INDEX_PREFIX = 'memory_chunks_hnsw_scope_';
+
+export interface ScopeIndexOptions {
+  /** Scopes with at least this many rows get an HNSW index of their own. Default 2000. */
+  minRows?: number;
+  /**
+   * Scopes holding more than this share of the table are left to the table-wide index:
+   * its filter then keeps most of what it finds, and measured, a partial index gave them
+   * no better latency and worse recall (docs/benchmarks.md). Default 0.2.
+   */
+  maxShare?: number;
+  /**
+   * Build without blocking writes (`CREATE INDEX CONCURRENTLY`). Default true on a
+   * server; the embedded store has one connection and builds plainly.
+   */
+  concurrently?: boolean;
+  /** Progress lines for the CLI. */
+  log?: (line: string) => void;
+}
+
+export interface ScopeIndexReport {
+  created: string[];
+  dropped: string[];
+  kept: number;
+}
+
+/** Stable, short and opaque: the index name says nothing about the tenant or user. */
+export function scopeIndexName(tenantId: string, userHash: Buffer): string {
+  const digest = createHash('sha256').update(`${tenantId.length}:${tenantId}`).update(userHash).digest('hex');
+  return `${SCOPE_INDEX_PREFIX}${digest.slice(0, 24)}`;
+}
+
+/**
+ * Gives every large scope (one user of one tenant) an HNSW index of its own, a partial
+ * index whose predicate is that scope, and drops the ones whose scope has shrunk to a
+ * quarter of the threshold (erasure, expiry).
+ *
+ * Why: the table-wide HNSW index serves a scope through a filter. For a user holding a
+ * few percent of the rows, an iterative scan walks past many other users' neighbours
+ * before it has k of its own; a partial index holds only that user's rows, so the same
+ * search reads a small graph and nothing is filtered away. The planner picks the partial
+ * index by itself when the query's `tenant_id = $1 AND user_hash = $2` (planned with its
+ * values) implies the predicate. Scopes below the threshold are searched exactly.
+ *
+ * Runs as the owner (it is DDL); meant for `relay db index-scopes` from a timer and for
+ * bulk loads. The predicate's values are quoted by the server (`format('%L')`).
+ */
+export async function ensureScopeIndexes(driver: Driver, opts: ScopeIndexOptions = {}): Promise<ScopeIndexReport> {
+  const minRows = opts.minRows ?? 2000;
+  if (!Number.isInteger(minRows) || minRows < 1) throw new RangeError('minRows must be a positive integer');
+  const maxShare = opts.maxShare ?? 0.2;
+  const concurrently = (opts.concurrently ?? true) && driver.kind === 'pg';
+  const log = opts.log ?? (() => undefined);
+
+  const found = await driver.ownerTransaction(async (sql) => {
+    const scopes = await sql.query<{ tenant_id: string; user_hash: Buffer; n: number }>(
+      'SELECT tenant_id, user_hash, count(*)::int AS n FROM memory_chunks GROUP BY tenant_id, user_hash HAVING count(*) >= $1',
+      [Math.max(1, Math.floor(minRows / 4))],
+    );
+    // An invalid index is what a failed concurrent build leaves: dropped and built again.
+    const existing = await sql.query<{ name: string; valid: boolean }>(
+      `SELECT c.relname AS name, i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        WHERE i.indrelid = 'memory_chunks'::regclass AND starts_with(c.relname, $1)`,
+      [SCOPE_INDEX_PREFIX],
+    );
+    const options = await sql.query<{ opts: string | null }>(
+      "SELECT array_to_string(c.reloptions, ', ') AS opts FROM pg_class c WHERE c.oid = to_regclass('memory_chunks_embedding_hnsw_idx')",
+    );
+    const total = await sql.query<{ n: number }>('SELECT count(*)::int AS n FROM memory_chunks');
+    return { total: total.rows[0]?.n ?? 0, scopes: scopes.rows, existing: new Set(existing.rows.filter((r) => r.valid).map((r) => r.name)), invalid: existing.rows.filter((r) => !r.valid).map((r) => r.name), withOpts: options.rows[0]?.opts ?? 'm=16, ef_construction=64' };
+  });
+
+  const wanted = new Map<string, { tenantId: string; userHash: Buffer; rows: number }>();
+  const keepable = new Set<string>();
+  for (const s of found.scopes) {
+    const name = scopeIndexName(s.tenant_id, s.user_hash);
+    if (s.n <= maxShare * found.total) keepable.add(name);
+    if (s.n >= minRows && s.n <= maxShare * found.total) wanted.set(name, { tenantId: s.tenant_id, userHash: s.user_hash, rows: s.n });
+  }
+
+  const report: ScopeIndexReport = { created: [], dropped: [], kept: 0 };
+  for (const name of [...found.existing, ...found.invalid]) {
+    if (keepable.has(name) && found.existing.has(name)) continue;
+    log(`dropping ${name} (${found.existing.has(name) ? 'its scope is gone or small' : 'left invalid by a failed build'})`);
+    await driver.ownerSession((sql) => sql.exec(`DROP INDEX ${concurrently ? 'CONCURRENTLY ' : ''}IF EXISTS ${name}`));
+    report.dropped.push(name);
+  }
+  for (const [name, scope] of wanted) {
+    if (found.existing.has(name)) {
+      report.kept++;
+      continue;
+    }
+    log(`building ${name} for a scope of ${scope.rows} rows`);
+    await driver.ownerSession(async (sql) => {
+      if (driver.kind === 'pg') await sql.exec("SET maintenance_work_mem = '1GB'");
+      const ddl = await sql.query<{ ddl: string }>(
+        `SELECT format('CREATE INDEX ${concurrently ? 'CONCURRENTLY ' : ''}IF NOT EXISTS %I ON memory_chunks USING hnsw (embedding vector_cosine_ops) WITH (${found.withOpts}) WHERE tenant_id = %L AND user_hash = %L::bytea', $1::text, $2::text, '\\x' || encode($3::bytea, 'hex')) AS ddl`,
+        [name, scope.tenantId, scope.userHash],
+      );
+      await sql.exec(ddl.rows[0]!.ddl);
+      if (driver.kind === 'pg') await sql.exec('RESET maintenance_work_mem');
+    });
+    report.created.push(name);
+  }
+  if (report.created.length > 0 || report.dropped.length > 0) {
+    await driver.ownerSession((sql) => sql.exec('ANALYZE memory_chunks'));
+  }
+  return report;
+}
