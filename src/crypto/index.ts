@@ -1,33 +1,28 @@
 /**
- * PLACEHOLDER — THIS IS NOT ENCRYPTION.
- *
- * The foundation stores memory text through these functions so the write and read
- * paths have their final shape (a `ciphertext` bytea column, a `key_id`, a user
- * pseudonym) before the crypto part exists. `placeholderSeal` only frames the UTF-8
- * bytes; anyone who can read the table can read the text. The encryption-at-rest
- * issue replaces all three with AES-256-GCM `seal`/`openSealed` and a keyed `hmacUser`.
+ * Encryption at rest: `Keyring#seal` / `#openSealed` / `#hmacUser` over per-tenant keys
+ * wrapped by a master key (docs/crypto.md). The primitives below the keyring are exported
+ * for the benchmark and the tests, which must run exactly what the keyring runs.
  */
-import { createHash } from 'node:crypto';
-
-/** Marks rows written by the placeholder, so the real crypto can find and re-seal them. */
-export const PLACEHOLDER_KEY_ID = 'placeholder-unencrypted';
-const MAGIC = Buffer.from('RLY0', 'ascii');
-
-export function placeholderSeal(text: string): Buffer {
-  return Buffer.concat([MAGIC, Buffer.from(text, 'utf8')]);
-}
-
-export function placeholderOpen(sealed: Buffer): string {
-  if (sealed.length < MAGIC.length || !sealed.subarray(0, MAGIC.length).equals(MAGIC)) {
-    throw new Error('not a placeholder-sealed value');
-  }
-  return sealed.subarray(MAGIC.length).toString('utf8');
-}
-
-/**
- * An unkeyed stand-in for `hmacUser`: keeps the plain user id out of the database,
- * but is not a secret pseudonym (anyone can recompute it from a guessed id).
- */
-export function placeholderUserHash(tenantId: string, userId: string): Buffer {
-  return createHash('sha256').update(`${tenantId.length}:${tenantId}${userId.length}:${userId}`, 'utf8').digest();
-}
+export { encodeContext, encodeKeyAad, decodeKeyAad, type SealContext, type KeyBinding } from './aad.ts';
+export {
+  CryptoError,
+  KeyError,
+  OPEN_FAILURE_REASONS,
+  type OpenFailureReason,
+  type OpenFailureHook,
+  type KeyErrorCode,
+} from './errors.ts';
+export { gcmEncrypt, gcmDecrypt, gcmEncryptInto, KEY_BYTES, NONCE_BYTES, TAG_BYTES, type AesKey } from './gcm.ts';
+export { describeSealed, parseSealed, SEALED_FORMAT_V1, type SealedParts } from './sealed-format.ts';
+export { prepareDataKey, sealWithKey, openWithKey, type DataKey } from './seal.ts';
+export { LocalKeyProvider, type KeyProvider } from './key-provider.ts';
+export { loadMasterKey, decodeMasterKey, type LoadMasterKeyOptions, type MasterKey } from './master-key.ts';
+export {
+  MemoryKeyRepository,
+  type TenantKeyKind,
+  type WrappedKey,
+  type TenantKeyRepository,
+  type SerializedKeyRepository,
+} from './key-repository.ts';
+export { Keyring, DATA_KEY_ID, DEFAULT_ROTATE_AFTER, type KeyringOptions } from './keyring.ts';
+export { runCryptoBench, type CryptoBenchOptions, type CryptoBenchResult } from './bench.ts';

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { OPEN_FAILURE_REASONS, type OpenFailureHook } from '../crypto/index.ts';
 import type { PoolStats, StoreObserver } from '../store/index.ts';
 
 export interface Metrics {
@@ -7,6 +8,8 @@ export interface Metrics {
   storeObserver: StoreObserver;
   /** Reads pool numbers at scrape time, so the gauge is live. */
   watchPool(stats: () => PoolStats): void;
+  /** Counts sealed values that failed to open: pass as the keyring's `onOpenFailure`. */
+  openFailure: OpenFailureHook;
 }
 
 /** One registry per process; names and labels follow DESIGN.md's guardrail table. */
@@ -33,6 +36,14 @@ export function createMetrics(opts: { release?: string; defaultMetrics?: boolean
     labelNames: ['strategy'] as const,
     registers: [registry],
   });
+  const openFailures = new Counter({
+    name: 'relay_open_failures_total',
+    help: 'Sealed values that failed to open (tamper, wrong context, missing or shredded key), by reason',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  // Every reason is exported from the start at 0, so a first failure shows as an increase.
+  for (const reason of OPEN_FAILURE_REASONS) openFailures.inc({ reason }, 0);
   new Gauge({
     name: 'relay_db_pool_utilization',
     help: 'Busy database connections / pool size',
@@ -61,5 +72,6 @@ export function createMetrics(opts: { release?: string; defaultMetrics?: boolean
     watchPool(stats) {
       poolStats = stats;
     },
+    openFailure: (reason) => openFailures.inc({ reason }),
   };
 }
