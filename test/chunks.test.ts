@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { placeholderOpen } from '../src/crypto/index.ts';
 import type { Scope, Store } from '../src/store/index.ts';
-import { axis, chunk, scopeOf, testTenant } from './helpers/fixtures.ts';
+import { axis, chunk, openFixture, scopeOf, testTenant } from './helpers/fixtures.ts';
 import { targets } from './helpers/targets.ts';
 
 for (const target of targets()) {
@@ -26,7 +25,7 @@ for (const target of targets()) {
       assert.deepEqual(ids, rows.map((r) => r.id));
       const got = await store.withScope(scope, (c) => c.get(rows[0]!.id));
       assert.ok(got);
-      assert.equal(placeholderOpen(got.ciphertext), 'first');
+      assert.equal(openFixture(got.id, got.ciphertext), 'first');
       assert.deepEqual(got.metadata, { topic: 'a', n: 1 });
       assert.equal(got.tenantId, scope.tenantId);
       assert.ok(got.userHash.equals(scope.userHash));

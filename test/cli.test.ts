@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -26,12 +26,14 @@ describe('relay CLI (embedded store)', () => {
     assert.match(pending.stdout, /^0001 memory_chunks\s+pending$/m);
     const up = relay(['migrate', 'up'], env);
     assert.equal(up.code, 0, up.stderr);
-    assert.match(up.stdout, /applied 1/);
-    assert.match(relay(['migrate', 'status'], env).stdout, /^0001 memory_chunks\s+applied \d{4}-/m);
+    assert.match(up.stdout, /applied 1, 2/);
+    const status = relay(['migrate', 'status'], env).stdout;
+    assert.match(status, /^0001 memory_chunks\s+applied \d{4}-/m);
+    assert.match(status, /^0002 tenant_keys\s+applied \d{4}-/m);
     assert.match(relay(['migrate', 'up'], env).stdout, /nothing to apply/);
     const down = relay(['migrate', 'down', '--to', '0'], env);
     assert.equal(down.code, 0, down.stderr);
-    assert.match(down.stdout, /reverted 1/);
+    assert.match(down.stdout, /reverted 2, 1/);
   });
 
   it('exits 2 with usage on a bad command or flag', () => {
@@ -47,6 +49,36 @@ describe('relay CLI (embedded store)', () => {
     const run = relay(['migrate', 'status'], { ...env, RELAY_EMBED_DIM: 'big' });
     assert.equal(run.code, 1);
     assert.match(run.stderr, /RELAY_EMBED_DIM/);
+  });
+
+  it('manages keys: dev master key 0600, rotate, rotate-master, shred (only with --yes), nothing after a shred', () => {
+    const keyEnv = { RELAY_DATA_DIR: join(dir, 'keys') };
+    const first = relay(['keys', 'rotate', '--tenant', 'acme'], keyEnv);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /data key version 1\b/);
+    assert.match(first.stderr, /DEVELOPMENT ONLY/);
+    const keyFile = join(dir, 'keys', 'master.key');
+    assert.equal(statSync(keyFile).mode & 0o777, 0o600);
+    assert.match(relay(['keys', 'rotate', '--tenant', 'acme'], keyEnv).stdout, /data key version 2\b/);
+
+    const next = randomBytes(32).toString('base64');
+    const rewrap = relay(['keys', 'rotate-master'], { ...keyEnv, RELAY_NEW_MASTER_KEY: next });
+    assert.equal(rewrap.code, 0, rewrap.stderr);
+    assert.match(rewrap.stdout, /rewrapped 2 tenant keys/);
+    assert.equal(readFileSync(keyFile, 'utf8').trim(), next);
+    // Opening the catalog again under the new key file proves the rewrap.
+    assert.match(relay(['keys', 'rotate', '--tenant', 'acme'], keyEnv).stdout, /data key version 3\b/);
+
+    const unconfirmed = relay(['keys', 'shred', '--tenant', 'acme'], keyEnv);
+    assert.equal(unconfirmed.code, 2);
+    assert.match(unconfirmed.stderr, /--yes/);
+    const shred = relay(['keys', 'shred', '--tenant', 'acme', '--yes'], keyEnv);
+    assert.equal(shred.code, 0, shred.stderr);
+    assert.match(shred.stdout, /destroyed 3 keys/);
+    const after = relay(['keys', 'rotate', '--tenant', 'acme'], keyEnv);
+    assert.equal(after.code, 1);
+    assert.match(after.stderr, /shredded/);
+    assert.doesNotMatch(after.stderr + shred.stdout + rewrap.stdout + rewrap.stderr, new RegExp(next.slice(0, 16).replace(/[+/]/g, '.')));
   });
 
   it('refuses bench ann without a server store', () => {

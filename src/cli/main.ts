@@ -2,6 +2,9 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/index.ts';
 import { runBenchAnn } from './bench.ts';
 import { dbSetup } from './db-setup.ts';
+import { indexScopes } from './index-scopes.ts';
+import { keys } from './keys.ts';
+import { runBenchCrypto } from './bench-crypto.ts';
 import { migrate, UsageError } from './migrate.ts';
 import { serve } from './serve.ts';
 
@@ -13,6 +16,12 @@ const USAGE = `usage: relay <command>
   migrate status                          list migrations and whether they ran
   db setup --admin-url URL --db NAME      create database, roles and pgvector; print DATABASE_URL and RELAY_MIGRATE_URL
            [--owner-role relay_owner] [--app-role app_user]
+  db index-scopes [--min-rows N]          give each scope of N+ rows (default RELAY_SEARCH_EXACT_MAX) its own HNSW index
+  keys rotate --tenant T                  new data key version for a tenant (new writes use it)
+  keys reseal --tenant T [--batch-size N] re-encrypt the tenant's older rows under its newest key (resumable)
+  keys shred --tenant T --yes             destroy the tenant's keys (nothing of it opens again), then delete its rows
+  keys rotate-master                      rewrap every tenant key under RELAY_NEW_MASTER_KEY(_FILE)
+  bench crypto [--json]                   seal/open throughput against bare AES-256-GCM on one core
   bench ann [--chunks 300000] [--queries 300] [--seed 1] [--json] [--keep] [--reuse]
                                           filtered vector search vs exact search on a server PostgreSQL`;
 
@@ -33,6 +42,10 @@ async function main(argv: string[]): Promise<void> {
       'owner-role': { type: 'string' },
       'app-role': { type: 'string' },
       chunks: { type: 'string' },
+      'min-rows': { type: 'string' },
+      tenant: { type: 'string' },
+      'batch-size': { type: 'string' },
+      yes: { type: 'boolean', default: false },
       queries: { type: 'string' },
       seed: { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -53,7 +66,8 @@ async function main(argv: string[]): Promise<void> {
     case 'migrate':
       return migrate(sub, int(values.to, 'to'));
     case 'db':
-      if (sub !== 'setup') throw new UsageError('usage: relay db setup --admin-url URL --db NAME');
+      if (sub === 'index-scopes') return indexScopes(int(values['min-rows'], 'min-rows'));
+      if (sub !== 'setup') throw new UsageError('usage: relay db setup --admin-url URL --db NAME | relay db index-scopes [--min-rows N]');
       if (!values['admin-url'] || !values.db) throw new UsageError('db setup needs --admin-url and --db');
       return dbSetup({
         adminUrl: values['admin-url'],
@@ -62,8 +76,11 @@ async function main(argv: string[]): Promise<void> {
         appRole: values['app-role'],
         embeddingDim: int(process.env.RELAY_EMBED_DIM, 'RELAY_EMBED_DIM'),
       });
+    case 'keys':
+      return keys(sub, { tenant: values.tenant, batchSize: int(values['batch-size'], 'batch-size'), yes: values.yes });
     case 'bench':
-      if (sub !== 'ann') throw new UsageError('usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json]');
+      if (sub === 'crypto') return runBenchCrypto(values.json);
+      if (sub !== 'ann') throw new UsageError('usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json] | relay bench crypto [--json]');
       return runBenchAnn({
         chunks: int(values.chunks, 'chunks', 300000)!,
         queries: int(values.queries, 'queries', 300)!,

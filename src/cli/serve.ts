@@ -2,10 +2,13 @@ import { buildApp } from '../api/index.ts';
 import { loadConfig } from '../config/index.ts';
 import { createMetrics } from '../metrics/index.ts';
 import { openStore } from '../store/index.ts';
+import { masterKeyFor } from './master-key.ts';
 
 /** `relay serve`: migrates the embedded store (or the server one, given RELAY_MIGRATE_URL) and listens. */
 export async function serve(): Promise<void> {
   const config = loadConfig();
+  // Fails fast on a bad or missing master key; the embedded store makes its development key here.
+  masterKeyFor(config);
   const metrics = createMetrics({ release: config.release });
   const store = await openStore({
     location: config.store,

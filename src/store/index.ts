@@ -10,3 +10,5 @@ export type { Driver, PoolStats, SqlClient } from './sql-client.ts';
 export { setupDatabase, type SetupOptions, type SetupResult } from './setup.ts';
 export { openStore, type OpenStoreOptions, type StoreLocation } from './open.ts';
 export { prewarm, withVectorIndexRebuilt } from './bulk-load.ts';
+export { ensureScopeIndexes, scopeIndexName, SCOPE_INDEX_PREFIX, type ScopeIndexOptions, type ScopeIndexReport } from './scope-indexes.ts';
+export { SqlKeyRepository } from './key-repository.ts';

@@ -15,7 +15,8 @@ function wrap(tx: Transaction | PGlite): SqlClient {
   return {
     async query<R extends Row>(text: string, params?: readonly unknown[]) {
       const res = await tx.query<R>(text, params as unknown[] | undefined);
-      return { rows: res.rows, rowCount: res.affectedRows ?? res.rows.length };
+      // As pg reports it: rows returned for a SELECT (PGlite says 0 affected), rows changed otherwise.
+      return { rows: res.rows, rowCount: Math.max(res.rows.length, res.affectedRows ?? 0) };
     },
     async exec(text: string) {
       await tx.exec(text);

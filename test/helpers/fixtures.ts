@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto';
-import { PLACEHOLDER_KEY_ID, placeholderSeal, placeholderUserHash } from '../../src/crypto/index.ts';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { openWithKey, prepareDataKey, sealWithKey, type SealContext } from '../../src/crypto/index.ts';
 import type { NewChunk, Scope } from '../../src/store/index.ts';
 import { ClusteredSpace } from '../../src/bench/index.ts';
 
@@ -8,8 +8,20 @@ export function testTenant(label: string): string {
   return `test-${label}-${randomUUID()}`;
 }
 
+/**
+ * Store suites test the store, not the keyring: their rows are sealed with the real primitive
+ * under one key of this process, and their user hashes are plain SHA-256 (the keyed
+ * `hmacUser` and the key catalog are tested in sealed-memory and crypto suites).
+ */
+const FIXTURE_KEY = prepareDataKey(randomBytes(32), 'dk', 1);
+const ctxOf = (id: string): SealContext => ({ tenantId: 'fixture', userHash: Buffer.alloc(32), chunkId: id, purpose: 'fixture.text' });
+
+export function openFixture(id: string, sealed: Buffer): string {
+  return openWithKey(FIXTURE_KEY, sealed, ctxOf(id)).toString('utf8');
+}
+
 export function scopeOf(tenantId: string, userId: string): Scope {
-  return { tenantId, userHash: placeholderUserHash(tenantId, userId) };
+  return { tenantId, userHash: createHash('sha256').update(`${tenantId.length}:${tenantId}${userId}`).digest() };
 }
 
 /** A unit vector pointing along axis `i` (plus a little of axis i+1), easy to reason about. */
@@ -21,10 +33,11 @@ export function axis(dim: number, i: number, lean = 0): Float32Array {
 }
 
 export function chunk(text: string, embedding: ArrayLike<number>, extra: Partial<NewChunk> = {}): NewChunk {
+  const id = extra.id ?? randomUUID();
   return {
-    id: randomUUID(),
-    ciphertext: placeholderSeal(text),
-    keyId: PLACEHOLDER_KEY_ID,
+    id,
+    ciphertext: sealWithKey(FIXTURE_KEY, Buffer.from(text), ctxOf(id)),
+    keyId: 'dk:1',
     embedding,
     embedderId: 'test',
     ...extra,

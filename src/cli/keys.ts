@@ -1,0 +1,123 @@
+import { rename, writeFile } from 'node:fs/promises';
+import { SingleBar, Presets } from 'cli-progress';
+import { loadConfig } from '../config/index.ts';
+import { decodeMasterKey, LocalKeyProvider, loadMasterKey } from '../crypto/index.ts';
+import { ownerKeyring, resealTenant, rotateMasterKey, shredTenant } from '../memory/index.ts';
+import { openStore, type Store } from '../store/index.ts';
+import { masterKeyFor } from './master-key.ts';
+import { UsageError } from './migrate.ts';
+
+export interface KeysArgs {
+  tenant?: string;
+  batchSize?: number;
+  yes: boolean;
+}
+
+const USAGE = `usage: relay keys rotate --tenant T | reseal --tenant T [--batch-size 500] | shred --tenant T --yes | rotate-master`;
+
+async function withOwnerStore<T>(fn: (store: Store) => Promise<T>): Promise<T> {
+  const config = loadConfig();
+  if (config.store.kind === 'pg' && !config.store.migrateUrl) {
+    throw new Error('RELAY_MIGRATE_URL is not set: key maintenance runs as the owner login');
+  }
+  const store = await openStore({ location: config.store, appRole: config.appRole, embeddingDim: config.embeddingDim });
+  try {
+    if (config.store.kind === 'pglite') await store.migrate();
+    const ready = await store.readiness();
+    if (!ready.ok) {
+      throw new Error(`the schema is at version ${ready.schemaVersion}, this release needs ${ready.expectedVersion}${ready.error ? ` (${ready.error})` : ''}: run relay migrate up`);
+    }
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+function needTenant(args: KeysArgs): string {
+  if (!args.tenant) throw new UsageError(`--tenant is required\n${USAGE}`);
+  return args.tenant;
+}
+
+/** `relay keys …`: data key rotation, re-sealing, crypto-shredding and master key rotation. */
+export async function keys(action: string | undefined, args: KeysArgs): Promise<void> {
+  const config = loadConfig();
+  switch (action) {
+    case 'rotate': {
+      const tenant = needTenant(args);
+      const { provider } = masterKeyFor(config);
+      await withOwnerStore(async (store) => {
+        const version = await ownerKeyring(store.driver, provider).rotate(tenant);
+        console.log(`tenant ${tenant}: new writes use data key version ${version}; older rows still open (relay keys reseal moves them)`);
+      });
+      return;
+    }
+    case 'reseal': {
+      const tenant = needTenant(args);
+      const { provider } = masterKeyFor(config);
+      await withOwnerStore(async (store) => {
+        const bar = new SingleBar({ format: 'reseal |{bar}| {value}/{total} rows, {skipped} skipped, eta {eta}s', stream: process.stderr }, Presets.shades_classic);
+        let started = false;
+        const report = await resealTenant(store.driver, ownerKeyring(store.driver, provider), tenant, {
+          batchSize: args.batchSize,
+          onProgress: (p) => {
+            if (!started) {
+              bar.start(p.total, 0, { skipped: 0 });
+              started = true;
+            }
+            bar.update(p.done, { skipped: p.skipped });
+          },
+        });
+        if (started) bar.stop();
+        if (!report.target) {
+          console.log(`tenant ${tenant} has no data key: nothing to reseal`);
+          return;
+        }
+        const failures = Object.entries(report.failures).map(([r, n]) => `${n} ${r}`).join(', ');
+        console.log(`tenant ${tenant}: resealed ${report.done} rows under ${report.target}${report.skipped ? `; ${report.skipped} did not open and were left as they are (${failures})` : ''}`);
+        if (report.skipped) process.exitCode = 1;
+      });
+      return;
+    }
+    case 'shred': {
+      const tenant = needTenant(args);
+      if (!args.yes) {
+        throw new UsageError(`keys shred destroys every key of tenant ${tenant}: nothing of it can be read again, by anyone. Add --yes to do it.`);
+      }
+      await withOwnerStore(async (store) => {
+        const report = await shredTenant(store.driver, null, tenant);
+        console.log(`tenant ${tenant}: destroyed ${report.keysDestroyed} keys, then deleted ${report.rowsDeleted} rows (unreadable since the keys went)`);
+      });
+      return;
+    }
+    case 'rotate-master': {
+      const { master, provider } = masterKeyFor(config);
+      const nextText = process.env.RELAY_NEW_MASTER_KEY;
+      const nextFile = process.env.RELAY_NEW_MASTER_KEY_FILE;
+      if (!nextText && !nextFile) {
+        throw new UsageError('keys rotate-master needs the new key in RELAY_NEW_MASTER_KEY (base64 of 32 bytes) or RELAY_NEW_MASTER_KEY_FILE');
+      }
+      const nextKey = nextText
+        ? decodeMasterKey(nextText, 'RELAY_NEW_MASTER_KEY')
+        : loadMasterKey({ env: { RELAY_MASTER_KEY_FILE: nextFile } }).key;
+      if (nextKey.equals(master.key)) throw new UsageError('the new master key is the current one');
+      const next = new LocalKeyProvider(nextKey);
+      // The embedded key file is the configuration: the new key is written beside it before any
+      // key is rewrapped (so a crash never leaves keys wrapped under a key that exists nowhere),
+      // and moved over it once all are.
+      const embeddedFile = master.source === 'embedded_default' ? master.path : undefined;
+      if (embeddedFile) await writeFile(`${embeddedFile}.next`, `${nextKey.toString('base64')}\n`, { mode: 0o600 });
+      await withOwnerStore(async (store) => {
+        const n = await rotateMasterKey(store.driver, provider, next);
+        if (embeddedFile) {
+          await rename(`${embeddedFile}.next`, embeddedFile);
+          console.log(`rewrapped ${n} tenant keys; ${embeddedFile} now holds the new master key`);
+        } else {
+          console.log(`rewrapped ${n} tenant keys; now configure the new master key (RELAY_MASTER_KEY / RELAY_MASTER_KEY_FILE) and retire the old one`);
+        }
+      });
+      return;
+    }
+    default:
+      throw new UsageError(USAGE);
+  }
+}

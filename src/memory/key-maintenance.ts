@@ -1,0 +1,127 @@
+import { CryptoError, Keyring, type KeyProvider, type OpenFailureReason } from '../crypto/index.ts';
+import { SqlKeyRepository, type Driver } from '../store/index.ts';
+import { DATA_KEY_ID } from '../crypto/index.ts';
+import { keyIdOf, textContext } from './sealed-memory.ts';
+
+export interface ResealProgress {
+  done: number;
+  total: number;
+  skipped: number;
+}
+
+export interface ResealReport extends ResealProgress {
+  /** The key every resealed row is under now, e.g. `dk:3`. */
+  target: string | null;
+  failures: Partial<Record<OpenFailureReason, number>>;
+}
+
+/** A keyring over the catalog as the maintenance login, for work that spans users. */
+export function ownerKeyring(driver: Driver, provider: KeyProvider, previous: readonly KeyProvider[] = []): Keyring {
+  return new Keyring({ provider, previousProviders: previous, repository: new SqlKeyRepository(driver, 'owner'), cacheTtlMs: 60_000 });
+}
+
+async function newestDataKey(driver: Driver, tenantId: string): Promise<string | null> {
+  const keys = await new SqlKeyRepository(driver, 'owner').list(tenantId);
+  const newest = Math.max(0, ...keys.filter((k) => k.kind === 'data').map((k) => k.version));
+  return newest > 0 ? `${DATA_KEY_ID}:${newest}` : null;
+}
+
+/**
+ * `keys reseal`: re-encrypts, under the tenant's newest data key, every row still sealed under
+ * an older one — in batches, each its own transaction, as the maintenance login. Resumable by
+ * construction: a row's `key_id` says whether it is done, so a run cut short (crash, Ctrl-C)
+ * just starts again on what is left. A row changed meanwhile (its ciphertext is compared in
+ * the UPDATE) is left for the next run; a row that does not open is counted and left as it is.
+ */
+export async function resealTenant(
+  driver: Driver,
+  keyring: Keyring,
+  tenantId: string,
+  opts: { batchSize?: number; onProgress?: (p: ResealProgress) => void } = {},
+): Promise<ResealReport> {
+  const batchSize = opts.batchSize ?? 500;
+  const target = await newestDataKey(driver, tenantId);
+  const report: ResealReport = { done: 0, total: 0, skipped: 0, target, failures: {} };
+  if (!target) return report;
+  const counted = await driver.ownerTransaction((sql) =>
+    sql.query<{ n: number }>('SELECT count(*)::int AS n FROM memory_chunks WHERE tenant_id = $1 AND key_id <> $2', [tenantId, target]),
+  );
+  report.total = counted.rows[0]?.n ?? 0;
+  opts.onProgress?.({ done: 0, total: report.total, skipped: 0 });
+  let after = '00000000-0000-0000-0000-000000000000';
+  for (;;) {
+    const batch = await driver.ownerTransaction((sql) =>
+      sql.query<{ id: string; user_hash: Buffer; ciphertext: Buffer; key_id: string }>(
+        `SELECT id, user_hash, ciphertext, key_id FROM memory_chunks
+          WHERE tenant_id = $1 AND key_id <> $2 AND id > $3 ORDER BY id LIMIT $4`,
+        [tenantId, target, after, batchSize],
+      ),
+    );
+    if (batch.rows.length === 0) break;
+    after = batch.rows[batch.rows.length - 1]!.id;
+    const updates: Array<{ id: string; old: Buffer; sealed: Buffer }> = [];
+    for (const row of batch.rows) {
+      const scope = { tenantId, userHash: Buffer.from(row.user_hash) };
+      try {
+        const plain = await keyring.openSealed(Buffer.from(row.ciphertext), textContext(scope, row.id));
+        updates.push({ id: row.id, old: Buffer.from(row.ciphertext), sealed: await keyring.seal(plain, textContext(scope, row.id)) });
+        plain.fill(0);
+      } catch (err) {
+        if (!(err instanceof CryptoError)) throw err;
+        report.skipped++;
+        report.failures[err.reason] = (report.failures[err.reason] ?? 0) + 1;
+      }
+    }
+    await driver.ownerTransaction(async (sql) => {
+      for (const u of updates) {
+        const res = await sql.query('UPDATE memory_chunks SET ciphertext = $2, key_id = $3 WHERE id = $1 AND ciphertext = $4', [u.id, u.sealed, keyIdOf(u.sealed), u.old]);
+        report.done += res.rowCount;
+      }
+    });
+    opts.onProgress?.({ done: report.done, total: report.total, skipped: report.skipped });
+  }
+  return report;
+}
+
+export interface ShredReport {
+  keysDestroyed: number;
+  rowsDeleted: number;
+}
+
+/**
+ * `keys shred`: crypto-shredding. Destroys every data key and the HMAC key of the tenant (and
+ * marks it shredded, so no key is made for it again); from that commit on none of its rows
+ * opens. Then, unless `deleteRows` is false, deletes the rows in batches.
+ */
+export async function shredTenant(
+  driver: Driver,
+  keyring: Keyring | null,
+  tenantId: string,
+  opts: { deleteRows?: boolean; batchSize?: number } = {},
+): Promise<ShredReport> {
+  const keysDestroyed = await new SqlKeyRepository(driver, 'owner').shred(tenantId);
+  keyring?.forget(tenantId);
+  let rowsDeleted = 0;
+  if (opts.deleteRows ?? true) {
+    for (;;) {
+      const res = await driver.ownerTransaction((sql) =>
+        sql.query('DELETE FROM memory_chunks WHERE id IN (SELECT id FROM memory_chunks WHERE tenant_id = $1 LIMIT $2)', [tenantId, opts.batchSize ?? 5000]),
+      );
+      rowsDeleted += res.rowCount;
+      if (res.rowCount === 0) break;
+    }
+  }
+  return { keysDestroyed, rowsDeleted };
+}
+
+/**
+ * `keys rotate-master`: rewraps every tenant's keys under `next` (the data keys themselves do
+ * not change, so no row is resealed). Rows already under `next` are skipped: run it again
+ * after an interruption. Returns the number of key rows rewrapped.
+ */
+export async function rotateMasterKey(driver: Driver, current: KeyProvider, next: KeyProvider): Promise<number> {
+  const repo = new SqlKeyRepository(driver, 'owner');
+  const keyring = new Keyring({ provider: current, repository: repo });
+  const rewrapped = await keyring.rewrap(next, await repo.tenants());
+  return rewrapped.length;
+}

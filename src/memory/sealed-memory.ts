@@ -1,0 +1,131 @@
+import { randomUUID } from 'node:crypto';
+import { CryptoError, describeSealed, type Keyring, type OpenFailureReason, type SealContext } from '../crypto/index.ts';
+import type { Chunk, Metadata, Scope, SearchStrategy, Store } from '../store/index.ts';
+
+/** The purpose bound into the AAD of a chunk's text: a value sealed for anything else does not open as one. */
+export const CHUNK_TEXT_PURPOSE = 'chunk.text';
+
+/** The `key_id` column: which key sealed the row (`dk:3` = data key version 3), for re-sealing. */
+export function keyIdOf(sealed: Buffer): string {
+  const { keyId, keyVersion } = describeSealed(sealed);
+  return `${keyId}:${keyVersion}`;
+}
+
+export function textContext(scope: Scope, chunkId: string): SealContext {
+  return { tenantId: scope.tenantId, userHash: scope.userHash, chunkId, purpose: CHUNK_TEXT_PURPOSE };
+}
+
+export interface MemoryInput {
+  text: string;
+  embedding: ArrayLike<number>;
+  embedderId: string;
+  metadata?: Metadata;
+  expiresAt?: Date | null;
+  /** Chosen here when absent. */
+  id?: string;
+}
+
+export type OpenedChunk = Omit<Chunk, 'ciphertext'> & { text: string };
+export type OpenedHit = OpenedChunk & { distance: number };
+
+export interface Unreadable {
+  id: string;
+  reason: OpenFailureReason;
+}
+
+export interface MemorySearch {
+  hits: OpenedHit[];
+  /** Rows found but not opened (tampered, moved, key gone): counted, skipped, never returned. */
+  skipped: Unreadable[];
+  strategy: SearchStrategy;
+}
+
+/**
+ * Memory text through the keyring: sealed before it reaches the store, opened only for the
+ * scope it was sealed for. The user's pseudonym is `hmacUser(tenant, user)`, so plain user ids
+ * never reach the database either.
+ */
+export class SealedMemory {
+  constructor(
+    readonly store: Store,
+    readonly keyring: Keyring,
+  ) {}
+
+  async scope(tenantId: string, userId: string): Promise<Scope> {
+    return { tenantId, userHash: await this.keyring.hmacUser(tenantId, userId) };
+  }
+
+  /** Seals every text and inserts all rows in one transaction; returns their ids in order. */
+  async write(tenantId: string, userId: string, items: readonly MemoryInput[]): Promise<string[]> {
+    const scope = await this.scope(tenantId, userId);
+    const rows = await Promise.all(
+      items.map(async (item) => {
+        const id = item.id ?? randomUUID();
+        const ciphertext = await this.keyring.seal(item.text, textContext(scope, id));
+        return {
+          id,
+          ciphertext,
+          keyId: keyIdOf(ciphertext),
+          embedding: item.embedding,
+          embedderId: item.embedderId,
+          metadata: item.metadata,
+          expiresAt: item.expiresAt ?? null,
+        };
+      }),
+    );
+    return this.store.withScope(scope, (chunks) => chunks.insert(rows));
+  }
+
+  /** One chunk of the scope, opened; null when the scope has no such (live) chunk. Throws `CryptoError` when it does not open. */
+  async get(tenantId: string, userId: string, id: string): Promise<OpenedChunk | null> {
+    const scope = await this.scope(tenantId, userId);
+    const chunk = await this.store.withScope(scope, (chunks) => chunks.get(id));
+    return chunk ? this.open(scope, chunk) : null;
+  }
+
+  /** New text (re-sealed, with its new embedding) and/or metadata, in one transaction. */
+  async update(
+    tenantId: string,
+    userId: string,
+    id: string,
+    patch: { text?: string; embedding?: ArrayLike<number>; embedderId?: string; metadata?: Metadata; ifVersion?: number },
+  ): Promise<Chunk | null | 'version_mismatch'> {
+    if (patch.text !== undefined && patch.embedding === undefined) throw new TypeError('a new text needs its new embedding');
+    const scope = await this.scope(tenantId, userId);
+    const ciphertext = patch.text === undefined ? undefined : await this.keyring.seal(patch.text, textContext(scope, id));
+    return this.store.withScope(scope, (chunks) =>
+      chunks.update(id, {
+        ciphertext,
+        keyId: ciphertext ? keyIdOf(ciphertext) : undefined,
+        embedding: patch.embedding,
+        embedderId: patch.embedderId,
+        metadata: patch.metadata,
+        ifVersion: patch.ifVersion,
+      }),
+    );
+  }
+
+  /** The k nearest chunks of the scope, opened. A chunk that does not open is skipped and reported. */
+  async search(tenantId: string, userId: string, embedding: ArrayLike<number>, k: number): Promise<MemorySearch> {
+    const scope = await this.scope(tenantId, userId);
+    const outcome = await this.store.withScope(scope, (chunks) => chunks.search(embedding, k));
+    const hits: OpenedHit[] = [];
+    const skipped: Unreadable[] = [];
+    for (const hit of outcome.hits) {
+      try {
+        hits.push({ ...(await this.open(scope, hit)), distance: hit.distance });
+      } catch (err) {
+        if (!(err instanceof CryptoError)) throw err;
+        skipped.push({ id: hit.id, reason: err.reason });
+      }
+    }
+    return { hits, skipped, strategy: outcome.strategy };
+  }
+
+  private async open<C extends Chunk>(scope: Scope, chunk: C): Promise<Omit<C, 'ciphertext'> & { text: string }> {
+    const plain = await this.keyring.openSealed(chunk.ciphertext, textContext(scope, chunk.id));
+    const opened: Omit<C, 'ciphertext'> & { text: string; ciphertext?: Buffer } = { ...chunk, text: plain.toString('utf8') };
+    delete opened.ciphertext;
+    return opened;
+  }
+}
