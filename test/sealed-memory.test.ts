@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { CryptoError, KeyError, Keyring, LocalKeyProvider, type OpenFailureReason } from '../src/crypto/index.ts';
+import { createMetrics } from '../src/metrics/index.ts';
 import { ownerKeyring, resealTenant, rotateMasterKey, SealedMemory, shredTenant } from '../src/memory/index.ts';
 import { SqlKeyRepository, type Store } from '../src/store/index.ts';
 import { axis, testTenant } from './helpers/fixtures.ts';
@@ -104,6 +105,13 @@ for (const target of targets()) {
       const res = await memory.search(tenantA, 'dave', vec(20), 10);
       assert.deepEqual(res.hits.map((h) => h.id), [good]);
       assert.deepEqual(res.skipped, [{ id: bad, reason: 'wrong_context_or_tampered' }]);
+      // As the service wires it: the keyring's hook is the relay_open_failures_total counter.
+      const metrics = createMetrics({ defaultMetrics: false });
+      const wired = new SealedMemory(store, new Keyring({ provider, repository: new SqlKeyRepository(store.driver), onOpenFailure: metrics.openFailure }));
+      await wired.search(tenantA, 'dave', vec(20), 10);
+      const text = await metrics.registry.getSingleMetricAsString('relay_open_failures_total');
+      assert.match(text, /relay_open_failures_total\{reason="wrong_context_or_tampered"\} 1\n/);
+      assert.match(text, /relay_open_failures_total\{reason="key_shredded"\} 0/);
     });
 
     it('key catalog: app_user reads and adds only its scoped tenant\'s keys, and can change or delete none', async () => {
