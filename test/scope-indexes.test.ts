@@ -95,6 +95,19 @@ for (const target of targets()) {
       assert.equal(theirs.hits.length, 10);
     });
 
+    if (target.name === 'pg') {
+      it('refuses a second run while one holds the lock', async () => {
+        await store.driver.ownerSession(async (sql) => {
+          await sql.query("SELECT pg_advisory_lock(hashtext('relay.index-scopes'))");
+          try {
+            await assert.rejects(ensureScopeIndexes(store.driver, { minRows: MIN_ROWS, maxShare: 1 }), /holds the lock/);
+          } finally {
+            await sql.query("SELECT pg_advisory_unlock(hashtext('relay.index-scopes'))");
+          }
+        });
+      });
+    }
+
     it('drops the index once the scope has shrunk', async () => {
       const name = scopeIndexName(big.tenantId, big.userHash);
       await store.withScope(big, (c) => c.deleteAll());

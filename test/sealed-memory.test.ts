@@ -110,8 +110,8 @@ for (const target of targets()) {
       const wired = new SealedMemory(store, new Keyring({ provider, repository: new SqlKeyRepository(store.driver), onOpenFailure: metrics.openFailure }));
       await wired.search(tenantA, 'dave', vec(20), 10);
       const text = await metrics.registry.getSingleMetricAsString('relay_open_failures_total');
-      assert.match(text, /relay_open_failures_total\{reason="wrong_context_or_tampered"\} 1\n/);
-      assert.match(text, /relay_open_failures_total\{reason="key_shredded"\} 0/);
+      assert.match(text, /^relay_open_failures_total\{reason="wrong_context_or_tampered"\} 1$/m);
+      assert.match(text, /^relay_open_failures_total\{reason="key_shredded"\} 0$/m);
     });
 
     it('key catalog: app_user reads and adds only its scoped tenant\'s keys, and can change or delete none', async () => {

@@ -56,58 +56,69 @@ export async function ensureScopeIndexes(driver: Driver, opts: ScopeIndexOptions
   const concurrently = (opts.concurrently ?? true) && driver.kind === 'pg';
   const log = opts.log ?? (() => undefined);
 
-  const found = await driver.ownerTransaction(async (sql) => {
-    const scopes = await sql.query<{ tenant_id: string; user_hash: Buffer; n: number }>(
-      'SELECT tenant_id, user_hash, count(*)::int AS n FROM memory_chunks GROUP BY tenant_id, user_hash HAVING count(*) >= $1',
-      [Math.max(1, Math.floor(minRows / 4))],
-    );
-    // An invalid index is what a failed concurrent build leaves: dropped and built again.
-    const existing = await sql.query<{ name: string; valid: boolean }>(
-      `SELECT c.relname AS name, i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-        WHERE i.indrelid = 'memory_chunks'::regclass AND starts_with(c.relname, $1)`,
-      [SCOPE_INDEX_PREFIX],
-    );
-    const options = await sql.query<{ opts: string | null }>(
-      "SELECT array_to_string(c.reloptions, ', ') AS opts FROM pg_class c WHERE c.oid = to_regclass('memory_chunks_embedding_hnsw_idx')",
-    );
-    const total = await sql.query<{ n: number }>('SELECT count(*)::int AS n FROM memory_chunks');
-    return { total: total.rows[0]?.n ?? 0, scopes: scopes.rows, existing: new Set(existing.rows.filter((r) => r.valid).map((r) => r.name)), invalid: existing.rows.filter((r) => !r.valid).map((r) => r.name), withOpts: options.rows[0]?.opts ?? 'm=16, ef_construction=64' };
-  });
-
-  const wanted = new Map<string, { tenantId: string; userHash: Buffer; rows: number }>();
-  const keepable = new Set<string>();
-  for (const s of found.scopes) {
-    const name = scopeIndexName(s.tenant_id, s.user_hash);
-    if (s.n <= maxShare * found.total) keepable.add(name);
-    if (s.n >= minRows && s.n <= maxShare * found.total) wanted.set(name, { tenantId: s.tenant_id, userHash: s.user_hash, rows: s.n });
-  }
-
-  const report: ScopeIndexReport = { created: [], dropped: [], kept: 0 };
-  for (const name of [...found.existing, ...found.invalid]) {
-    if (keepable.has(name) && found.existing.has(name)) continue;
-    log(`dropping ${name} (${found.existing.has(name) ? 'its scope is gone or small' : 'left invalid by a failed build'})`);
-    await driver.ownerSession((sql) => sql.exec(`DROP INDEX ${concurrently ? 'CONCURRENTLY ' : ''}IF EXISTS ${name}`));
-    report.dropped.push(name);
-  }
-  for (const [name, scope] of wanted) {
-    if (found.existing.has(name)) {
-      report.kept++;
-      continue;
-    }
-    log(`building ${name} for a scope of ${scope.rows} rows`);
-    await driver.ownerSession(async (sql) => {
+  // One session, holding a lock that a second run (another timer, another replica) does not get.
+  return driver.ownerSession(async (sql) => {
+    const lock = await sql.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtext('relay.index-scopes')) AS ok");
+    if (!lock.rows[0]?.ok) throw new Error('another relay db index-scopes run holds the lock; try again when it is done');
+    try {
       if (driver.kind === 'pg') await sql.exec("SET maintenance_work_mem = '1GB'");
-      const ddl = await sql.query<{ ddl: string }>(
-        `SELECT format('CREATE INDEX ${concurrently ? 'CONCURRENTLY ' : ''}IF NOT EXISTS %I ON memory_chunks USING hnsw (embedding vector_cosine_ops) WITH (${found.withOpts}) WHERE tenant_id = %L AND user_hash = %L::bytea', $1::text, $2::text, '\\x' || encode($3::bytea, 'hex')) AS ddl`,
-        [name, scope.tenantId, scope.userHash],
+      const scopes = await sql.query<{ tenant_id: string; user_hash: Buffer; n: number }>(
+        'SELECT tenant_id, user_hash, count(*)::int AS n FROM memory_chunks GROUP BY tenant_id, user_hash HAVING count(*) >= $1',
+        [Math.max(1, Math.floor(minRows / 4))],
       );
-      await sql.exec(ddl.rows[0]!.ddl);
+      // An invalid index is what a failed concurrent build leaves: dropped and built again.
+      const existing = await sql.query<{ name: string; valid: boolean }>(
+        `SELECT c.relname AS name, i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+          WHERE i.indrelid = 'memory_chunks'::regclass AND starts_with(c.relname, $1)`,
+        [SCOPE_INDEX_PREFIX],
+      );
+      const options = await sql.query<{ opts: string | null }>(
+        "SELECT array_to_string(c.reloptions, ', ') AS opts FROM pg_class c WHERE c.oid = to_regclass('memory_chunks_embedding_hnsw_idx')",
+      );
+      const total = await sql.query<{ n: number }>('SELECT count(*)::int AS n FROM memory_chunks');
+      const found = {
+        total: total.rows[0]?.n ?? 0,
+        scopes: scopes.rows,
+        existing: new Set(existing.rows.filter((r) => r.valid).map((r) => r.name)),
+        invalid: existing.rows.filter((r) => !r.valid).map((r) => r.name),
+        withOpts: options.rows[0]?.opts ?? 'm=16, ef_construction=64',
+      };
+
+      const wanted = new Map<string, { tenantId: string; userHash: Buffer; rows: number }>();
+      const keepable = new Set<string>();
+      for (const s of found.scopes) {
+        const name = scopeIndexName(s.tenant_id, s.user_hash);
+        if (s.n <= maxShare * found.total) keepable.add(name);
+        if (s.n >= minRows && s.n <= maxShare * found.total) wanted.set(name, { tenantId: s.tenant_id, userHash: s.user_hash, rows: s.n });
+      }
+
+      const report: ScopeIndexReport = { created: [], dropped: [], kept: 0 };
+      for (const name of [...found.existing, ...found.invalid]) {
+        if (keepable.has(name) && found.existing.has(name)) continue;
+        log(`dropping ${name} (${found.existing.has(name) ? 'its scope is gone or small' : 'left invalid by a failed build'})`);
+        await sql.exec(`DROP INDEX ${concurrently ? 'CONCURRENTLY ' : ''}IF EXISTS ${name}`);
+        report.dropped.push(name);
+      }
+      for (const [name, scope] of wanted) {
+        if (found.existing.has(name)) {
+          report.kept++;
+          continue;
+        }
+        log(`building ${name} for a scope of ${scope.rows} rows`);
+        const ddl = await sql.query<{ ddl: string }>(
+          `SELECT format('CREATE INDEX ${concurrently ? 'CONCURRENTLY ' : ''}IF NOT EXISTS %I ON memory_chunks USING hnsw (embedding vector_cosine_ops) WITH (${found.withOpts}) WHERE tenant_id = %L AND user_hash = %L::bytea', $1::text, $2::text, '\\x' || encode($3::bytea, 'hex')) AS ddl`,
+          [name, scope.tenantId, scope.userHash],
+        );
+        await sql.exec(ddl.rows[0]!.ddl);
+        report.created.push(name);
+      }
+      if (report.created.length > 0 || report.dropped.length > 0) {
+        await sql.exec('ANALYZE memory_chunks');
+      }
+      return report;
+    } finally {
       if (driver.kind === 'pg') await sql.exec('RESET maintenance_work_mem');
-    });
-    report.created.push(name);
-  }
-  if (report.created.length > 0 || report.dropped.length > 0) {
-    await driver.ownerSession((sql) => sql.exec('ANALYZE memory_chunks'));
-  }
-  return report;
+      await sql.query("SELECT pg_advisory_unlock(hashtext('relay.index-scopes'))");
+    }
+  });
 }
