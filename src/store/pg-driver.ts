@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { isConnectionError } from './errors.ts';
-import { setConfigStatement, type Driver, type PoolStats, type Row, type Settings, type SqlClient } from './sql-client.ts';
+import { setConfigStatement, type Driver, type PoolStats, type QueryOptions, type Row, type Settings, type SqlClient } from './sql-client.ts';
 
 export interface PgDriverOptions {
   /** Login of the application role (`app_user`). */
@@ -13,10 +14,24 @@ export interface PgDriverOptions {
   statementTimeoutMs?: number;
 }
 
+const names = new Map<string, string>();
+/** A stable name per statement text, so each pooled connection prepares it once. */
+function statementName(text: string): string {
+  let name = names.get(text);
+  if (!name) {
+    name = `relay_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    names.set(text, name);
+  }
+  return name;
+}
+
 function wrap(client: pg.PoolClient | pg.Client): SqlClient {
   return {
-    async query<R extends Row>(text: string, params?: readonly unknown[]) {
-      const res = await client.query<R>(text, params as unknown[] | undefined);
+    async query<R extends Row>(text: string, params?: readonly unknown[], opts?: QueryOptions) {
+      const values = params as unknown[] | undefined;
+      const res = opts?.prepare
+        ? await client.query<R>({ name: statementName(text), text, values })
+        : await client.query<R>(text, values);
       return { rows: res.rows, rowCount: res.rowCount ?? res.rows.length };
     },
     async exec(text: string) {

@@ -20,8 +20,12 @@ export const DEFAULT_SEARCH_TUNING: SearchTuning = { exactMax: 2000, efSearch: 1
  * first statement. Relaxed order lets an iterative scan go on past rows the scope
  * filter drops; the query re-sorts what it returns.
  */
-export function searchSettings(tuning: SearchTuning): Settings {
+export function searchSettings(tuning: SearchTuning, scope: { ownIndex: boolean } = { ownIndex: false }): Settings {
   return [
+    // The search statement is prepared once per connection. A scope with an HNSW index of its
+    // own needs a plan made with its values (a generic plan cannot prove the partial index's
+    // predicate); any other scope may get PostgreSQL's cached generic plan and skip planning.
+    ['plan_cache_mode', scope.ownIndex ? 'force_custom_plan' : 'force_generic_plan'],
     ['hnsw.ef_search', String(tuning.efSearch)],
     ['hnsw.iterative_scan', 'relaxed_order'],
     ['hnsw.max_scan_tuples', String(tuning.maxScanTuples)],
@@ -101,7 +105,7 @@ export async function nearestInScope<R>(
 ): Promise<NeighbourResult<R>> {
   const cap = tuning.exactMax + 1;
   const run = async (text: string, params: unknown[]): Promise<Found<R>> => {
-    const res = await sql.query<Record<string, unknown>>(text, params);
+    const res = await sql.query<Record<string, unknown>>(text, params, { prepare: true });
     return res.rows.map(({ scope_rows, ...row }) => ({
       row: row as R,
       distance: Number(row.distance),

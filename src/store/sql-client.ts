@@ -7,9 +7,17 @@ export interface QueryResult<R extends Row = Row> {
   rowCount: number;
 }
 
+export interface QueryOptions {
+  /**
+   * Keep the statement prepared on the connection (server store): parsed and analysed once,
+   * planned per execution as PostgreSQL's plan cache decides. For hot statements only.
+   */
+  prepare?: boolean;
+}
+
 export interface SqlClient {
   /** One parameterised statement ($1, $2, …). */
-  query<R extends Row = Row>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  query<R extends Row = Row>(text: string, params?: readonly unknown[], opts?: QueryOptions): Promise<QueryResult<R>>;
   /** Several statements, no parameters (migration files). */
   exec(text: string): Promise<void>;
 }

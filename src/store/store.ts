@@ -1,9 +1,12 @@
 import { ScopedChunks } from './chunks.ts';
 import { isRlsError } from './errors.ts';
 import { currentVersion, latestVersion, migrateUp, type MigrationVars } from './migrations.ts';
-import { scopeSettings, type Scope } from './scope.ts';
+import { scopeSettings, validateScope, type Scope } from './scope.ts';
+import { SCOPE_INDEX_PREFIX, scopeIndexName } from './scope-indexes.ts';
 import { DEFAULT_SEARCH_TUNING, searchSettings, type SearchStrategy, type SearchTuning } from './search.ts';
 import type { Driver, PoolStats, Settings, SqlClient } from './sql-client.ts';
+
+const SCOPE_INDEX_REFRESH_MS = 60_000;
 
 /** Hooks the store calls so metrics can count without the store knowing about them. */
 export interface StoreObserver {
@@ -38,6 +41,9 @@ export class Store {
   readonly appRole: string;
   readonly tuning: Readonly<SearchTuning>;
   private readonly searchSettings: Settings;
+  private readonly ownIndexSearchSettings: Settings;
+  private ownIndexes: { names: ReadonlySet<string>; at: number } | undefined;
+  private loadingOwnIndexes: Promise<ReadonlySet<string>> | undefined;
 
   constructor(
     readonly driver: Driver,
@@ -47,6 +53,7 @@ export class Store {
     this.appRole = opts.appRole ?? 'app_user';
     this.tuning = { ...DEFAULT_SEARCH_TUNING, ...opts.search };
     this.searchSettings = searchSettings(this.tuning);
+    this.ownIndexSearchSettings = searchSettings(this.tuning, { ownIndex: true });
   }
 
   get migrationVars(): MigrationVars {
@@ -61,9 +68,40 @@ export class Store {
   }
 
   /** Runs `fn` with the chunks of one scope, in one transaction. */
-  withScope<T>(scope: Scope, fn: (chunks: ScopedChunks) => Promise<T>): Promise<T> {
+  async withScope<T>(scope: Scope, fn: (chunks: ScopedChunks) => Promise<T>): Promise<T> {
+    validateScope(scope);
     const onSearch = this.opts.observer?.search?.bind(this.opts.observer);
-    return this.run(scope, this.searchSettings, (sql) => fn(new ScopedChunks(sql, scope, this.embeddingDim, this.tuning, onSearch)));
+    const own = (await this.scopeIndexNames()).has(scopeIndexName(scope.tenantId, scope.userHash));
+    return this.run(scope, own ? this.ownIndexSearchSettings : this.searchSettings, (sql) =>
+      fn(new ScopedChunks(sql, scope, this.embeddingDim, this.tuning, onSearch)),
+    );
+  }
+
+  /**
+   * Which scopes have an HNSW index of their own (`relay db index-scopes`), read from the
+   * catalog at most once a minute. A scope indexed since is searched correctly meanwhile, only
+   * through the table-wide index. A failed read keeps what was known.
+   */
+  private scopeIndexNames(): Promise<ReadonlySet<string>> {
+    if (this.ownIndexes && Date.now() - this.ownIndexes.at < SCOPE_INDEX_REFRESH_MS) return Promise.resolve(this.ownIndexes.names);
+    this.loadingOwnIndexes ??= this.driver
+      .appTransaction([], (sql) =>
+        sql.query<{ name: string }>(
+          "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'memory_chunks' AND starts_with(indexname, $1)",
+          [SCOPE_INDEX_PREFIX],
+        ),
+      )
+      .then(
+        (res) => {
+          this.ownIndexes = { names: new Set(res.rows.map((r) => r.name)), at: Date.now() };
+          return this.ownIndexes.names;
+        },
+        () => this.ownIndexes?.names ?? new Set<string>(),
+      )
+      .finally(() => {
+        this.loadingOwnIndexes = undefined;
+      });
+    return this.loadingOwnIndexes;
   }
 
   /**
