@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ensureScopeIndexes, scopeIndexName, SCOPE_INDEX_PREFIX, type Scope, type Store } from '../src/store/index.ts';
+import { scopeIndexName, SCOPE_INDEX_PREFIX, type Scope, type Store } from '../src/store/index.ts';
 import { chunk, ClusteredSpace, scopeOf, testTenant } from './helpers/fixtures.ts';
 import { targets } from './helpers/targets.ts';
 
@@ -41,15 +41,15 @@ for (const target of targets()) {
     after(async () => {
       await store.withScope(big, (c) => c.deleteAll());
       await store.withScope(small, (c) => c.deleteAll());
-      await ensureScopeIndexes(store.driver, { minRows: MIN_ROWS, maxShare: 1, concurrently: false });
+      await store.ensureScopeIndexes({ minRows: MIN_ROWS, maxShare: 1, concurrently: false });
       await store.close();
     });
 
     it('builds one for a large scope only, with the scope as predicate, and is idempotent', async () => {
       // The scope is most of this small table: by default that is left to the table-wide index.
-      const none = await ensureScopeIndexes(store.driver, { minRows: MIN_ROWS, maxShare: 300 / 1e9 });
+      const none = await store.ensureScopeIndexes({ minRows: MIN_ROWS, maxShare: 300 / 1e9 });
       assert.deepEqual(none.created, []);
-      const first = await ensureScopeIndexes(store.driver, { minRows: MIN_ROWS, maxShare: 1 });
+      const first = await store.ensureScopeIndexes({ minRows: MIN_ROWS, maxShare: 1 });
       const name = scopeIndexName(big.tenantId, big.userHash);
       assert.deepEqual(first.created, [name]);
       const defs = await scopeIndexes();
@@ -59,7 +59,7 @@ for (const target of targets()) {
       assert.ok(defs.get(name)!.includes(big.userHash.toString('hex')), 'predicate names the user hash');
       assert.ok(!name.includes(big.tenantId.slice(0, 8)), 'the name does not reveal the tenant');
 
-      const again = await ensureScopeIndexes(store.driver, { minRows: MIN_ROWS, maxShare: 1 });
+      const again = await store.ensureScopeIndexes({ minRows: MIN_ROWS, maxShare: 1 });
       assert.deepEqual({ created: again.created, dropped: again.dropped }, { created: [], dropped: [] });
       assert.ok(again.kept >= 1);
     });
@@ -100,7 +100,7 @@ for (const target of targets()) {
         await store.driver.ownerSession(async (sql) => {
           await sql.query("SELECT pg_advisory_lock(hashtext('relay.index-scopes'))");
           try {
-            await assert.rejects(ensureScopeIndexes(store.driver, { minRows: MIN_ROWS, maxShare: 1 }), /holds the lock/);
+            await assert.rejects(store.ensureScopeIndexes({ minRows: MIN_ROWS, maxShare: 1 }), /holds the lock/);
           } finally {
             await sql.query("SELECT pg_advisory_unlock(hashtext('relay.index-scopes'))");
           }
@@ -111,7 +111,7 @@ for (const target of targets()) {
     it('drops the index once the scope has shrunk', async () => {
       const name = scopeIndexName(big.tenantId, big.userHash);
       await store.withScope(big, (c) => c.deleteAll());
-      const report = await ensureScopeIndexes(store.driver, { minRows: MIN_ROWS, maxShare: 1 });
+      const report = await store.ensureScopeIndexes({ minRows: MIN_ROWS, maxShare: 1 });
       assert.ok(report.dropped.includes(name));
       assert.ok(!(await scopeIndexes()).has(name));
     });

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { prepareDataKey, sealWithKey } from '../crypto/index.ts';
-import { ensureScopeIndexes, prewarm, Store, withVectorIndexRebuilt, type Scope, type SearchStrategy } from '../store/index.ts';
+import { prewarm, Store, withVectorIndexRebuilt, type Scope, type SearchStrategy } from '../store/index.ts';
 import { ClusteredSpace, rng } from './synthetic.ts';
 
 export interface AnnBenchOptions {
@@ -147,7 +147,7 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
   }
   // What `relay db index-scopes` does on a server: an HNSW index of its own for each large scope.
   const scopeStarted = Date.now();
-  const scopeIndexes = await ensureScopeIndexes(store.driver, { minRows: store.tuning.exactMax, concurrently: false, log });
+  const scopeIndexes = await store.ensureScopeIndexes({ minRows: store.tuning.exactMax, concurrently: false, log });
   log(`scope indexes: ${scopeIndexes.created.length} built, ${scopeIndexes.kept} kept, ${scopeIndexes.dropped.length} dropped in ${((Date.now() - scopeStarted) / 1000).toFixed(1)} s`);
 
   const byKind = (kind: Kind) => users.map((u, i) => ({ u, i })).filter((x) => x.u.kind === kind);
@@ -215,7 +215,7 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
 
   if (!opts.keep) {
     await cleanup(store, users);
-    await ensureScopeIndexes(store.driver, { minRows: store.tuning.exactMax, concurrently: false, log });
+    await store.ensureScopeIndexes({ minRows: store.tuning.exactMax, concurrently: false, log });
   }
   const heavyStats = kinds.heavy!;
   return {

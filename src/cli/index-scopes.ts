@@ -1,5 +1,5 @@
 import { loadConfig } from '../config/index.ts';
-import { ensureScopeIndexes, openStore } from '../store/index.ts';
+import { openStore } from '../store/index.ts';
 
 /**
  * `relay db index-scopes [--min-rows N]`: an HNSW index of its own for every scope with
@@ -13,7 +13,7 @@ export async function indexScopes(minRows: number | undefined): Promise<void> {
   }
   const store = await openStore({ location: config.store, appRole: config.appRole, embeddingDim: config.embeddingDim, search: config.search });
   try {
-    const report = await ensureScopeIndexes(store.driver, {
+    const report = await store.ensureScopeIndexes({
       minRows: minRows ?? store.tuning.exactMax,
       log: (line) => console.error(`index-scopes: ${line}`),
     });

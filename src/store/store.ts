@@ -2,7 +2,7 @@ import { ScopedChunks } from './chunks.ts';
 import { isRlsError } from './errors.ts';
 import { currentVersion, latestVersion, migrateUp, type MigrationVars } from './migrations.ts';
 import { scopeSettings, validateScope, type Scope } from './scope.ts';
-import { SCOPE_INDEX_PREFIX, scopeIndexName } from './scope-indexes.ts';
+import { ensureScopeIndexes, SCOPE_INDEX_PREFIX, scopeIndexName, type ScopeIndexOptions, type ScopeIndexReport } from './scope-indexes.ts';
 import { DEFAULT_SEARCH_TUNING, searchSettings, type SearchStrategy, type SearchTuning } from './search.ts';
 import type { Driver, PoolStats, Settings, SqlClient } from './sql-client.ts';
 
@@ -75,6 +75,18 @@ export class Store {
     return this.run(scope, own ? this.ownIndexSearchSettings : this.searchSettings, (sql) =>
       fn(new ScopedChunks(sql, scope, this.embeddingDim, this.tuning, onSearch)),
     );
+  }
+
+  /**
+   * `relay db index-scopes` through this store (see `ensureScopeIndexes`); this store sees the
+   * indexes it built or dropped at once, other processes within a minute.
+   */
+  async ensureScopeIndexes(opts: ScopeIndexOptions = {}): Promise<ScopeIndexReport> {
+    try {
+      return await ensureScopeIndexes(this.driver, opts);
+    } finally {
+      this.ownIndexes = undefined;
+    }
   }
 
   /**
