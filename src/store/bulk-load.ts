@@ -1,6 +1,7 @@
 import type { Driver } from './sql-client.ts';
 
-const VECTOR_INDEX = 'memory_chunks_embedding_hnsw_idx';
+/** The table-wide HNSW index (migration 0001). */
+export const VECTOR_INDEX = 'memory_chunks_embedding_hnsw_idx';
 
 /**
  * Runs a bulk load with the HNSW index dropped and builds it once afterwards (as the

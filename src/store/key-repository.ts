@@ -1,5 +1,5 @@
 import type { TenantKeyKind, TenantKeyRepository, WrappedKey } from '../crypto/index.ts';
-import { SCOPE_SETTINGS, ScopeError } from './scope.ts';
+import { SCOPE_SETTINGS, validateTenantId } from './scope.ts';
 import type { Driver, SqlClient } from './sql-client.ts';
 
 type KeyRow = {
@@ -20,12 +20,6 @@ const toKey = (r: KeyRow): WrappedKey => ({
   createdAt: new Date(r.created_at),
 });
 
-function checkTenant(tenantId: string): void {
-  if (typeof tenantId !== 'string' || tenantId.length === 0 || tenantId.length > 128 || tenantId.includes('\0')) {
-    throw new ScopeError('tenant id must be 1..128 characters without NUL');
-  }
-}
-
 /**
  * The key catalog (`tenant_keys`, `tenant_shreds`) behind the keyring.
  *
@@ -41,7 +35,7 @@ export class SqlKeyRepository implements TenantKeyRepository {
   ) {}
 
   private tx<T>(tenantId: string, fn: (sql: SqlClient) => Promise<T>): Promise<T> {
-    checkTenant(tenantId);
+    validateTenantId(tenantId);
     return this.as === 'app' ? this.driver.appTransaction([[SCOPE_SETTINGS.tenant, tenantId]], fn) : this.driver.ownerTransaction(fn);
   }
 

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { Driver } from './sql-client.ts';
+import { VECTOR_INDEX } from './bulk-load.ts';
+import type { Driver, SqlClient } from './sql-client.ts';
 
 /** Partial HNSW indexes made here are named with this prefix (and nothing else is). */
 export const SCOPE_INDEX_PREFIX = 'memory_chunks_hnsw_scope_';
@@ -35,6 +36,19 @@ export function scopeIndexName(tenantId: string, userHash: Buffer): string {
 }
 
 /**
+ * The per-scope indexes on the table, with whether each is usable: an invalid one is what a
+ * failed concurrent build leaves. Readable by the application role too (the catalog).
+ */
+export async function listScopeIndexes(sql: SqlClient): Promise<Array<{ name: string; valid: boolean }>> {
+  const res = await sql.query<{ name: string; valid: boolean }>(
+    `SELECT c.relname AS name, i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+      WHERE i.indrelid = 'memory_chunks'::regclass AND starts_with(c.relname, $1)`,
+    [SCOPE_INDEX_PREFIX],
+  );
+  return res.rows;
+}
+
+/**
  * Gives every large scope (one user of one tenant) an HNSW index of its own, a partial
  * index whose predicate is that scope, and drops the ones whose scope has shrunk to a
  * quarter of the threshold (erasure, expiry).
@@ -62,51 +76,47 @@ export async function ensureScopeIndexes(driver: Driver, opts: ScopeIndexOptions
     if (!lock.rows[0]?.ok) throw new Error('another relay db index-scopes run holds the lock; try again when it is done');
     try {
       if (driver.kind === 'pg') await sql.exec("SET maintenance_work_mem = '1GB'");
-      const scopes = await sql.query<{ tenant_id: string; user_hash: Buffer; n: number }>(
-        'SELECT tenant_id, user_hash, count(*)::int AS n FROM memory_chunks GROUP BY tenant_id, user_hash HAVING count(*) >= $1',
+      // One scan: each scope large enough to matter, and the table's total beside it.
+      const scopes = await sql.query<{ tenant_id: string; user_hash: Buffer; n: number; total: number }>(
+        `SELECT tenant_id, user_hash, n, total FROM (
+           SELECT tenant_id, user_hash, count(*)::int AS n, (sum(count(*)) OVER ())::int AS total
+             FROM memory_chunks GROUP BY tenant_id, user_hash) s
+          WHERE n >= $1`,
         [Math.max(1, Math.floor(minRows / 4))],
       );
-      // An invalid index is what a failed concurrent build leaves: dropped and built again.
-      const existing = await sql.query<{ name: string; valid: boolean }>(
-        `SELECT c.relname AS name, i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-          WHERE i.indrelid = 'memory_chunks'::regclass AND starts_with(c.relname, $1)`,
-        [SCOPE_INDEX_PREFIX],
-      );
+      const total = scopes.rows[0]?.total ?? 0;
+      const indexes = await listScopeIndexes(sql);
+      const existing = new Set(indexes.filter((r) => r.valid).map((r) => r.name));
+      const invalid = indexes.filter((r) => !r.valid).map((r) => r.name);
       const options = await sql.query<{ opts: string | null }>(
-        "SELECT array_to_string(c.reloptions, ', ') AS opts FROM pg_class c WHERE c.oid = to_regclass('memory_chunks_embedding_hnsw_idx')",
+        "SELECT array_to_string(c.reloptions, ', ') AS opts FROM pg_class c WHERE c.oid = to_regclass($1)",
+        [VECTOR_INDEX],
       );
-      const total = await sql.query<{ n: number }>('SELECT count(*)::int AS n FROM memory_chunks');
-      const found = {
-        total: total.rows[0]?.n ?? 0,
-        scopes: scopes.rows,
-        existing: new Set(existing.rows.filter((r) => r.valid).map((r) => r.name)),
-        invalid: existing.rows.filter((r) => !r.valid).map((r) => r.name),
-        withOpts: options.rows[0]?.opts ?? 'm=16, ef_construction=64',
-      };
+      const withOpts = options.rows[0]?.opts ?? 'm=16, ef_construction=64';
 
       const wanted = new Map<string, { tenantId: string; userHash: Buffer; rows: number }>();
       const keepable = new Set<string>();
-      for (const s of found.scopes) {
+      for (const s of scopes.rows) {
         const name = scopeIndexName(s.tenant_id, s.user_hash);
-        if (s.n <= maxShare * found.total) keepable.add(name);
-        if (s.n >= minRows && s.n <= maxShare * found.total) wanted.set(name, { tenantId: s.tenant_id, userHash: s.user_hash, rows: s.n });
+        if (s.n <= maxShare * total) keepable.add(name);
+        if (s.n >= minRows && s.n <= maxShare * total) wanted.set(name, { tenantId: s.tenant_id, userHash: s.user_hash, rows: s.n });
       }
 
       const report: ScopeIndexReport = { created: [], dropped: [], kept: 0 };
-      for (const name of [...found.existing, ...found.invalid]) {
-        if (keepable.has(name) && found.existing.has(name)) continue;
-        log(`dropping ${name} (${found.existing.has(name) ? 'its scope is gone or small' : 'left invalid by a failed build'})`);
+      for (const name of [...existing, ...invalid]) {
+        if (keepable.has(name) && existing.has(name)) continue;
+        log(`dropping ${name} (${existing.has(name) ? 'its scope is gone or small' : 'left invalid by a failed build'})`);
         await sql.exec(`DROP INDEX ${concurrently ? 'CONCURRENTLY ' : ''}IF EXISTS ${name}`);
         report.dropped.push(name);
       }
       for (const [name, scope] of wanted) {
-        if (found.existing.has(name)) {
+        if (existing.has(name)) {
           report.kept++;
           continue;
         }
         log(`building ${name} for a scope of ${scope.rows} rows`);
         const ddl = await sql.query<{ ddl: string }>(
-          `SELECT format('CREATE INDEX ${concurrently ? 'CONCURRENTLY ' : ''}IF NOT EXISTS %I ON memory_chunks USING hnsw (embedding vector_cosine_ops) WITH (${found.withOpts}) WHERE tenant_id = %L AND user_hash = %L::bytea', $1::text, $2::text, '\\x' || encode($3::bytea, 'hex')) AS ddl`,
+          `SELECT format('CREATE INDEX ${concurrently ? 'CONCURRENTLY ' : ''}IF NOT EXISTS %I ON memory_chunks USING hnsw (embedding vector_cosine_ops) WITH (${withOpts}) WHERE tenant_id = %L AND user_hash = %L::bytea', $1::text, $2::text, '\\x' || encode($3::bytea, 'hex')) AS ddl`,
           [name, scope.tenantId, scope.userHash],
         );
         await sql.exec(ddl.rows[0]!.ddl);

@@ -21,12 +21,17 @@ export class ScopeError extends Error {
 const MAX_TENANT_ID = 128;
 
 /** Checks a scope before it reaches the database; the database fails closed anyway. */
-export function validateScope(scope: Scope): void {
-  const { tenantId, userHash } = scope;
+/** The tenant half of a scope (also all a key-catalog transaction sets). */
+export function validateTenantId(tenantId: string): void {
   if (typeof tenantId !== 'string' || tenantId.length === 0 || tenantId.length > MAX_TENANT_ID) {
     throw new ScopeError(`tenant id must be 1..${MAX_TENANT_ID} characters`);
   }
   if (tenantId.includes('\0')) throw new ScopeError('tenant id contains a NUL character');
+}
+
+export function validateScope(scope: Scope): void {
+  const { tenantId, userHash } = scope;
+  validateTenantId(tenantId);
   if (!Buffer.isBuffer(userHash) || userHash.length < 16 || userHash.length > 64) {
     throw new ScopeError('user hash must be 16..64 bytes');
   }

@@ -2,7 +2,7 @@ import { ScopedChunks } from './chunks.ts';
 import { isRlsError } from './errors.ts';
 import { currentVersion, latestVersion, migrateUp, type MigrationVars } from './migrations.ts';
 import { scopeSettings, validateScope, type Scope } from './scope.ts';
-import { ensureScopeIndexes, SCOPE_INDEX_PREFIX, scopeIndexName, type ScopeIndexOptions, type ScopeIndexReport } from './scope-indexes.ts';
+import { ensureScopeIndexes, listScopeIndexes, scopeIndexName, type ScopeIndexOptions, type ScopeIndexReport } from './scope-indexes.ts';
 import { DEFAULT_SEARCH_TUNING, searchSettings, type SearchStrategy, type SearchTuning } from './search.ts';
 import type { Driver, PoolStats, Settings, SqlClient } from './sql-client.ts';
 
@@ -97,15 +97,10 @@ export class Store {
   private scopeIndexNames(): Promise<ReadonlySet<string>> {
     if (this.ownIndexes && Date.now() - this.ownIndexes.at < SCOPE_INDEX_REFRESH_MS) return Promise.resolve(this.ownIndexes.names);
     this.loadingOwnIndexes ??= this.driver
-      .appTransaction([], (sql) =>
-        sql.query<{ name: string }>(
-          "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'memory_chunks' AND starts_with(indexname, $1)",
-          [SCOPE_INDEX_PREFIX],
-        ),
-      )
+      .appTransaction([], listScopeIndexes)
       .then(
-        (res) => {
-          this.ownIndexes = { names: new Set(res.rows.map((r) => r.name)), at: Date.now() };
+        (indexes) => {
+          this.ownIndexes = { names: new Set(indexes.filter((i) => i.valid).map((i) => i.name)), at: Date.now() };
           return this.ownIndexes.names;
         },
         () => this.ownIndexes?.names ?? new Set<string>(),
