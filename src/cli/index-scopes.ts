@@ -1,5 +1,5 @@
 import { loadConfig } from '../config/index.ts';
-import { openStore } from '../store/index.ts';
+import { withOwnerStore } from './owner-store.ts';
 
 /**
  * `relay db index-scopes [--min-rows N]`: an HNSW index of its own for every scope with
@@ -8,17 +8,11 @@ import { openStore } from '../store/index.ts';
  */
 export async function indexScopes(minRows: number | undefined): Promise<void> {
   const config = loadConfig();
-  if (config.store.kind === 'pg' && !config.store.migrateUrl) {
-    throw new Error('RELAY_MIGRATE_URL is not set: building indexes needs the owner login');
-  }
-  const store = await openStore({ location: config.store, appRole: config.appRole, embeddingDim: config.embeddingDim, search: config.search });
-  try {
+  await withOwnerStore(config, 'building indexes needs the owner login', async (store) => {
     const report = await store.ensureScopeIndexes({
       minRows: minRows ?? store.tuning.exactMax,
       log: (line) => console.error(`index-scopes: ${line}`),
     });
     console.log(`built ${report.created.length}, kept ${report.kept}, dropped ${report.dropped.length}`);
-  } finally {
-    await store.close();
-  }
+  });
 }

@@ -1,11 +1,12 @@
 import { rename, writeFile } from 'node:fs/promises';
 import { SingleBar, Presets } from 'cli-progress';
-import { loadConfig } from '../config/index.ts';
+import { loadConfig, type Config } from '../config/index.ts';
 import { decodeMasterKey, LocalKeyProvider, loadMasterKey } from '../crypto/index.ts';
 import { ownerKeyring, resealTenant, rotateMasterKey, shredTenant } from '../memory/index.ts';
-import { openStore, type Store } from '../store/index.ts';
+import type { Store } from '../store/index.ts';
 import { masterKeyFor } from './master-key.ts';
 import { UsageError } from './migrate.ts';
+import { withOwnerStore } from './owner-store.ts';
 
 export interface KeysArgs {
   tenant?: string;
@@ -15,22 +16,16 @@ export interface KeysArgs {
 
 const USAGE = `usage: relay keys rotate --tenant T | reseal --tenant T [--batch-size 500] | shred --tenant T --yes | rotate-master`;
 
-async function withOwnerStore<T>(fn: (store: Store) => Promise<T>): Promise<T> {
-  const config = loadConfig();
-  if (config.store.kind === 'pg' && !config.store.migrateUrl) {
-    throw new Error('RELAY_MIGRATE_URL is not set: key maintenance runs as the owner login');
-  }
-  const store = await openStore({ location: config.store, appRole: config.appRole, embeddingDim: config.embeddingDim });
-  try {
+/** The owner's store, migrated (embedded) and at the schema this release needs. */
+function withKeyStore<T>(config: Config, fn: (store: Store) => Promise<T>): Promise<T> {
+  return withOwnerStore(config, 'key maintenance runs as the owner login', async (store) => {
     if (config.store.kind === 'pglite') await store.migrate();
     const ready = await store.readiness();
     if (!ready.ok) {
       throw new Error(`the schema is at version ${ready.schemaVersion}, this release needs ${ready.expectedVersion}${ready.error ? ` (${ready.error})` : ''}: run relay migrate up`);
     }
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
+    return fn(store);
+  });
 }
 
 function needTenant(args: KeysArgs): string {
@@ -45,7 +40,7 @@ export async function keys(action: string | undefined, args: KeysArgs): Promise<
     case 'rotate': {
       const tenant = needTenant(args);
       const { provider } = masterKeyFor(config);
-      await withOwnerStore(async (store) => {
+      await withKeyStore(config, async (store) => {
         const version = await ownerKeyring(store.driver, provider).rotate(tenant);
         console.log(`tenant ${tenant}: new writes use data key version ${version}; older rows still open (relay keys reseal moves them)`);
       });
@@ -54,7 +49,7 @@ export async function keys(action: string | undefined, args: KeysArgs): Promise<
     case 'reseal': {
       const tenant = needTenant(args);
       const { provider } = masterKeyFor(config);
-      await withOwnerStore(async (store) => {
+      await withKeyStore(config, async (store) => {
         const bar = new SingleBar({ format: 'reseal |{bar}| {value}/{total} rows, {skipped} skipped, eta {eta}s', stream: process.stderr }, Presets.shades_classic);
         let started = false;
         const report = await resealTenant(store.driver, ownerKeyring(store.driver, provider), tenant, {
@@ -83,7 +78,7 @@ export async function keys(action: string | undefined, args: KeysArgs): Promise<
       if (!args.yes) {
         throw new UsageError(`keys shred destroys every key of tenant ${tenant}: nothing of it can be read again, by anyone. Add --yes to do it.`);
       }
-      await withOwnerStore(async (store) => {
+      await withKeyStore(config, async (store) => {
         const report = await shredTenant(store.driver, null, tenant);
         console.log(`tenant ${tenant}: destroyed ${report.keysDestroyed} keys, then deleted ${report.rowsDeleted} rows (unreadable since the keys went)`);
       });
@@ -106,7 +101,7 @@ export async function keys(action: string | undefined, args: KeysArgs): Promise<
       // and moved over it once all are.
       const embeddedFile = master.source === 'embedded_default' ? master.path : undefined;
       if (embeddedFile) await writeFile(`${embeddedFile}.next`, `${nextKey.toString('base64')}\n`, { mode: 0o600 });
-      await withOwnerStore(async (store) => {
+      await withKeyStore(config, async (store) => {
         const n = await rotateMasterKey(store.driver, provider, next);
         if (embeddedFile) {
           await rename(`${embeddedFile}.next`, embeddedFile);

@@ -9,10 +9,11 @@ import { LocalKeyProvider, loadMasterKey, type MasterKey } from '../crypto/index
  * lying on the app server next to nothing it protects would only hide a missing setting.
  */
 export function masterKeyFor(config: Config, warn: (message: string) => void = (m) => console.error(`relay: ${m}`)): { master: MasterKey; provider: LocalKeyProvider } {
-  if (config.store.kind === 'pg' && !process.env.RELAY_MASTER_KEY && !process.env.RELAY_MASTER_KEY_FILE) {
+  const configured = Boolean(process.env.RELAY_MASTER_KEY || process.env.RELAY_MASTER_KEY_FILE);
+  if (config.store.kind === 'pg' && !configured) {
     throw new ConfigError('a server store needs RELAY_MASTER_KEY (base64 of 32 bytes) or RELAY_MASTER_KEY_FILE; try: openssl rand -base64 32');
   }
-  if (config.store.kind === 'pglite' && config.store.dataDir === 'memory://' && !process.env.RELAY_MASTER_KEY && !process.env.RELAY_MASTER_KEY_FILE) {
+  if (config.store.kind === 'pglite' && config.store.dataDir === 'memory://' && !configured) {
     // Data that dies with the process: a key that dies with it too.
     const master: MasterKey = { key: randomBytes(32), source: 'embedded_default', created: true, warnings: [] };
     return { master, provider: new LocalKeyProvider(master.key) };

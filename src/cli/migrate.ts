@@ -1,14 +1,11 @@
 import { loadConfig } from '../config/index.ts';
-import { migrateDown, migrateUp, migrationStatus, openStore } from '../store/index.ts';
+import { migrateDown, migrateUp, migrationStatus } from '../store/index.ts';
+import { withOwnerStore } from './owner-store.ts';
 
 /** `relay migrate up [--to N] | down [--to N] | status` against the configured store. */
 export async function migrate(action: string | undefined, to: number | undefined): Promise<void> {
   const config = loadConfig();
-  if (config.store.kind === 'pg' && !config.store.migrateUrl) {
-    throw new Error('RELAY_MIGRATE_URL is not set: migrations run as the owner login, not as DATABASE_URL');
-  }
-  const store = await openStore({ location: config.store, appRole: config.appRole, embeddingDim: config.embeddingDim });
-  try {
+  await withOwnerStore(config, 'migrations run as the owner login, not as DATABASE_URL', async (store) => {
     const vars = store.migrationVars;
     if (action === 'up') {
       const ran = await migrateUp(store.driver, vars, to);
@@ -23,9 +20,7 @@ export async function migrate(action: string | undefined, to: number | undefined
     } else {
       throw new UsageError('usage: relay migrate up [--to N] | down [--to N] | status');
     }
-  } finally {
-    await store.close();
-  }
+  });
 }
 
 export class UsageError extends Error {}

@@ -1,6 +1,5 @@
-import { CryptoError, Keyring, type KeyProvider, type OpenFailureReason } from '../crypto/index.ts';
+import { CryptoError, DATA_KEY_ID, Keyring, type KeyProvider, type OpenFailureReason } from '../crypto/index.ts';
 import { SqlKeyRepository, type Driver } from '../store/index.ts';
-import { DATA_KEY_ID } from '../crypto/index.ts';
 import { keyIdOf, textContext } from './sealed-memory.ts';
 
 export interface ResealProgress {
@@ -61,10 +60,11 @@ export async function resealTenant(
     after = batch.rows[batch.rows.length - 1]!.id;
     const updates: Array<{ id: string; old: Buffer; sealed: Buffer }> = [];
     for (const row of batch.rows) {
-      const scope = { tenantId, userHash: Buffer.from(row.user_hash) };
+      const ctx = textContext({ tenantId, userHash: Buffer.from(row.user_hash) }, row.id);
+      const old = Buffer.from(row.ciphertext);
       try {
-        const plain = await keyring.openSealed(Buffer.from(row.ciphertext), textContext(scope, row.id));
-        updates.push({ id: row.id, old: Buffer.from(row.ciphertext), sealed: await keyring.seal(plain, textContext(scope, row.id)) });
+        const plain = await keyring.openSealed(old, ctx);
+        updates.push({ id: row.id, old, sealed: await keyring.seal(plain, ctx) });
         plain.fill(0);
       } catch (err) {
         if (!(err instanceof CryptoError)) throw err;
@@ -120,8 +120,7 @@ export async function shredTenant(
  * after an interruption. Returns the number of key rows rewrapped.
  */
 export async function rotateMasterKey(driver: Driver, current: KeyProvider, next: KeyProvider): Promise<number> {
-  const repo = new SqlKeyRepository(driver, 'owner');
-  const keyring = new Keyring({ provider: current, repository: repo });
-  const rewrapped = await keyring.rewrap(next, await repo.tenants());
+  const tenants = await new SqlKeyRepository(driver, 'owner').tenants();
+  const rewrapped = await ownerKeyring(driver, current).rewrap(next, tenants);
   return rewrapped.length;
 }
