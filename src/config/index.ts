@@ -20,6 +20,26 @@ const EnvSchema = z.object({
   RELAY_SEARCH_EXACT_MAX: intIn(0, 10_000_000, 2000),
   RELAY_HNSW_EF_SEARCH: intIn(1, 1000, 100),
   RELAY_HNSW_MAX_SCAN_TUPLES: intIn(1, 100_000_000, 20000),
+  RELAY_EMBEDDER: z.enum(['hash', 'openai', 'onnx']).default('hash'),
+  RELAY_EMBED_BATCH_SIZE: intIn(1, 2048, 64),
+  RELAY_EMBED_TIMEOUT_MS: intIn(1, 600_000, 10_000),
+  RELAY_EMBED_RETRIES: intIn(0, 10, 3),
+  RELAY_OPENAI_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://api.openai.com/v1'),
+  RELAY_OPENAI_API_KEY: z.string().min(1).optional(),
+  RELAY_OPENAI_MODEL: z.string().min(1).default('text-embedding-3-small'),
+  RELAY_ONNX_MODEL_DIR: z.string().min(1).optional(),
+  RELAY_CHUNK_MAX_CHARS: intIn(50, 100_000, 1000),
+  RELAY_CHUNK_OVERLAP_CHARS: intIn(0, 50_000, 100),
+  RELAY_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  RELAY_JWT_PUBLIC_KEY_FILE: z.string().min(1).optional(),
+  RELAY_JWT_JWKS_FILE: z.string().min(1).optional(),
+  RELAY_JWT_ISSUER: z.string().min(1).optional(),
+  RELAY_JWT_AUDIENCE: z.string().min(1).optional(),
+  RELAY_RATE_LIMIT_PER_MIN: intIn(1, 10_000_000, 6000),
+  RELAY_BODY_LIMIT_BYTES: intIn(1024, 64 * 1024 * 1024, 1024 * 1024),
+  RELAY_SSE_HEARTBEAT_MS: intIn(100, 3_600_000, 15_000),
+  RELAY_SWEEP_INTERVAL_S: intIn(1, 86_400, 60),
+  RELAY_SHUTDOWN_GRACE_MS: intIn(0, 600_000, 10_000),
   RELAY_RELEASE: z.string().min(1).default('dev'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -38,6 +58,40 @@ export interface Config {
   appRole: string;
   embeddingDim: number;
   search: { exactMax: number; efSearch: number; maxScanTuples: number };
+  embed: EmbedConfig;
+  auth: AuthConfig;
+  api: ApiConfig;
+}
+
+/** Which embedder turns text into vectors, and how long text is cut into chunks. */
+export interface EmbedConfig {
+  kind: 'hash' | 'openai' | 'onnx';
+  /** D: every embedder must produce this many dimensions (RELAY_EMBED_DIM). */
+  dimensions: number;
+  batchSize: number;
+  timeoutMs: number;
+  retries: number;
+  openai: { baseUrl: string; apiKey?: string; model: string };
+  onnx: { modelDir?: string };
+  chunk: { maxChars: number; overlapChars: number };
+}
+
+/** How bearer tokens are verified: an HS256 secret, or a public key / JWKS file (RS256, ES256, EdDSA). */
+export interface AuthConfig {
+  secret?: string;
+  publicKeyFile?: string;
+  jwksFile?: string;
+  issuer?: string;
+  audience?: string;
+}
+
+export interface ApiConfig {
+  /** Requests per minute per tenant. */
+  rateLimitPerMin: number;
+  bodyLimitBytes: number;
+  heartbeatMs: number;
+  sweepIntervalS: number;
+  shutdownGraceMs: number;
 }
 
 export class ConfigError extends Error {
@@ -53,6 +107,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  if (e.RELAY_CHUNK_OVERLAP_CHARS >= e.RELAY_CHUNK_MAX_CHARS) {
+    throw new ConfigError('invalid configuration:\n  RELAY_CHUNK_OVERLAP_CHARS: must be less than RELAY_CHUNK_MAX_CHARS');
+  }
+  if (e.RELAY_EMBEDDER === 'onnx' && !e.RELAY_ONNX_MODEL_DIR) {
+    throw new ConfigError('invalid configuration:\n  RELAY_ONNX_MODEL_DIR: required when RELAY_EMBEDDER=onnx');
+  }
+  if (e.RELAY_EMBEDDER === 'openai' && !e.RELAY_OPENAI_API_KEY && e.RELAY_OPENAI_BASE_URL.startsWith('https://api.openai.com')) {
+    throw new ConfigError('invalid configuration:\n  RELAY_OPENAI_API_KEY: required for api.openai.com');
+  }
   return {
     host: e.HOST,
     port: e.PORT,
@@ -71,5 +134,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     appRole: e.RELAY_APP_ROLE,
     embeddingDim: e.RELAY_EMBED_DIM,
     search: { exactMax: e.RELAY_SEARCH_EXACT_MAX, efSearch: e.RELAY_HNSW_EF_SEARCH, maxScanTuples: e.RELAY_HNSW_MAX_SCAN_TUPLES },
+    embed: {
+      kind: e.RELAY_EMBEDDER,
+      dimensions: e.RELAY_EMBED_DIM,
+      batchSize: e.RELAY_EMBED_BATCH_SIZE,
+      timeoutMs: e.RELAY_EMBED_TIMEOUT_MS,
+      retries: e.RELAY_EMBED_RETRIES,
+      openai: { baseUrl: e.RELAY_OPENAI_BASE_URL.replace(/\/+$/, ''), apiKey: e.RELAY_OPENAI_API_KEY, model: e.RELAY_OPENAI_MODEL },
+      onnx: { modelDir: e.RELAY_ONNX_MODEL_DIR },
+      chunk: { maxChars: e.RELAY_CHUNK_MAX_CHARS, overlapChars: e.RELAY_CHUNK_OVERLAP_CHARS },
+    },
+    auth: {
+      secret: e.RELAY_JWT_SECRET,
+      publicKeyFile: e.RELAY_JWT_PUBLIC_KEY_FILE,
+      jwksFile: e.RELAY_JWT_JWKS_FILE,
+      issuer: e.RELAY_JWT_ISSUER,
+      audience: e.RELAY_JWT_AUDIENCE,
+    },
+    api: {
+      rateLimitPerMin: e.RELAY_RATE_LIMIT_PER_MIN,
+      bodyLimitBytes: e.RELAY_BODY_LIMIT_BYTES,
+      heartbeatMs: e.RELAY_SSE_HEARTBEAT_MS,
+      sweepIntervalS: e.RELAY_SWEEP_INTERVAL_S,
+      shutdownGraceMs: e.RELAY_SHUTDOWN_GRACE_MS,
+    },
   };
 }
