@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type { Scope, Store } from '../src/store/index.ts';
+import type { ListPosition, Scope, Store } from '../src/store/index.ts';
 import { axis, chunk, openFixture, scopeOf, testTenant } from './helpers/fixtures.ts';
 import { targets } from './helpers/targets.ts';
 
@@ -49,7 +49,7 @@ for (const target of targets()) {
       const ids: string[] = [];
       for (let i = 0; i < 7; i++) ids.push(...(await store.withScope(pager, (c) => c.insert([chunk(`p${i}`, axis(dim, i))]))));
       const seen: string[] = [];
-      let before: { createdAt: Date; id: string } | undefined;
+      let before: ListPosition | undefined;
       for (;;) {
         const page = await store.withScope(pager, (c) => c.list(3, before));
         seen.push(...page.chunks.map((c) => c.id));
@@ -58,6 +58,24 @@ for (const target of targets()) {
       }
       assert.deepEqual(seen, [...ids].reverse());
       await store.withScope(pager, (c) => c.deleteAll());
+    });
+
+    it('pages through rows written in one transaction (same created_at, microseconds apart from none)', async () => {
+      const dim = store.embeddingDim;
+      const batch = scopeOf(scope.tenantId, 'batch-pager');
+      // now() is the transaction's start: all seven rows share created_at to the microsecond.
+      await store.withScope(batch, (c) => c.insert(Array.from({ length: 7 }, (_, i) => chunk(`b${i}`, axis(dim, i)))));
+      const seen: string[] = [];
+      let before: ListPosition | undefined;
+      for (let pages = 0; pages < 10; pages++) {
+        const page = await store.withScope(batch, (c) => c.list(2, before));
+        seen.push(...page.chunks.map((c) => c.id));
+        if (!page.next) break;
+        before = page.next;
+      }
+      assert.equal(seen.length, 7);
+      assert.equal(new Set(seen).size, 7);
+      await store.withScope(batch, (c) => c.deleteAll());
     });
 
     it('updates with a version guard and refuses a stale version', async () => {

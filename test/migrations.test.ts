@@ -31,11 +31,12 @@ for (const target of targets()) {
       assert.equal(await currentVersion(store.driver), latestVersion());
       const fresh = await snapshot();
       assert.ok(fresh.tables.some((t) => t.startsWith('memory_chunks r rls=true force=true')), 'memory_chunks with forced RLS');
-      for (const table of ['tenant_keys', 'tenant_shreds']) {
+      for (const table of ['tenant_keys', 'tenant_shreds', 'idempotency_keys']) {
         assert.ok(fresh.tables.some((t) => t.startsWith(`${table} r rls=true force=true`)), `${table} with forced RLS`);
       }
-      // memory_chunks: select/insert/update/delete; tenant_keys: select/insert; tenant_shreds: select.
-      assert.equal(fresh.policies.length, 7);
+      // memory_chunks: select/insert/update/delete; tenant_keys: select/insert; tenant_shreds: select;
+      // idempotency_keys: select/insert/delete.
+      assert.equal(fresh.policies.length, 10);
 
       const reverted = await migrateDown(store.driver, store.migrationVars, 0);
       assert.deepEqual(reverted, loadMigrations().map((m) => m.version).reverse());

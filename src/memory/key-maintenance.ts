@@ -110,6 +110,8 @@ export async function shredTenant(
       rowsDeleted += res.rowCount;
       if (res.rowCount === 0) break;
     }
+    // Stored write responses name the deleted chunks' ids.
+    await driver.ownerTransaction((sql) => sql.query('DELETE FROM idempotency_keys WHERE tenant_id = $1', [tenantId]));
   }
   return { keysDestroyed, rowsDeleted };
 }

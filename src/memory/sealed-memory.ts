@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { CryptoError, describeSealed, type Keyring, type OpenFailureReason, type SealContext } from '../crypto/index.ts';
-import type { Chunk, Metadata, Scope, SearchStrategy, Store } from '../store/index.ts';
+import type { Chunk, IdempotentReplay, Metadata, Scope, SearchOptions, SearchStrategy, Store } from '../store/index.ts';
 
 /** The purpose bound into the AAD of a chunk's text: a value sealed for anything else does not open as one. */
 export const CHUNK_TEXT_PURPOSE = 'chunk.text';
@@ -38,6 +38,10 @@ export interface MemorySearch {
   /** Rows found but not opened (tampered, moved, key gone): counted, skipped, never returned. */
   skipped: Unreadable[];
   strategy: SearchStrategy;
+  /** Time in the search statements alone. */
+  searchSeconds: number;
+  /** Time spent opening the hits. */
+  openSeconds: number;
 }
 
 /**
@@ -57,6 +61,22 @@ export class SealedMemory {
 
   /** Seals every text and inserts all rows in one transaction; returns their ids in order. */
   async write(tenantId: string, userId: string, items: readonly MemoryInput[]): Promise<string[]> {
+    const written = await this.writeOnce(tenantId, userId, items);
+    return written.ids;
+  }
+
+  /**
+   * `write`, under an idempotency claim when `idempotency` is given: the claim (with the
+   * response `{ids}`) and the rows commit together. When the key was claimed before, nothing is
+   * written and `replay` holds what the key stored (the caller compares the request hashes).
+   */
+  async writeOnce(
+    tenantId: string,
+    userId: string,
+    items: readonly MemoryInput[],
+    idempotency?: { keyHash: Buffer; requestHash: Buffer },
+    signal?: AbortSignal,
+  ): Promise<{ ids: string[]; replay: IdempotentReplay | null }> {
     const scope = await this.scope(tenantId, userId);
     const rows = await Promise.all(
       items.map(async (item) => {
@@ -73,7 +93,22 @@ export class SealedMemory {
         };
       }),
     );
-    return this.store.withScope(scope, (chunks) => chunks.insert(rows));
+    const ids = rows.map((r) => r.id);
+    return this.store.withScope(
+      scope,
+      async (chunks) => {
+        const replay = idempotency ? await chunks.claimIdempotencyKey(idempotency.keyHash, idempotency.requestHash, { ids }) : null;
+        if (!replay) await chunks.insert(rows);
+        return { ids: replay ? [] : ids, replay };
+      },
+      { signal },
+    );
+  }
+
+  /** What an idempotency key answered before, if it was used (a read only: the claim is in `writeOnce`). */
+  async findIdempotent(tenantId: string, userId: string, keyHash: Buffer): Promise<IdempotentReplay | null> {
+    const scope = await this.scope(tenantId, userId);
+    return this.store.withScope(scope, (chunks) => chunks.findIdempotencyKey(keyHash));
   }
 
   /** One chunk of the scope, opened; null when the scope has no such (live) chunk. Throws `CryptoError` when it does not open. */
@@ -106,20 +141,36 @@ export class SealedMemory {
   }
 
   /** The k nearest chunks of the scope, opened. A chunk that does not open is skipped and reported. */
-  async search(tenantId: string, userId: string, embedding: ArrayLike<number>, k: number): Promise<MemorySearch> {
+  async search(
+    tenantId: string,
+    userId: string,
+    embedding: ArrayLike<number>,
+    k: number,
+    opts: SearchOptions & { signal?: AbortSignal } = {},
+  ): Promise<MemorySearch> {
     const scope = await this.scope(tenantId, userId);
-    const outcome = await this.store.withScope(scope, (chunks) => chunks.search(embedding, k));
-    const hits: OpenedHit[] = [];
+    const { signal, ...search } = opts;
+    const outcome = await this.store.withScope(scope, (chunks) => chunks.search(embedding, k, search), { signal });
+    const started = process.hrtime.bigint();
+    const { opened, skipped } = await this.openAll(scope, outcome.hits);
+    const openSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const hits: OpenedHit[] = opened;
+    return { hits, skipped, strategy: outcome.strategy, searchSeconds: outcome.seconds, openSeconds };
+  }
+
+  /** Opens chunks read from the store for `scope`; those that do not open are reported, not thrown. */
+  async openAll<C extends Chunk>(scope: Scope, chunks: readonly C[]): Promise<{ opened: Array<Omit<C, 'ciphertext'> & { text: string }>; skipped: Unreadable[] }> {
+    const opened: Array<Omit<C, 'ciphertext'> & { text: string }> = [];
     const skipped: Unreadable[] = [];
-    for (const hit of outcome.hits) {
+    for (const chunk of chunks) {
       try {
-        hits.push({ ...(await this.open(scope, hit)), distance: hit.distance });
+        opened.push(await this.open(scope, chunk));
       } catch (err) {
         if (!(err instanceof CryptoError)) throw err;
-        skipped.push({ id: hit.id, reason: err.reason });
+        skipped.push({ id: chunk.id, reason: err.reason });
       }
     }
-    return { hits, skipped, strategy: outcome.strategy };
+    return { opened, skipped };
   }
 
   private async open<C extends Chunk>(scope: Scope, chunk: C): Promise<Omit<C, 'ciphertext'> & { text: string }> {

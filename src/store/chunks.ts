@@ -1,5 +1,5 @@
 import type { Scope } from './scope.ts';
-import { nearestInScope, type SearchStrategy, type SearchTuning } from './search.ts';
+import { nearestInScope, type Predicate, type SearchStrategy, type SearchTuning } from './search.ts';
 import type { SqlClient } from './sql-client.ts';
 import { toBuffer, toSqlVector } from './vector.ts';
 
@@ -55,7 +55,26 @@ export interface SearchOutcome {
 export interface ListPage {
   chunks: Chunk[];
   /** Pass back as `before` for the next (older) page; null on the last page. */
-  next: { createdAt: Date; id: string } | null;
+  next: ListPosition | null;
+}
+
+/** Where a page ended: `createdAt` is the database's exact text (microseconds; a Date keeps only ms). */
+export interface ListPosition {
+  createdAt: string;
+  id: string;
+}
+
+export interface SearchOptions {
+  /** Only rows embedded by this embedder (vectors of different models are not comparable). */
+  embedderId?: string;
+  /** A further condition, e.g. a compiled metadata filter. Statements with one are not kept prepared. */
+  filter?: Predicate;
+}
+
+/** What an idempotency key already answered: its request's hash and stored response. */
+export interface IdempotentReplay {
+  requestHash: Buffer;
+  response: unknown;
 }
 
 const COLUMNS = 'id, tenant_id, user_hash, ciphertext, key_id, embedder_id, metadata, version, created_at, updated_at, expires_at';
@@ -148,21 +167,53 @@ export class ScopedChunks {
   }
 
   /** Newest first, `limit` at a time; `before` continues after the last row of a page. */
-  async list(limit: number, before?: { createdAt: Date; id: string }): Promise<ListPage> {
+  async list(limit: number, before?: ListPosition): Promise<ListPage> {
+    if (before && !isChunkId(before.id)) throw new RangeError('list position id is not a UUID');
     const params: unknown[] = [this.scope.tenantId, this.scope.userHash, limit + 1];
     let after = '';
     if (before) {
       params.push(before.createdAt, before.id);
-      after = 'AND (created_at, id) < ($4, $5)';
+      after = 'AND (created_at, id) < ($4::timestamptz, $5::uuid)';
     }
-    const res = await this.sql.query<ChunkRecord>(
-      `SELECT ${COLUMNS} FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 AND ${LIVE} ${after}
-       ORDER BY created_at DESC, id DESC LIMIT $3`,
+    const res = await this.sql.query<ChunkRecord & { position: string }>(
+      `SELECT ${COLUMNS}, created_at::text AS position FROM memory_chunks
+        WHERE tenant_id = $1 AND user_hash = $2 AND ${LIVE} ${after}
+        ORDER BY created_at DESC, id DESC LIMIT $3`,
       params,
     );
-    const chunks = res.rows.slice(0, limit).map(toChunk);
-    const last = chunks[chunks.length - 1];
-    return { chunks, next: res.rows.length > limit && last ? { createdAt: last.createdAt, id: last.id } : null };
+    const page = res.rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return { chunks: page.map(toChunk), next: res.rows.length > limit && last ? { createdAt: last.position, id: last.id } : null };
+  }
+
+  /** What the idempotency key (its hash) answered, if this scope used it. */
+  async findIdempotencyKey(keyHash: Buffer): Promise<IdempotentReplay | null> {
+    const res = await this.sql.query<{ request_hash: unknown; response: unknown }>(
+      'SELECT request_hash, response FROM idempotency_keys WHERE tenant_id = $1 AND user_hash = $2 AND key_hash = $3',
+      [this.scope.tenantId, this.scope.userHash, keyHash],
+    );
+    const row = res.rows[0];
+    return row ? { requestHash: toBuffer(row.request_hash), response: row.response } : null;
+  }
+
+  /**
+   * Claims an idempotency key (hashes, 32 bytes each) for a write whose `response` is already
+   * known, before the write's rows go in, in the same transaction. Returns null when claimed;
+   * when the key was used before, what it answered. A racing claim of the same key waits on
+   * the primary key until the first transaction ends, then sees its row (or claims the key
+   * itself if that one rolled back).
+   */
+  async claimIdempotencyKey(keyHash: Buffer, requestHash: Buffer, response: unknown): Promise<IdempotentReplay | null> {
+    const claimed = await this.sql.query(
+      `INSERT INTO idempotency_keys (tenant_id, user_hash, key_hash, request_hash, response)
+       VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT DO NOTHING`,
+      [this.scope.tenantId, this.scope.userHash, keyHash, requestHash, JSON.stringify(response)],
+    );
+    if (claimed.rowCount > 0) return null;
+    const found = await this.findIdempotencyKey(keyHash);
+    // Not there: the key's row was purged between the two statements; refuse rather than guess.
+    if (!found) throw new Error('idempotency key vanished while being claimed');
+    return found;
   }
 
   /**
@@ -209,22 +260,42 @@ export class ScopedChunks {
     return res.rowCount > 0;
   }
 
-  /** Erasure: every chunk of this user in this tenant, expired ones included. Returns how many. */
+  /**
+   * Erasure: every chunk of this user in this tenant, expired ones included, and the user's
+   * idempotency keys (their stored responses name chunk ids). Returns how many chunks.
+   */
   async deleteAll(): Promise<number> {
-    const res = await this.sql.query('DELETE FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2', [
-      this.scope.tenantId,
-      this.scope.userHash,
-    ]);
+    const scope = [this.scope.tenantId, this.scope.userHash];
+    const res = await this.sql.query('DELETE FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2', scope);
+    await this.sql.query('DELETE FROM idempotency_keys WHERE tenant_id = $1 AND user_hash = $2', scope);
     return res.rowCount;
   }
 
-  /** The k nearest live chunks by cosine distance: always min(k, live chunks in scope). */
-  async search(embedding: ArrayLike<number>, k: number): Promise<SearchOutcome> {
+  /** The k nearest live chunks by cosine distance: always min(k, live chunks in scope that match `opts`). */
+  async search(embedding: ArrayLike<number>, k: number, opts: SearchOptions = {}): Promise<SearchOutcome> {
     if (!Number.isInteger(k) || k < 1 || k > 1000) throw new RangeError('k must be an integer in 1..1000');
     const vector = toSqlVector(embedding, this.dim);
+    const { embedderId, filter } = opts;
+    const where: Predicate | undefined =
+      embedderId === undefined && !filter
+        ? undefined
+        : (first) => {
+            const parts: string[] = [];
+            const params: unknown[] = [];
+            if (embedderId !== undefined) {
+              params.push(embedderId);
+              parts.push(`embedder_id = $${first}`);
+            }
+            if (filter) {
+              const f = filter(first + params.length);
+              parts.push(`(${f.sql})`);
+              params.push(...f.params);
+            }
+            return { sql: parts.join(' AND '), params };
+          };
     const started = process.hrtime.bigint();
     const { neighbours, strategy } = await nearestInScope<ChunkRecord>(
-      this.sql, COLUMNS, this.scope.tenantId, this.scope.userHash, vector, k, this.tuning,
+      this.sql, COLUMNS, this.scope.tenantId, this.scope.userHash, vector, k, this.tuning, where, !filter,
     );
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.onSearch?.(seconds, strategy);

@@ -1,14 +1,15 @@
 export { Store, type StoreObserver, type StoreOptions, type Readiness } from './store.ts';
-export { ScopedChunks, isChunkId, type Chunk, type ChunkPatch, type ListPage, type Metadata, type NewChunk, type SearchHit, type SearchOutcome } from './chunks.ts';
-export { DEFAULT_SEARCH_TUNING, type SearchStrategy, type SearchTuning } from './search.ts';
+export { ScopedChunks, isChunkId, type Chunk, type ChunkPatch, type IdempotentReplay, type ListPage, type ListPosition, type Metadata, type NewChunk, type SearchHit, type SearchOptions, type SearchOutcome } from './chunks.ts';
+export { DEFAULT_SEARCH_TUNING, type Predicate, type SearchStrategy, type SearchTuning } from './search.ts';
 export { ScopeError, SCOPE_SETTINGS, type Scope } from './scope.ts';
 export { isConnectionError, isRlsError, sqlState } from './errors.ts';
 export { currentVersion, latestVersion, loadMigrations, migrateDown, migrateUp, migrationStatus, MigrationError, type MigrationState, type MigrationVars } from './migrations.ts';
 export { createPgDriver, type PgDriverOptions } from './pg-driver.ts';
 export { createPgliteDriver, type PgliteDriverOptions } from './pglite-driver.ts';
-export type { Driver, PoolStats, SqlClient } from './sql-client.ts';
+export type { Driver, PoolStats, SqlClient, TransactionOptions } from './sql-client.ts';
 export { setupDatabase, type SetupOptions, type SetupResult } from './setup.ts';
 export { openStore, type OpenStoreOptions, type StoreLocation } from './open.ts';
 export { prewarm, withVectorIndexRebuilt } from './bulk-load.ts';
 export { ensureScopeIndexes, scopeIndexName, SCOPE_INDEX_PREFIX, type ScopeIndexOptions, type ScopeIndexReport } from './scope-indexes.ts';
 export { SqlKeyRepository } from './key-repository.ts';
+export { compileFilter, parseFilter, FilterError, FILTER_LIMITS, type MetadataFilter, type Condition, type Scalar } from './filter.ts';

@@ -25,9 +25,10 @@ function statementName(text: string): string {
   return name;
 }
 
-function wrap(client: pg.PoolClient | pg.Client): SqlClient {
+function wrap(client: pg.PoolClient | pg.Client, signal?: AbortSignal): SqlClient {
   return {
     async query<R extends Row>(text: string, params?: readonly unknown[], opts?: QueryOptions) {
+      signal?.throwIfAborted();
       const values = params as unknown[] | undefined;
       const res = opts?.prepare
         ? await client.query<R>({ name: statementName(text), text, values })
@@ -35,22 +36,49 @@ function wrap(client: pg.PoolClient | pg.Client): SqlClient {
       return { rows: res.rows, rowCount: res.rowCount ?? res.rows.length };
     },
     async exec(text: string) {
+      signal?.throwIfAborted();
       await client.query(text);
     },
   };
 }
 
-async function inTransaction<T>(client: pg.PoolClient | pg.Client, first: { text: string; params: string[] } | null, fn: (sql: SqlClient) => Promise<T>): Promise<T> {
+async function inTransaction<T>(
+  client: pg.PoolClient | pg.Client,
+  first: { text: string; params: string[] } | null,
+  fn: (sql: SqlClient) => Promise<T>,
+  signal?: AbortSignal,
+): Promise<T> {
   await client.query('BEGIN');
   try {
     if (first) await client.query(first.text, first.params);
-    const result = await fn(wrap(client));
+    const result = await fn(wrap(client, signal));
     await client.query('COMMIT');
     return result;
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
+}
+
+function backendPid(client: pg.PoolClient): number | undefined {
+  const pid = (client as unknown as { processID?: unknown }).processID;
+  return typeof pid === 'number' ? pid : undefined;
+}
+
+/**
+ * Cancels the statement running on backend `pid` (a client went away mid-query). It uses a
+ * connection of its own, as the same role: PostgreSQL lets a role cancel its own backends.
+ * Best effort: a failure leaves the statement to finish or hit its timeout.
+ */
+function cancelBackend(url: string, pid: number | undefined): void {
+  if (pid === undefined) return;
+  const c = new pg.Client({ connectionString: url, application_name: 'relay-memory-cancel' });
+  c.on('error', () => undefined);
+  void c
+    .connect()
+    .then(() => c.query('SELECT pg_cancel_backend($1)', [pid]))
+    .catch(() => undefined)
+    .finally(() => void c.end().catch(() => undefined));
 }
 
 export function createPgDriver(opts: PgDriverOptions): Driver {
@@ -78,16 +106,28 @@ export function createPgDriver(opts: PgDriverOptions): Driver {
 
   return {
     kind: 'pg',
-    async appTransaction(settings: Settings, fn) {
+    async appTransaction(settings: Settings, fn, txOpts) {
+      const signal = txOpts?.signal;
+      signal?.throwIfAborted();
       const client = await pool.connect();
       let broken = false;
+      let cancelled = false;
+      const cancel = () => {
+        cancelled = true;
+        cancelBackend(opts.appUrl, backendPid(client));
+      };
       try {
-        return await inTransaction(client, settings.length > 0 ? setConfigStatement(settings) : null, fn);
+        signal?.throwIfAborted();
+        signal?.addEventListener('abort', cancel, { once: true });
+        return await inTransaction(client, settings.length > 0 ? setConfigStatement(settings) : null, fn, signal);
       } catch (err) {
         broken = isConnectionError(err);
-        throw err;
+        throw signal?.aborted ? signal.reason : err;
       } finally {
-        client.release(broken);
+        signal?.removeEventListener('abort', cancel);
+        // A cancelled connection is closed, not pooled: the cancel request travels on another
+        // connection and could otherwise land on whatever the next borrower runs.
+        client.release(broken || cancelled);
       }
     },
     ownerTransaction(fn) {

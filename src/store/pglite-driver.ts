@@ -24,6 +24,21 @@ function wrap(tx: Transaction | PGlite): SqlClient {
   };
 }
 
+/** Like `wrap`, but each statement first checks that the caller is still there. */
+function wrapAbortable(tx: Transaction, signal: AbortSignal): SqlClient {
+  const inner = wrap(tx);
+  return {
+    query(text, params, opts) {
+      signal.throwIfAborted();
+      return inner.query(text, params, opts);
+    },
+    exec(text) {
+      signal.throwIfAborted();
+      return inner.exec(text);
+    },
+  };
+}
+
 /**
  * PGlite is one superuser connection. Superusers bypass RLS even when it is FORCEd,
  * so every app transaction first becomes `app_user` (`set_config('role', …, true)`,
@@ -53,11 +68,16 @@ export async function createPgliteDriver(opts: PgliteDriverOptions = {}): Promis
 
   return {
     kind: 'pglite',
-    async appTransaction(settings: Settings, fn) {
+    async appTransaction(settings: Settings, fn, txOpts) {
+      const signal = txOpts?.signal;
+      signal?.throwIfAborted();
       const first = setConfigStatement([['role', appRole], ...settings]);
+      // Transactions queue for the one connection; one whose caller left while it waited
+      // ends before its first statement instead of running for nobody.
       return db.transaction(async (tx) => {
+        signal?.throwIfAborted();
         await tx.query(first.text, first.params);
-        return fn(wrap(tx));
+        return fn(signal ? wrapAbortable(tx, signal) : wrap(tx));
       });
     },
     async ownerTransaction(fn) {

@@ -53,28 +53,47 @@ export interface NeighbourResult<R> {
   strategy: SearchStrategy;
 }
 
-const SCOPE = 'FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 AND (expires_at IS NULL OR expires_at > now())';
+/**
+ * Extra conditions a search applies besides the scope (the active embedder, a metadata filter).
+ * Given the number of its first parameter, it returns a boolean SQL expression and its
+ * parameters. Its text must depend only on the condition's shape, never on values: the
+ * statement is prepared and cached by text.
+ */
+export type Predicate = (firstParam: number) => { sql: string; params: unknown[] };
+
+/** Parameters of every search statement: $1 tenant, $2 user hash, $3 vector, $4 k, $5 the exact/HNSW cap. */
+const FIXED_PARAMS = 5;
+
+function scopeRows(where: string): string {
+  return `FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 AND (expires_at IS NULL OR expires_at > now())${where}`;
+}
 
 /**
  * Exact: every live row of the scope by distance. MATERIALIZED keeps the planner
  * from answering with the HNSW index, whose post-filter could return fewer than k rows.
  */
-const EXACT = `s AS MATERIALIZED (SELECT id, embedding <=> $3::vector AS distance ${SCOPE}),
+function exact(where: string): string {
+  return `s AS MATERIALIZED (SELECT id, embedding <=> $3::vector AS distance ${scopeRows(where)}),
   c AS (SELECT id, distance FROM s ORDER BY distance, id LIMIT $4)`;
+}
 
 /**
  * One statement that picks its own path: an index-only count of the scope, capped at $5,
  * gates two branches with one-time filters, so only one of them runs — exact for a small
- * scope, HNSW (iterative scan) for a large one.
+ * scope, HNSW (iterative scan) for a large one. The count ignores the extra conditions (it
+ * stays index-only); a selective condition on a large scope makes the HNSW branch come back
+ * short, and the exact search then settles it.
  */
-const ADAPTIVE = `n AS MATERIALIZED (SELECT count(*)::int AS n FROM (SELECT 1 FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 LIMIT $5) x),
-  s AS MATERIALIZED (SELECT id, embedding <=> $3::vector AS distance ${SCOPE}),
+function adaptive(where: string): string {
+  return `n AS MATERIALIZED (SELECT count(*)::int AS n FROM (SELECT 1 FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 LIMIT $5) x),
+  s AS MATERIALIZED (SELECT id, embedding <=> $3::vector AS distance ${scopeRows(where)}),
   c AS (
     (SELECT id, distance FROM s WHERE (SELECT n FROM n) < $5 ORDER BY distance, id LIMIT $4)
     UNION ALL
     (SELECT id, distance FROM (
-       SELECT id, embedding <=> $3::vector AS distance ${SCOPE} AND (SELECT n FROM n) >= $5
+       SELECT id, embedding <=> $3::vector AS distance ${scopeRows(where)} AND (SELECT n FROM n) >= $5
        ORDER BY embedding <=> $3::vector LIMIT $4) a))`;
+}
 
 /**
  * The candidates joined back to their rows: k primary-key lookups. The LIMIT keeps the
@@ -92,7 +111,8 @@ type Found<R> = Array<Neighbour<R> & { scopeRows?: number }>;
 /**
  * The k nearest live rows of one scope: always min(k, live rows in scope).
  * Small scopes are searched exactly, large ones with HNSW; when the index comes back
- * short (a selective filter, expired rows), the exact search answers instead.
+ * short (a selective filter, expired rows), the exact search answers instead. `prepare`
+ * keeps the statements prepared per connection: only for a bounded set of statement texts.
  */
 export async function nearestInScope<R>(
   sql: SqlClient,
@@ -102,23 +122,32 @@ export async function nearestInScope<R>(
   vector: string,
   k: number,
   tuning: SearchTuning,
+  where?: Predicate,
+  prepare = true,
 ): Promise<NeighbourResult<R>> {
   const cap = tuning.exactMax + 1;
   const run = async (text: string, params: unknown[]): Promise<Found<R>> => {
-    const res = await sql.query<Record<string, unknown>>(text, params, { prepare: true });
+    const res = await sql.query<Record<string, unknown>>(text, params, { prepare });
     return res.rows.map(({ scope_rows, ...row }) => ({
       row: row as R,
       distance: Number(row.distance),
       scopeRows: typeof scope_rows === 'number' ? scope_rows : undefined,
     }));
   };
-  const params = [tenantId, userHash, vector, k];
-  const found = await run(withRows(ADAPTIVE, columns, ', (SELECT n FROM n) AS scope_rows'), [...params, cap]);
+  const base = [tenantId, userHash, vector, k];
+  // The extra conditions' parameters follow the fixed ones of each statement.
+  const extra = (first: number) => {
+    const e = where?.(first);
+    return { cond: e ? ` AND (${e.sql})` : '', params: e?.params ?? [] };
+  };
+  const a = extra(FIXED_PARAMS + 1);
+  const found = await run(withRows(adaptive(a.cond), columns, ', (SELECT n FROM n) AS scope_rows'), [...base, cap, ...a.params]);
   const large = (found[0]?.scopeRows ?? 0) >= cap;
   if (found.length >= k) return { neighbours: found, strategy: large ? 'hnsw' : 'exact' };
   // Short. Under the cap the exact branch ran, so that is all there is; over it, or when
   // nothing came back (the count is then unknown), the exact search settles it.
   if (found.length > 0 && !large) return { neighbours: found, strategy: 'exact' };
-  const exact = await run(withRows(EXACT, columns), params);
-  return { neighbours: exact, strategy: found.length > 0 || exact.length > 0 ? 'hnsw_then_exact' : 'exact' };
+  const e = extra(base.length + 1);
+  const all = await run(withRows(exact(e.cond), columns), [...base, ...e.params]);
+  return { neighbours: all, strategy: found.length > 0 || all.length > 0 ? 'hnsw_then_exact' : 'exact' };
 }

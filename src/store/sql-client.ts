@@ -22,6 +22,15 @@ export interface SqlClient {
   exec(text: string): Promise<void>;
 }
 
+export interface TransactionOptions {
+  /**
+   * Cancels the transaction: before it starts, nothing runs; while a statement runs on a
+   * server, the statement is cancelled (and that connection is not reused). PGlite cannot
+   * interrupt a running statement; it stops before the next one.
+   */
+  signal?: AbortSignal;
+}
+
 /** Transaction-local settings, applied by one `set_config` call each in the first statement. */
 export type Settings = ReadonlyArray<readonly [name: string, value: string]>;
 
@@ -44,7 +53,7 @@ export interface Driver {
    * Runs `fn` in one transaction as the application role, with `settings`
    * applied first in a single statement. Commits on success, rolls back on throw.
    */
-  appTransaction<T>(settings: Settings, fn: (sql: SqlClient) => Promise<T>): Promise<T>;
+  appTransaction<T>(settings: Settings, fn: (sql: SqlClient) => Promise<T>, opts?: TransactionOptions): Promise<T>;
   /** Runs `fn` in one transaction as the migration owner. */
   ownerTransaction<T>(fn: (sql: SqlClient) => Promise<T>): Promise<T>;
   /** Runs `fn` as the migration owner outside a transaction (VACUUM cannot run inside one). */

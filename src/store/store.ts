@@ -4,7 +4,7 @@ import { currentVersion, latestVersion, migrateUp, type MigrationVars } from './
 import { scopeSettings, validateScope, type Scope } from './scope.ts';
 import { ensureScopeIndexes, listScopeIndexes, scopeIndexName, type ScopeIndexOptions, type ScopeIndexReport } from './scope-indexes.ts';
 import { DEFAULT_SEARCH_TUNING, searchSettings, type SearchStrategy, type SearchTuning } from './search.ts';
-import type { Driver, PoolStats, Settings, SqlClient } from './sql-client.ts';
+import type { Driver, PoolStats, Settings, SqlClient, TransactionOptions } from './sql-client.ts';
 
 const SCOPE_INDEX_REFRESH_MS = 60_000;
 
@@ -67,14 +67,30 @@ export class Store {
     return ran;
   }
 
-  /** Runs `fn` with the chunks of one scope, in one transaction. */
-  async withScope<T>(scope: Scope, fn: (chunks: ScopedChunks) => Promise<T>): Promise<T> {
+  /** Runs `fn` with the chunks of one scope, in one transaction (cancelled by `opts.signal`). */
+  async withScope<T>(scope: Scope, fn: (chunks: ScopedChunks) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
     validateScope(scope);
     const onSearch = this.opts.observer?.search?.bind(this.opts.observer);
     const own = (await this.scopeIndexNames()).has(scopeIndexName(scope.tenantId, scope.userHash));
-    return this.run(scope, own ? this.ownIndexSearchSettings : this.searchSettings, (sql) =>
-      fn(new ScopedChunks(sql, scope, this.embeddingDim, this.tuning, onSearch)),
+    return this.run(
+      scope,
+      own ? this.ownIndexSearchSettings : this.searchSettings,
+      (sql) => fn(new ScopedChunks(sql, scope, this.embeddingDim, this.tuning, onSearch)),
+      opts,
     );
+  }
+
+  /**
+   * One round of the expiry sweep: deletes up to `batch` expired chunks and up to `batch`
+   * idempotency keys older than a day, across tenants, through `relay_purge_expired` (the one
+   * cross-tenant thing the application role may do; it returns counts, never rows).
+   */
+  async purgeExpired(batch = 1000): Promise<{ chunks: number; idempotencyKeys: number }> {
+    const res = await this.driver.appTransaction([], (sql) =>
+      sql.query<{ chunks: number; idempotency_keys: number }>('SELECT chunks, idempotency_keys FROM relay_purge_expired($1)', [batch]),
+    );
+    const row = res.rows[0];
+    return { chunks: row?.chunks ?? 0, idempotencyKeys: row?.idempotency_keys ?? 0 };
   }
 
   /**
@@ -119,9 +135,9 @@ export class Store {
     return this.run(scope, [], fn);
   }
 
-  private async run<T>(scope: Scope, extra: Settings, fn: (sql: SqlClient) => Promise<T>): Promise<T> {
+  private async run<T>(scope: Scope, extra: Settings, fn: (sql: SqlClient) => Promise<T>, opts?: TransactionOptions): Promise<T> {
     try {
-      return await this.driver.appTransaction([...scopeSettings(scope), ...extra], fn);
+      return await this.driver.appTransaction([...scopeSettings(scope), ...extra], fn, opts);
     } catch (err) {
       if (isRlsError(err)) this.opts.observer?.rlsError?.();
       throw err;
