@@ -1,32 +1,22 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../src/api/index.ts';
-import { createMetrics } from '../src/metrics/index.ts';
 import { migrateDown, migrateUp, type Store } from '../src/store/index.ts';
+import { startTestApi, type TestApi } from './helpers/api.ts';
 import { targets } from './helpers/targets.ts';
 
 for (const target of targets()) {
   describe(`health, readiness and metrics (${target.name})`, () => {
+    let api: TestApi;
     let store: Store;
-    let app: FastifyInstance;
     before(async () => {
-      const metrics = createMetrics({ release: 'test-release' });
-      store = await target.open({ observer: metrics.storeObserver });
-      metrics.watchPool(() => store.poolStats());
-      app = buildApp({ store, metrics });
-      await app.listen({ host: '127.0.0.1', port: 0 });
+      api = await startTestApi(target);
+      store = api.store;
     });
     after(async () => {
-      await app?.close();
       await migrateUp(store.driver, store.migrationVars).catch(() => undefined);
-      await store?.close();
+      await api?.close();
     });
-    const base = () => {
-      const addr = app.server.address();
-      assert.ok(addr && typeof addr === 'object');
-      return `http://127.0.0.1:${addr.port}`;
-    };
+    const base = () => api.url;
 
     it('answers /healthz and echoes a request id', async () => {
       const res = await fetch(`${base()}/healthz`, { headers: { 'x-request-id': 'req-123' } });
@@ -38,7 +28,7 @@ for (const target of targets()) {
     it('is ready when migrations are current, and 503 when they are not', async () => {
       const ok = await fetch(`${base()}/readyz`);
       assert.equal(ok.status, 200);
-      assert.deepEqual(await ok.json(), { status: 'ready', checks: { store: 'ok', migrations: 'current' } });
+      assert.deepEqual(await ok.json(), { status: 'ready', checks: { store: 'ok', migrations: 'current', embedder: `hash-v1/d${store.embeddingDim}` } });
       await migrateDown(store.driver, store.migrationVars, 0);
       try {
         const behind = await fetch(`${base()}/readyz`);
@@ -56,12 +46,14 @@ for (const target of targets()) {
       assert.equal(res.status, 200);
       assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
       const text = await res.text();
-      for (const name of ['relay_rls_errors_total', 'relay_ann_query_seconds_bucket', 'relay_db_pool_utilization']) {
+      for (const name of ['relay_rls_errors_total', 'relay_ann_query_seconds_bucket', 'relay_db_pool_utilization', 'relay_ttfv_seconds_bucket', 'relay_cross_tenant_attempts_total']) {
         assert.ok(text.includes(name), name);
       }
       assert.match(text, /relay_build_info\{release="test-release"\} 1/);
       assert.match(text, /relay_ann_query_seconds_bucket\{le="0\.2"\}/);
       assert.match(text, /relay_ann_query_seconds_bucket\{le="0\.25"\}/);
+      assert.match(text, /relay_ttfv_seconds_bucket\{le="1\.5"\}/);
+      for (const outcome of ['success', 'error', 'client_abort']) assert.match(text, new RegExp(`relay_sse_streams_total\\{outcome="${outcome}"\\} 0`));
     });
 
     it('answers unknown routes with the JSON error shape', async () => {

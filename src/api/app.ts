@@ -1,42 +1,41 @@
+import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import type { Metrics } from '../metrics/index.ts';
-import type { Store } from '../store/index.ts';
-import { ApiError, ErrorCode, errorBody } from './errors.ts';
+import type { ApiDeps } from './context.ts';
+import { ApiError, ErrorCode } from './errors.ts';
+import { installErrorHandler } from './error-handler.ts';
+import { erasureRoute } from './routes/erasure.ts';
+import { memoryItemRoutes } from './routes/memory-item.ts';
+import { memoryListRoute } from './routes/memory-list.ts';
+import { memoryQueryRoute } from './routes/memory-query.ts';
+import { memoryWriteRoute } from './routes/memory-write.ts';
 
-export interface AppOptions {
-  store: Store;
-  metrics: Metrics;
+export interface AppOptions extends ApiDeps {
   /** Fastify's logger option: a pino instance, options, or false. */
   logger?: FastifyServerOptions['logger'];
 }
 
 /** Builds the HTTP app without listening; `server.ts` listens, tests use inject() or a real port. */
-export function buildApp(opts: AppOptions): FastifyInstance {
+export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? false,
-    bodyLimit: 1024 * 1024,
+    bodyLimit: opts.limits.bodyLimitBytes,
+    // A user id (up to 256 characters, percent-encoded up to 9 bytes each) fits in a path parameter.
+    routerOptions: { maxParamLength: 2400 },
+    // Never log the Authorization header (pino's default request serializer logs no headers).
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : crypto.randomUUID();
     },
   });
-
+  app.decorateRequest('principal', null);
+  app.decorateRequest('acceptedAt', 0);
+  app.addHook('onRequest', async (req) => {
+    req.acceptedAt = performance.now();
+  });
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
-
-  app.setNotFoundHandler((req, reply) => {
-    reply.code(404).send(errorBody(ErrorCode.NotFound, `no route ${req.method} ${req.url.split('?')[0]}`));
-  });
-
-  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
-    if (err instanceof ApiError) return reply.code(err.statusCode).send(errorBody(err.code, err.message));
-    const status = err.statusCode;
-    if (status === 413) return reply.code(413).send(errorBody(ErrorCode.PayloadTooLarge, 'request body too large'));
-    if (status && status >= 400 && status < 500) return reply.code(status).send(errorBody(ErrorCode.BadRequest, err.message));
-    req.log.error({ err: { type: err.name, code: err.code } }, 'request failed');
-    return reply.code(500).send(errorBody(ErrorCode.Internal, 'internal error'));
-  });
+  installErrorHandler(app);
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 
@@ -47,6 +46,8 @@ export function buildApp(opts: AppOptions): FastifyInstance {
       checks: {
         store: r.error ? 'unreachable' : 'ok',
         migrations: r.schemaVersion === r.expectedVersion ? 'current' : `at ${r.schemaVersion}, expected ${r.expectedVersion}`,
+        // The embedder (and its model, if any) is loaded before the app is built.
+        embedder: opts.memory.embedderId,
       },
     };
     return reply.code(r.ok ? 200 : 503).send(body);
@@ -55,6 +56,21 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   app.get('/metrics/memory', async (_req, reply) => {
     reply.header('content-type', opts.metrics.registry.contentType);
     return opts.metrics.registry.metrics();
+  });
+
+  // The memory API: every route needs a token, then counts against its tenant's rate limit.
+  await app.register(async (api) => {
+    api.addHook('onRequest', async (req) => {
+      req.principal = await opts.verifier.verify(req.headers.authorization);
+    });
+    await api.register(rateLimit, {
+      max: opts.limits.rateLimitPerMin,
+      timeWindow: 60_000,
+      hook: 'onRequest',
+      keyGenerator: (req) => `tenant:${req.principal?.tenantId ?? ''}`,
+      errorResponseBuilder: (_req, ctx) => new ApiError(429, ErrorCode.RateLimited, `too many requests for this tenant; retry in ${ctx.after}`),
+    });
+    for (const route of [memoryWriteRoute, memoryQueryRoute, memoryItemRoutes, memoryListRoute, erasureRoute]) route(api, opts);
   });
 
   return app;

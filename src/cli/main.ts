@@ -7,6 +7,8 @@ import { keys } from './keys.ts';
 import { runBenchCrypto } from './bench-crypto.ts';
 import { migrate, UsageError } from './migrate.ts';
 import { serve } from './serve.ts';
+import { reindex } from './reindex.ts';
+import { token } from './token.ts';
 
 const USAGE = `usage: relay <command>
 
@@ -17,10 +19,13 @@ const USAGE = `usage: relay <command>
   db setup --admin-url URL --db NAME      create database, roles and pgvector; print DATABASE_URL and RELAY_MIGRATE_URL
            [--owner-role relay_owner] [--app-role app_user]
   db index-scopes [--min-rows N]          give each scope of N+ rows (default RELAY_SEARCH_EXACT_MAX) its own HNSW index
+  token --tenant T (--user U | --service) [--ttl 1h]
+                                          mint a bearer token (RELAY_JWT_SECRET, or the data folder's secret)
   keys rotate --tenant T                  new data key version for a tenant (new writes use it)
   keys reseal --tenant T [--batch-size N] re-encrypt the tenant's older rows under its newest key (resumable)
   keys shred --tenant T --yes             destroy the tenant's keys (nothing of it opens again), then delete its rows
   keys rotate-master                      rewrap every tenant key under RELAY_NEW_MASTER_KEY(_FILE)
+  reindex --tenant T [--batch-size N]    re-embed the tenant's rows written by another embedder (resumable)
   bench crypto [--json]                   seal/open throughput against bare AES-256-GCM on one core
   bench ann [--chunks 300000] [--queries 300] [--seed 1] [--json] [--keep] [--reuse]
                                           filtered vector search vs exact search on a server PostgreSQL`;
@@ -44,6 +49,9 @@ async function main(argv: string[]): Promise<void> {
       chunks: { type: 'string' },
       'min-rows': { type: 'string' },
       tenant: { type: 'string' },
+      user: { type: 'string' },
+      service: { type: 'boolean', default: false },
+      ttl: { type: 'string' },
       'batch-size': { type: 'string' },
       yes: { type: 'boolean', default: false },
       queries: { type: 'string' },
@@ -76,8 +84,12 @@ async function main(argv: string[]): Promise<void> {
         appRole: values['app-role'],
         embeddingDim: int(process.env.RELAY_EMBED_DIM, 'RELAY_EMBED_DIM'),
       });
+    case 'token':
+      return token({ tenant: values.tenant, user: values.user, service: values.service, ttl: values.ttl });
     case 'keys':
       return keys(sub, { tenant: values.tenant, batchSize: int(values['batch-size'], 'batch-size'), yes: values.yes });
+    case 'reindex':
+      return reindex({ tenant: values.tenant, batchSize: int(values['batch-size'], 'batch-size') });
     case 'bench':
       if (sub === 'crypto') return runBenchCrypto(values.json);
       if (sub !== 'ann') throw new UsageError('usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json] | relay bench crypto [--json]');

@@ -1,14 +1,23 @@
-import { buildApp } from '../api/index.ts';
+import { startServer } from '../api/index.ts';
+import { createTokenVerifier, mintToken, signingSecret } from '../auth/index.ts';
 import { loadConfig } from '../config/index.ts';
+import { Keyring } from '../crypto/index.ts';
+import { createEmbedder } from '../embed/index.ts';
+import { MemoryService, SealedMemory } from '../memory/index.ts';
 import { createMetrics } from '../metrics/index.ts';
-import { openStore } from '../store/index.ts';
+import { openStore, SqlKeyRepository } from '../store/index.ts';
 import { masterKeyFor } from './master-key.ts';
 
 /** `relay serve`: migrates the embedded store (or the server one, given RELAY_MIGRATE_URL) and listens. */
 export async function serve(): Promise<void> {
   const config = loadConfig();
-  // Fails fast on a bad or missing master key; the embedded store makes its development key here.
-  masterKeyFor(config);
+  // Fails fast on a bad or missing key or token secret; the embedded store makes its
+  // development key and secret here.
+  const { provider } = masterKeyFor(config);
+  const jwt = signingSecret(config);
+  const verifier = await createTokenVerifier(config.auth, { devSecret: jwt.source === 'env' ? undefined : (jwt.secret ?? undefined) });
+  const embedder = await createEmbedder(config.embed);
+
   const metrics = createMetrics({ release: config.release });
   const store = await openStore({
     location: config.store,
@@ -21,16 +30,43 @@ export async function serve(): Promise<void> {
   const canMigrate = config.store.kind === 'pglite' || Boolean(config.store.migrateUrl);
   if (config.migrateOnStart && canMigrate) await store.migrate();
 
-  const app = buildApp({ store, metrics, logger: { level: config.logLevel } });
+  const keyring = new Keyring({ provider, repository: new SqlKeyRepository(store.driver, 'app'), onOpenFailure: metrics.openFailure });
+  const memory = new MemoryService({ memory: new SealedMemory(store, keyring), embedder, chunking: config.embed.chunk });
+  const server = await startServer({
+    store,
+    metrics,
+    memory,
+    verifier,
+    limits: config.api,
+    host: config.host,
+    port: config.port,
+    shutdownGraceMs: config.api.shutdownGraceMs,
+    sweepIntervalS: config.api.sweepIntervalS,
+    logger: {
+      level: config.logLevel,
+      // Tokens and keys never reach the log, whatever a future serializer includes.
+      redact: ['req.headers.authorization', 'req.headers["idempotency-key"]'],
+    },
+  });
+  const log = server.app.log;
   const shutdown = async (signal: string) => {
-    app.log.info({ signal }, 'shutting down');
-    await app.close();
-    await store.close();
-    process.exit(0);
+    log.info({ signal }, 'shutting down');
+    try {
+      await server.close();
+      await embedder.close?.();
+    } finally {
+      process.exit(0);
+    }
   };
   process.once('SIGINT', () => void shutdown('SIGINT'));
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
 
-  await app.listen({ host: config.host, port: config.port });
-  app.log.info({ store: config.store.kind, release: config.release }, 'relay memory is serving');
+  log.info({ url: server.url, store: config.store.kind, embedder: embedder.id, release: config.release }, 'relay memory is serving');
+  if (jwt.created && jwt.secret) {
+    // First start of the embedded store: hand the developer a token to try the API with.
+    const token = await mintToken({ secret: jwt.secret, tenant: 'dev', service: true, ttlSeconds: 30 * 86_400 });
+    console.error(
+      `relay: development service token for tenant "dev" (30 days; make more with: npm run relay -- token --tenant T --user U):\n${token}`,
+    );
+  }
 }

@@ -10,6 +10,20 @@ export interface Metrics {
   watchPool(stats: () => PoolStats): void;
   /** Counts sealed values that failed to open: pass as the keyring's `onOpenFailure`. */
   openFailure: OpenFailureHook;
+  /** The HTTP API's guardrails. */
+  api: ApiObserver;
+}
+
+export type StreamOutcome = 'success' | 'error' | 'client_abort';
+export const STREAM_OUTCOMES: readonly StreamOutcome[] = ['success', 'error', 'client_abort'];
+
+export interface ApiObserver {
+  /** Request accepted → first result written. */
+  ttfv(seconds: number): void;
+  /** A query stream (or JSON query) finished. */
+  stream(outcome: StreamOutcome): void;
+  /** A request named a tenant or user outside its token's scope. */
+  crossTenantAttempt(): void;
 }
 
 /** One registry per process; names and labels follow DESIGN.md's guardrail table. */
@@ -44,6 +58,25 @@ export function createMetrics(opts: { release?: string; defaultMetrics?: boolean
   });
   // Every reason is exported from the start at 0, so a first failure shows as an increase.
   for (const reason of OPEN_FAILURE_REASONS) openFailures.inc({ reason }, 0);
+  const ttfv = new Histogram({
+    name: 'relay_ttfv_seconds',
+    help: 'Query accepted → first result written (the done event when there is none)',
+    // 1.5 s (the canary's guardrail) is a bucket edge, and so is the 50 ms goal.
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const streams = new Counter({
+    name: 'relay_sse_streams_total',
+    help: 'Finished query streams by outcome (success, error, client_abort)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  for (const outcome of STREAM_OUTCOMES) streams.inc({ outcome }, 0);
+  const crossTenant = new Counter({
+    name: 'relay_cross_tenant_attempts_total',
+    help: "Requests whose body, query or path reached outside their token's tenant or user",
+    registers: [registry],
+  });
   new Gauge({
     name: 'relay_db_pool_utilization',
     help: 'Busy database connections / pool size',
@@ -73,5 +106,10 @@ export function createMetrics(opts: { release?: string; defaultMetrics?: boolean
       poolStats = stats;
     },
     openFailure: (reason) => openFailures.inc({ reason }),
+    api: {
+      ttfv: (seconds) => ttfv.observe(seconds),
+      stream: (outcome) => streams.inc({ outcome }),
+      crossTenantAttempt: () => crossTenant.inc(),
+    },
   };
 }

@@ -1,0 +1,23 @@
+import type { Principal, TokenVerifier } from '../auth/index.ts';
+import type { ApiConfig } from '../config/index.ts';
+import type { MemoryService } from '../memory/index.ts';
+import type { Metrics } from '../metrics/index.ts';
+import type { Store } from '../store/index.ts';
+
+/** Everything the routes need, built once by the caller and passed in (no config read at import). */
+export interface ApiDeps {
+  store: Store;
+  metrics: Metrics;
+  memory: MemoryService;
+  verifier: TokenVerifier;
+  limits: Pick<ApiConfig, 'rateLimitPerMin' | 'bodyLimitBytes' | 'heartbeatMs'>;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the auth hook on every /api route; null elsewhere. */
+    principal: Principal | null;
+    /** performance.now() when the request arrived: TTFV starts here. */
+    acceptedAt: number;
+  }
+}

@@ -1,0 +1,64 @@
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
+import { AuthError } from '../auth/index.ts';
+import { CryptoError, KeyError } from '../crypto/index.ts';
+import { EmbedderError } from '../embed/index.ts';
+import { MemoryError } from '../memory/index.ts';
+import { FilterError, isConnectionError, ScopeError, sqlState } from '../store/index.ts';
+import { ApiError, ErrorCode, errorBody } from './errors.ts';
+
+const RETRY_AFTER_S = '5';
+
+/** Fastify's own 4xx errors (body parser, limits), by their stable codes. */
+function fastifyClientError(err: FastifyError): ApiError | null {
+  const status = err.statusCode;
+  if (!status || status < 400 || status >= 500) return null;
+  if (status === 413) return new ApiError(413, ErrorCode.PayloadTooLarge, 'request body too large');
+  if (status === 415) return new ApiError(415, ErrorCode.UnsupportedMediaType, 'send the body as application/json');
+  if (status === 429) return new ApiError(429, ErrorCode.RateLimited, 'too many requests');
+  if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return new ApiError(400, ErrorCode.InvalidJson, 'the JSON body is empty');
+  if (err instanceof SyntaxError || /JSON/i.test(err.code ?? '')) return new ApiError(400, ErrorCode.InvalidJson, 'the body is not valid JSON');
+  return new ApiError(status, ErrorCode.BadRequest, err.message.slice(0, 300));
+}
+
+/**
+ * Every failure as the API answers it. Messages of unexpected errors stay in the log; the
+ * client gets a code and a fixed message (no SQL, no stack, no secret).
+ */
+export function toApiError(err: unknown, req: FastifyRequest): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof AuthError) return new ApiError(401, ErrorCode.Unauthorized, err.message, { 'www-authenticate': 'Bearer error="invalid_token"' });
+  if (err instanceof FilterError) return new ApiError(400, ErrorCode.InvalidFilter, err.message.slice(0, 500));
+  if (err instanceof MemoryError) {
+    if (err.code === 'idempotency_key_reused') return new ApiError(422, ErrorCode.IdempotencyKeyReused, err.message);
+    return new ApiError(400, ErrorCode.ValidationFailed, err.message);
+  }
+  if (err instanceof ScopeError) return new ApiError(400, ErrorCode.ValidationFailed, err.message);
+  if (err instanceof EmbedderError) {
+    req.log.warn({ err: { code: err.code, status: err.statusCode } }, 'embedder failed');
+    // Down or overloaded: worth a retry. Answered but refused or garbled: a retry won't help.
+    if (err.code === 'embedder_failed') return new ApiError(502, ErrorCode.EmbedderFailed, 'the embedding model refused the request or answered badly');
+    return new ApiError(503, ErrorCode.EmbedderUnavailable, 'the embedding model is unavailable; retry later', { 'retry-after': RETRY_AFTER_S });
+  }
+  if (isConnectionError(err) || ['57014', '53300', '55P03'].includes(sqlState(err) ?? '') || /timeout exceeded when trying to connect/i.test(String((err as Error)?.message))) {
+    req.log.warn({ err: { code: sqlState(err) ?? (err as { code?: string }).code } }, 'store unavailable');
+    return new ApiError(503, ErrorCode.StoreUnavailable, 'the memory store is unavailable; retry later', { 'retry-after': RETRY_AFTER_S });
+  }
+  const fe = err as FastifyError;
+  const client = typeof fe?.statusCode === 'number' ? fastifyClientError(fe) : null;
+  if (client) return client;
+  // CryptoError/KeyError here mean the tenant's keys cannot be used (shredded, master key
+  // wrong): the request cannot be served, and the log says why, without secrets.
+  const code = err instanceof CryptoError || err instanceof KeyError ? err.code : sqlState(err);
+  req.log.error({ err: { type: (err as Error)?.name, code } }, 'request failed');
+  return new ApiError(500, ErrorCode.Internal, 'internal error');
+}
+
+export function installErrorHandler(app: FastifyInstance): void {
+  app.setErrorHandler((err, req, reply) => {
+    const e = toApiError(err, req);
+    return reply.code(e.statusCode).headers(e.headers).send(errorBody(e.code, e.message));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send(errorBody(ErrorCode.NotFound, `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}`));
+  });
+}

@@ -1,0 +1,20 @@
+import type { FastifyInstance } from 'fastify';
+import type { ApiDeps } from '../context.ts';
+import { chunkBody } from '../present.ts';
+import { decodeCursor, encodeCursor, ListQuery, parse } from '../schemas.ts';
+import { actingFor } from '../scope.ts';
+
+/** GET /api/v1/memory?user_id=…&limit=…&cursor=…: newest first, a page at a time. */
+export function memoryListRoute(app: FastifyInstance, deps: ApiDeps): void {
+  app.get('/api/v1/memory', async (req, reply) => {
+    const q = parse(ListQuery, req.query);
+    const who = actingFor(req, deps.metrics, { userId: q.user_id, tenantId: q.tenant_id });
+    const before = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
+    const page = await deps.memory.list(who.tenantId, who.userId, q.limit, before);
+    return reply.send({
+      items: page.items.map(chunkBody),
+      next_cursor: page.next ? encodeCursor(page.next) : null,
+      skipped: page.skipped.length,
+    });
+  });
+}

@@ -1,0 +1,109 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { compileFilter, parseFilter, type Predicate } from '../../store/index.ts';
+import type { QueryOutcome } from '../../memory/index.ts';
+import { abortOnClose } from '../abort.ts';
+import type { ApiDeps } from '../context.ts';
+import { ApiError, ErrorCode, errorBody } from '../errors.ts';
+import { toApiError } from '../error-handler.ts';
+import { resultBody } from '../present.ts';
+import { parse, QueryBody } from '../schemas.ts';
+import { actingFor } from '../scope.ts';
+import { SseWriter } from '../sse.ts';
+
+type Format = 'sse' | 'json';
+
+/** Accept: text/event-stream streams; application/json, anything-goes or no Accept answers in one body. */
+export function negotiate(accept: string | undefined): Format {
+  if (!accept || !accept.trim()) return 'json';
+  const types = accept.split(',').map((part) => {
+    const [type = '', ...params] = part.split(';').map((s) => s.trim().toLowerCase());
+    const q = params.find((p) => p.startsWith('q='));
+    return { type, q: q ? Number(q.slice(2)) : 1 };
+  });
+  const ok = (t: string) => types.some((m) => m.type === t && m.q > 0);
+  if (ok('text/event-stream')) return 'sse';
+  if (ok('application/json') || ok('application/*') || ok('*/*')) return 'json';
+  throw new ApiError(406, ErrorCode.NotAcceptable, 'this endpoint answers text/event-stream or application/json');
+}
+
+function compiled(filter: unknown): Predicate | undefined {
+  if (filter === undefined) return undefined;
+  const parsed = parseFilter(filter);
+  return (first) => compileFilter(parsed, first);
+}
+
+const msSince = (t: number) => Math.round((performance.now() - t) * 100) / 100;
+
+/** POST /api/v1/memory/query: embed → scoped search → open → rerank → stream or one body. */
+export function memoryQueryRoute(app: FastifyInstance, deps: ApiDeps): void {
+  app.post('/api/v1/memory/query', async (req, reply) => {
+    const body = parse(QueryBody, req.body);
+    const who = actingFor(req, deps.metrics, { userId: body.user_id, tenantId: body.tenant_id });
+    const input = { query: body.query, topK: body.top_k, filter: compiled(body.filter), rerank: body.rerank };
+    const format = negotiate(req.headers.accept);
+    const signal = abortOnClose(req, reply);
+    const run = () => deps.memory.query(who.tenantId, who.userId, input, signal);
+    if (format === 'json') {
+      const out = await run();
+      const ttfv = performance.now() - req.acceptedAt;
+      deps.metrics.api.ttfv(ttfv / 1000);
+      return reply.send({
+        results: out.results.map(resultBody),
+        count: out.results.length,
+        skipped: out.skipped.length,
+        ttfv_ms: Math.round(ttfv * 100) / 100,
+        timings: out.timings,
+      });
+    }
+    reply.hijack();
+    await stream(req, reply, deps, run, signal);
+  });
+}
+
+/**
+ * The SSE answer. Headers wait for the first event (or heartbeat), so a failure before then is
+ * still a plain HTTP error; after, it is an `error` event and the stream ends. Every stream
+ * ends in exactly one outcome: success (done sent), error, or client_abort.
+ */
+async function stream(req: FastifyRequest, reply: FastifyReply, deps: ApiDeps, run: () => Promise<QueryOutcome>, signal: AbortSignal): Promise<void> {
+  const res = reply.raw;
+  const sse = new SseWriter(res, { 'x-request-id': req.id });
+  const heartbeat = setInterval(() => sse.comment('heartbeat'), deps.limits.heartbeatMs);
+  heartbeat.unref();
+  try {
+    const out = await run();
+    signal.throwIfAborted();
+    res.cork();
+    let ttfv_ms: number | undefined;
+    const firstValue = () => {
+      if (ttfv_ms !== undefined) return;
+      ttfv_ms = msSince(req.acceptedAt);
+      deps.metrics.api.ttfv(ttfv_ms / 1000);
+    };
+    for (const r of out.results) {
+      sse.send({ event: 'result', id: r.id, data: JSON.stringify(resultBody(r)) });
+      firstValue();
+    }
+    // With no result, the done event is the first value.
+    firstValue();
+    sse.send({ event: 'done', data: JSON.stringify({ count: out.results.length, skipped: out.skipped.length, ttfv_ms, timings: out.timings }) });
+    res.uncork();
+    deps.metrics.api.stream(signal.aborted || !sse.open ? 'client_abort' : 'success');
+  } catch (err) {
+    if (signal.aborted) {
+      deps.metrics.api.stream('client_abort');
+      return;
+    }
+    deps.metrics.api.stream('error');
+    const e = toApiError(err, req);
+    if (!sse.headersSent) {
+      res.writeHead(e.statusCode, { 'content-type': 'application/json; charset=utf-8', 'x-request-id': req.id, ...e.headers });
+      res.end(JSON.stringify(errorBody(e.code, e.message)));
+      return;
+    }
+    sse.send({ event: 'error', data: JSON.stringify({ code: e.code, message: e.message }) });
+  } finally {
+    clearInterval(heartbeat);
+    sse.close();
+  }
+}

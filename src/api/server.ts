@@ -1,0 +1,72 @@
+import type { FastifyInstance } from 'fastify';
+import type { Store } from '../store/index.ts';
+import { buildApp, type AppOptions } from './app.ts';
+
+export interface ServerOptions extends AppOptions {
+  host: string;
+  port: number;
+  /** How long in-flight requests (streams) may take to finish on shutdown before their connections are cut. Default 10 s. */
+  shutdownGraceMs?: number;
+  /** Seconds between expiry sweeps; 0 turns the sweep off. Default 60. */
+  sweepIntervalS?: number;
+}
+
+export interface RunningServer {
+  app: FastifyInstance;
+  url: string;
+  /** Stops accepting, lets in-flight requests finish (bounded), stops the sweep, closes the store. */
+  close(): Promise<void>;
+}
+
+/**
+ * Deletes expired rows for good, one batch per tick until none is left. Reads never return an
+ * expired row in the meantime. A failure is logged and tried again next tick.
+ */
+export function startSweeper(store: Store, intervalS: number, log: { warn(obj: object, msg: string): void }): () => Promise<void> {
+  let running: Promise<void> | null = null;
+  const tick = async () => {
+    try {
+      for (let rounds = 0; rounds < 100; rounds++) {
+        const purged = await store.purgeExpired(1000);
+        if (purged.chunks < 1000 && purged.idempotencyKeys < 1000) break;
+      }
+    } catch (err) {
+      log.warn({ err: { code: (err as { code?: string }).code } }, 'expiry sweep failed');
+    }
+  };
+  const timer = setInterval(() => {
+    running ??= tick().finally(() => {
+      running = null;
+    });
+  }, intervalS * 1000);
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
+}
+
+/** Builds the app, listens, and returns a handle whose `close` shuts down gracefully. */
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const app = await buildApp(opts);
+  await app.listen({ host: opts.host, port: opts.port });
+  const stopSweep = opts.sweepIntervalS === 0 ? async () => undefined : startSweeper(opts.store, opts.sweepIntervalS ?? 60, app.log);
+  const addr = app.server.address();
+  const url = typeof addr === 'object' && addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : String(addr);
+  let closing: Promise<void> | null = null;
+  const close = () =>
+    (closing ??= (async () => {
+      const grace = opts.shutdownGraceMs ?? 10_000;
+      // Fastify stops accepting, answers new requests on kept-alive sockets with 503, closes idle
+      // sockets, and resolves once in-flight requests are done; past the grace, cut them.
+      const cut = setTimeout(() => app.server.closeAllConnections(), grace);
+      try {
+        await app.close();
+      } finally {
+        clearTimeout(cut);
+        await stopSweep();
+        await opts.store.close();
+      }
+    })());
+  return { app, url, close };
+}

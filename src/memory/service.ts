@@ -1,0 +1,225 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { Embedder } from '../embed/index.ts';
+import { splitText } from '../embed/index.ts';
+import type { Chunk, ListPosition, Metadata, Predicate, SearchStrategy } from '../store/index.ts';
+import type { OpenedChunk, OpenedHit, SealedMemory, Unreadable } from './sealed-memory.ts';
+
+/** How a query's candidates are ordered: `auto` lets the reranker decide, `off` keeps search order. */
+export type RerankMode = 'auto' | 'on' | 'off';
+
+/** A candidate with its score; higher is better. */
+export type Scored = OpenedHit & { score: number };
+
+/**
+ * Reorders a query's candidates (the reranking issue's `maybeRerank`). It must never make a
+ * query fail: on any trouble it keeps the order it was given.
+ */
+export type Rerank = (query: string, candidates: Scored[], mode: RerankMode, signal?: AbortSignal) => Promise<Scored[]>;
+
+/** Until a reranker is configured: search order, score = cosine similarity. */
+export const keepSearchOrder: Rerank = async (_query, candidates) => candidates;
+
+export interface MemoryServiceOptions {
+  memory: SealedMemory;
+  embedder: Embedder;
+  /** How long text is cut into chunks. */
+  chunking: { maxChars: number; overlapChars: number };
+  rerank?: Rerank;
+  /** Most chunks one write may make. Default 1000. */
+  maxChunksPerWrite?: number;
+}
+
+export interface WriteInput {
+  text?: string;
+  chunks?: readonly string[];
+  metadata?: Metadata;
+  ttlS?: number;
+}
+
+export interface QueryInput {
+  query: string;
+  topK: number;
+  /** A compiled metadata condition (see `compileFilter`). */
+  filter?: Predicate;
+  rerank: RerankMode;
+}
+
+export interface QueryTimings {
+  embed_ms: number;
+  search_ms: number;
+  open_ms: number;
+  rerank_ms: number;
+}
+
+export interface QueryOutcome {
+  results: Scored[];
+  /** Chunks found but not opened (tampered, moved, key gone): counted, never returned. */
+  skipped: Unreadable[];
+  strategy: SearchStrategy;
+  timings: QueryTimings;
+}
+
+/** Why the domain refused a request; the HTTP layer maps each code to a status. */
+export class MemoryError extends Error {
+  constructor(
+    readonly code: 'idempotency_key_reused' | 'too_many_chunks' | 'empty_text',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const ms = (from: bigint) => Math.round(Number(process.hrtime.bigint() - from) / 1e4) / 100;
+
+/** sha256 of a stable JSON rendering (object keys sorted), for comparing requests. */
+export function requestHash(value: unknown): Buffer {
+  const canonical = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(canonical);
+    if (v && typeof v === 'object') {
+      return Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical((v as Record<string, unknown>)[k])]));
+    }
+    return v;
+  };
+  return createHash('sha256').update(JSON.stringify(canonical(value) ?? null)).digest();
+}
+
+/**
+ * The memory API's domain: text in, sealed rows out; a question in, the best chunks back. It
+ * knows nothing of HTTP. Every call is for one tenant and one user, already authorised.
+ */
+export class MemoryService {
+  private readonly rerank: Rerank;
+  private readonly maxChunks: number;
+
+  constructor(private readonly opts: MemoryServiceOptions) {
+    this.rerank = opts.rerank ?? keepSearchOrder;
+    this.maxChunks = opts.maxChunksPerWrite ?? 1000;
+  }
+
+  get embedderId(): string {
+    return this.opts.embedder.id;
+  }
+
+  /**
+   * Splits, embeds, seals and inserts in one transaction. With an idempotency key, a repeat of
+   * the same request returns the first ids and writes nothing; the same key with another
+   * request is refused.
+   */
+  async write(
+    tenantId: string,
+    userId: string,
+    input: WriteInput,
+    opts: { idempotencyKey?: string; signal?: AbortSignal } = {},
+  ): Promise<{ ids: string[]; replayed: boolean }> {
+    const idem = opts.idempotencyKey === undefined
+      ? undefined
+      : {
+          keyHash: createHash('sha256').update(opts.idempotencyKey).digest(),
+          requestHash: requestHash({ text: input.text, chunks: input.chunks, metadata: input.metadata, ttl_s: input.ttlS }),
+        };
+    if (idem) {
+      // Cheap early answer for a plain retry, before any embedding work.
+      const seen = await this.opts.memory.findIdempotent(tenantId, userId, idem.keyHash);
+      if (seen) return this.replay(seen.requestHash, seen.response, idem.requestHash);
+    }
+    const pieces = input.text !== undefined ? splitText(input.text, this.opts.chunking) : (input.chunks ?? []).map((c) => c.trim());
+    if (pieces.length === 0 || pieces.some((p) => p.length === 0)) throw new MemoryError('empty_text', 'nothing to store: the text is empty or blank');
+    if (pieces.length > this.maxChunks) {
+      throw new MemoryError('too_many_chunks', `the text makes ${pieces.length} chunks; at most ${this.maxChunks} per request`);
+    }
+    const vectors = await this.opts.embedder.embed(pieces, { signal: opts.signal });
+    const expiresAt = input.ttlS === undefined ? null : new Date(Date.now() + input.ttlS * 1000);
+    const items = pieces.map((text, i) => ({
+      id: randomUUID(),
+      text,
+      embedding: vectors[i]!,
+      embedderId: this.opts.embedder.id,
+      metadata: input.metadata ?? {},
+      expiresAt,
+    }));
+    const written = await this.opts.memory.writeOnce(tenantId, userId, items, idem, opts.signal);
+    if (written.replay && idem) return this.replay(written.replay.requestHash, written.replay.response, idem.requestHash);
+    return { ids: written.ids, replayed: false };
+  }
+
+  private replay(stored: Buffer, response: unknown, current: Buffer): { ids: string[]; replayed: boolean } {
+    if (!stored.equals(current)) {
+      throw new MemoryError('idempotency_key_reused', 'this Idempotency-Key was used for a different request');
+    }
+    const ids = (response as { ids?: unknown }).ids;
+    return { ids: Array.isArray(ids) ? ids.map(String) : [], replayed: true };
+  }
+
+  /** Embed → scoped search (active embedder only) → open → rerank. */
+  async query(tenantId: string, userId: string, input: QueryInput, signal?: AbortSignal): Promise<QueryOutcome> {
+    let t = process.hrtime.bigint();
+    const [vector] = await this.opts.embedder.embed([input.query], { signal });
+    const embed_ms = ms(t);
+    const found = await this.opts.memory.search(tenantId, userId, vector!, input.topK, {
+      embedderId: this.opts.embedder.id,
+      filter: input.filter,
+      signal,
+    });
+    const round = (seconds: number) => Math.round(seconds * 1e5) / 100;
+    const candidates = found.hits.map((h) => ({ ...h, score: 1 - h.distance }));
+    t = process.hrtime.bigint();
+    const results = input.rerank === 'off' ? candidates : await this.rerank(input.query, candidates, input.rerank, signal);
+    const rerank_ms = ms(t);
+    return {
+      results,
+      skipped: found.skipped,
+      strategy: found.strategy,
+      timings: { embed_ms, search_ms: round(found.searchSeconds), open_ms: round(found.openSeconds), rerank_ms },
+    };
+  }
+
+  get(tenantId: string, userId: string, id: string): Promise<OpenedChunk | null> {
+    return this.opts.memory.get(tenantId, userId, id);
+  }
+
+  /** New text (re-embedded and re-sealed) and/or metadata, in one transaction; `ifVersion` guards concurrent edits. */
+  async update(
+    tenantId: string,
+    userId: string,
+    id: string,
+    patch: { text?: string; metadata?: Metadata; ifVersion?: number },
+    signal?: AbortSignal,
+  ): Promise<Chunk | null | 'version_mismatch'> {
+    let embedding: Float32Array | undefined;
+    if (patch.text !== undefined) {
+      if (patch.text.trim().length === 0) throw new MemoryError('empty_text', 'text must not be blank');
+      [embedding] = await this.opts.embedder.embed([patch.text], { signal });
+    }
+    return this.opts.memory.update(tenantId, userId, id, {
+      text: patch.text,
+      embedding,
+      embedderId: embedding ? this.opts.embedder.id : undefined,
+      metadata: patch.metadata,
+      ifVersion: patch.ifVersion,
+    });
+  }
+
+  async delete(tenantId: string, userId: string, id: string): Promise<boolean> {
+    const scope = await this.opts.memory.scope(tenantId, userId);
+    return this.opts.memory.store.withScope(scope, (chunks) => chunks.delete(id));
+  }
+
+  /** Newest first; rows that do not open are skipped and reported. */
+  async list(
+    tenantId: string,
+    userId: string,
+    limit: number,
+    before?: ListPosition,
+  ): Promise<{ items: OpenedChunk[]; skipped: Unreadable[]; next: ListPosition | null }> {
+    const scope = await this.opts.memory.scope(tenantId, userId);
+    const page = await this.opts.memory.store.withScope(scope, (chunks) => chunks.list(limit, before));
+    const { opened, skipped } = await this.opts.memory.openAll(scope, page.chunks);
+    return { items: opened, skipped, next: page.next };
+  }
+
+  /** Erasure: every chunk of the user in the tenant. */
+  async erase(tenantId: string, userId: string): Promise<number> {
+    const scope = await this.opts.memory.scope(tenantId, userId);
+    return this.opts.memory.store.withScope(scope, (chunks) => chunks.deleteAll());
+  }
+}
