@@ -11,10 +11,11 @@
  * who can read it can mint a token for any tenant.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fchmodSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config/index.ts';
 import { ConfigError } from '../config/index.ts';
+import { createPrivateFile, looseMode } from '../crypto/index.ts';
 import { MIN_SECRET_CHARS } from './verifier.ts';
 
 export const SECRET_FILE = 'jwt.secret';
@@ -29,13 +30,8 @@ export interface SigningSecret {
 }
 
 function checkPermissions(path: string): void {
-  if (process.platform === 'win32') return;
-  const mode = statSync(path).mode & 0o777;
-  if ((mode & 0o077) !== 0) {
-    throw new ConfigError(
-      `JWT secret file ${path} has mode ${mode.toString(8).padStart(4, '0')}: group or others can access it; run chmod 600 (refusing to use it)`,
-    );
-  }
+  const mode = looseMode(path);
+  if (mode) throw new ConfigError(`JWT secret file ${path} has mode ${mode}: group or others can access it; run chmod 600 (refusing to use it)`);
 }
 
 function readSecretFile(path: string): string {
@@ -55,31 +51,6 @@ function readSecretFile(path: string): string {
   return secret;
 }
 
-/**
- * Creates the file complete or not at all: written to a private temporary file, then
- * hard-linked into place (which fails if the name exists). False if another process won.
- */
-function createSecretFile(path: string): boolean {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    try {
-      fchmodSync(fd, 0o600); // the umask may have taken bits away, never added; make it exact
-      writeSync(fd, `${randomBytes(32).toString('base64url')}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    linkSync(tmp, path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
-  } finally {
-    unlinkSync(tmp);
-  }
-}
-
 /** The HS256 secret the server and `relay token` share for this configuration (see the file comment). */
 export function signingSecret(config: Config): SigningSecret {
   const auth = config.auth;
@@ -94,6 +65,6 @@ export function signingSecret(config: Config): SigningSecret {
   if (dir === 'memory://') return { secret: randomBytes(32).toString('base64url'), created: true, source: 'ephemeral' };
   const path = join(dir, SECRET_FILE);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const created = createSecretFile(path);
+  const created = createPrivateFile(path, `${randomBytes(32).toString('base64url')}\n`);
   return { secret: readSecretFile(path), created, source: 'file', path };
 }

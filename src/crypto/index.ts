@@ -26,3 +26,4 @@ export {
 } from './key-repository.ts';
 export { Keyring, DATA_KEY_ID, DEFAULT_ROTATE_AFTER, type KeyringOptions } from './keyring.ts';
 export { runCryptoBench, type CryptoBenchOptions, type CryptoBenchResult } from './bench.ts';
+export { createPrivateFile, looseMode } from './private-file.ts';

@@ -10,11 +10,12 @@
  * warning in a log nobody reads would leave every tenant's data one `cat` away. In Kubernetes,
  * mount the secret with `defaultMode: 0400` (the default 0644 is refused).
  */
-import { closeSync, fchmodSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KeyError } from './errors.ts';
 import { KEY_BYTES } from './gcm.ts';
+import { createPrivateFile, looseMode } from './private-file.ts';
 
 export interface LoadMasterKeyOptions {
   /** Environment to read; default `process.env`. */
@@ -51,13 +52,9 @@ export function decodeMasterKey(text: string, what: string): Buffer {
 }
 
 function checkPermissions(path: string): void {
-  if (process.platform === 'win32') return;
-  const mode = statSync(path).mode & 0o777;
-  if ((mode & 0o077) !== 0) {
-    throw new KeyError(
-      'master_key_file_permissions',
-      `master key file ${path} has mode ${mode.toString(8).padStart(4, '0')}: group or others can access it; run chmod 600 (refusing to use it)`,
-    );
+  const mode = looseMode(path);
+  if (mode) {
+    throw new KeyError('master_key_file_permissions', `master key file ${path} has mode ${mode}: group or others can access it; run chmod 600 (refusing to use it)`);
   }
 }
 
@@ -74,32 +71,6 @@ function readKeyFile(path: string, what: string): Buffer {
   return decodeMasterKey(text, `${what} ${path}`);
 }
 
-/**
- * Creates the key file, complete or not at all: the key is written to a private temporary
- * file and hard-linked into place (which fails if the name exists). False if another
- * process created it first.
- */
-function createKeyFile(path: string): boolean {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    try {
-      fchmodSync(fd, 0o600); // the umask may have taken bits away, never added; make it exact
-      writeSync(fd, `${randomBytes(KEY_BYTES).toString('base64')}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    linkSync(tmp, path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
-  } finally {
-    unlinkSync(tmp);
-  }
-}
-
 export function loadMasterKey(opts: LoadMasterKeyOptions = {}): MasterKey {
   const env = opts.env ?? process.env;
   const fromEnv = env.RELAY_MASTER_KEY;
@@ -113,7 +84,7 @@ export function loadMasterKey(opts: LoadMasterKeyOptions = {}): MasterKey {
   const dir = opts.dataDir ?? env.RELAY_DATA_DIR ?? './.relay';
   const path = join(dir, 'master.key');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const created = createKeyFile(path);
+  const created = createPrivateFile(path, `${randomBytes(KEY_BYTES).toString('base64')}\n`);
   const key = readKeyFile(path, 'master key file');
   const warning =
     `DEVELOPMENT ONLY: ${created ? 'created' : 'using'} the embedded master key ${path}. ` +
