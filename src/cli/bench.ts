@@ -1,4 +1,4 @@
-import { benchAnn } from '../bench/index.ts';
+import { benchAnn, benchQuery } from '../bench/index.ts';
 import { loadConfig } from '../config/index.ts';
 import { Store, openStore } from '../store/index.ts';
 
@@ -34,4 +34,27 @@ export async function runBenchAnn(args: BenchAnnArgs): Promise<void> {
   } finally {
     await store.close();
   }
+}
+
+export interface BenchQueryArgs {
+  chunks: number;
+  durationS: number;
+  rate: number;
+  clients: number;
+  seed: number;
+  json: boolean;
+}
+
+/** `relay bench query`: the service in a child process on a server store; see benchQuery. */
+export async function runBenchQuery(args: BenchQueryArgs): Promise<void> {
+  const config = loadConfig();
+  if (config.store.kind !== 'pg' || !config.store.migrateUrl) {
+    throw new Error('bench query runs on a server PostgreSQL: set DATABASE_URL and RELAY_MIGRATE_URL (see `relay db setup`)');
+  }
+  const summary = await benchQuery({ ...args, log: (line) => console.error(`bench query: ${line}`) });
+  if (!args.json) {
+    console.log(`TTFV p50 ${summary.ttfv_p50_ms} ms, p95 ${summary.ttfv_p95_ms} ms at ${summary.offered_rate} queries/s offered; SSE success ${summary.sse_success}`);
+    console.log(`${summary.qps} queries/s with ${summary.clients} clients; the framework's floor: ${summary.baseline_qps} (ratio ${summary.qps_ratio})`);
+  }
+  console.log(JSON.stringify(summary));
 }

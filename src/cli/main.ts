@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/index.ts';
-import { runBenchAnn } from './bench.ts';
+import { runBenchAnn, runBenchQuery } from './bench.ts';
 import { dbSetup } from './db-setup.ts';
 import { indexScopes } from './index-scopes.ts';
 import { keys } from './keys.ts';
@@ -28,7 +28,9 @@ const USAGE = `usage: relay <command>
   reindex --tenant T [--batch-size N]    re-embed the tenant's rows written by another embedder (resumable)
   bench crypto [--json]                   seal/open throughput against bare AES-256-GCM on one core
   bench ann [--chunks 300000] [--queries 300] [--seed 1] [--json] [--keep] [--reuse]
-                                          filtered vector search vs exact search on a server PostgreSQL`;
+                                          filtered vector search vs exact search on a server PostgreSQL
+  bench query [--chunks 20000] [--duration 30] [--rate 200] [--clients 50] [--seed 1] [--json]
+                                          SSE query TTFV (open loop) and queries/s (closed loop) vs a static-event Fastify route`;
 
 function int(value: string | undefined, name: string, dflt?: number): number | undefined {
   if (value === undefined) return dflt;
@@ -55,6 +57,9 @@ async function main(argv: string[]): Promise<void> {
       'batch-size': { type: 'string' },
       yes: { type: 'boolean', default: false },
       queries: { type: 'string' },
+      duration: { type: 'string' },
+      rate: { type: 'string' },
+      clients: { type: 'string' },
       seed: { type: 'string' },
       json: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
@@ -92,7 +97,17 @@ async function main(argv: string[]): Promise<void> {
       return reindex({ tenant: values.tenant, batchSize: int(values['batch-size'], 'batch-size') });
     case 'bench':
       if (sub === 'crypto') return runBenchCrypto(values.json);
-      if (sub !== 'ann') throw new UsageError('usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json] | relay bench crypto [--json]');
+      if (sub === 'query') {
+        return runBenchQuery({
+          chunks: int(values.chunks, 'chunks', 20000)!,
+          durationS: int(values.duration, 'duration', 30)!,
+          rate: int(values.rate, 'rate', 200)!,
+          clients: int(values.clients, 'clients', 50)!,
+          seed: int(values.seed, 'seed', 1)!,
+          json: values.json,
+        });
+      }
+      if (sub !== 'ann') throw new UsageError('usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench crypto [--json]');
       return runBenchAnn({
         chunks: int(values.chunks, 'chunks', 300000)!,
         queries: int(values.queries, 'queries', 300)!,

@@ -1,0 +1,144 @@
+import http from 'node:http';
+
+/** How one request went, seen from the client. */
+export interface Outcome {
+  /** HTTP 200 and the stream ended after a `done` event (no `error` event). */
+  ok: boolean;
+  status: number;
+  /** Request written → first `result` (or `done`, when there is none) fully received; null if neither came. */
+  ttfvMs: number | null;
+  totalMs: number;
+  error?: string;
+}
+
+export interface SseTarget {
+  url: URL;
+  headers: Record<string, string>;
+}
+
+/** One SSE event as the spec frames it: fields until a blank line. */
+export interface Frame {
+  event: string;
+  data: string;
+}
+
+/**
+ * Incremental SSE parser: feed it text as it arrives (frames may split anywhere, lines may end
+ * in CRLF, LF or CR); it calls `onFrame` for each complete event. Comments are skipped.
+ */
+export class SseParser {
+  private buffer = '';
+  private event = '';
+  private data: string[] = [];
+
+  constructor(private readonly onFrame: (f: Frame) => void) {}
+
+  push(text: string): void {
+    this.buffer += text;
+    for (;;) {
+      const m = /\r\n|\n|\r/.exec(this.buffer);
+      // A lone CR at the very end may be the first half of CRLF: wait for more.
+      if (!m || (m[0] === '\r' && m.index === this.buffer.length - 1)) return;
+      const line = this.buffer.slice(0, m.index);
+      this.buffer = this.buffer.slice(m.index + m[0].length);
+      this.line(line);
+    }
+  }
+
+  private line(line: string): void {
+    if (line === '') {
+      if (this.data.length > 0 || this.event) this.onFrame({ event: this.event || 'message', data: this.data.join('\n') });
+      this.event = '';
+      this.data = [];
+      return;
+    }
+    if (line.startsWith(':')) return;
+    const colon = line.indexOf(':');
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? '' : line.slice(colon + 1);
+    if (value.startsWith(' ')) value = value.slice(1);
+    if (field === 'event') this.event = value;
+    else if (field === 'data') this.data.push(value);
+  }
+}
+
+/** POSTs `body` and reads the answer as SSE; never rejects (failures are outcomes). */
+export function sseRequest(agent: http.Agent, target: SseTarget, body: string, timeoutMs = 10_000): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    let ttfv: number | null = null;
+    let done = false;
+    let failed: string | undefined;
+    let status = 0;
+    let settled = false;
+    const finish = (error?: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      const err = error ?? failed;
+      resolve({ ok: !err && status === 200 && done, status, ttfvMs: ttfv, totalMs: performance.now() - started, ...(err || !done ? { error: err ?? 'stream ended without done' } : {}) });
+    };
+    const parser = new SseParser((f) => {
+      if ((f.event === 'result' || f.event === 'done') && ttfv === null) ttfv = performance.now() - started;
+      if (f.event === 'done') done = true;
+      if (f.event === 'error') failed = `error event: ${f.data.slice(0, 200)}`;
+    });
+    const req = http.request(
+      target.url,
+      { method: 'POST', agent, headers: { ...target.headers, 'content-type': 'application/json', accept: 'text/event-stream', 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        status = res.statusCode ?? 0;
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => parser.push(chunk));
+        res.on('end', () => finish(status === 200 ? undefined : `HTTP ${status}`));
+        res.on('error', (e) => finish(e.message));
+      },
+    );
+    const timer = setTimeout(() => {
+      req.destroy(new Error('timeout'));
+      finish(`timeout after ${timeoutMs} ms`);
+    }, timeoutMs);
+    req.on('error', (e) => finish(e.message));
+    req.end(body);
+  });
+}
+
+export type Fire = () => Promise<Outcome>;
+
+/**
+ * Open loop: `rate × durationS` requests, each started on its own schedule (t0 + i / rate),
+ * whether or not earlier ones have answered; the schedule is kept against the clock, so timer
+ * drift does not lower the rate. Resolves when every request has finished.
+ */
+export async function openLoop(opts: { rate: number; durationS: number; fire: Fire }): Promise<Outcome[]> {
+  const total = Math.round(opts.rate * opts.durationS);
+  const t0 = performance.now();
+  const pending: Array<Promise<Outcome>> = [];
+  for (let i = 0; i < total; i++) {
+    const wait = t0 + (i * 1000) / opts.rate - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    pending.push(opts.fire());
+  }
+  return Promise.all(pending);
+}
+
+/** Closed loop: `clients` loops, each firing its next request when the last one answered, for `durationS`. */
+export async function closedLoop(opts: { clients: number; durationS: number; fire: Fire }): Promise<{ outcomes: Outcome[]; seconds: number }> {
+  const outcomes: Outcome[] = [];
+  const t0 = performance.now();
+  const end = t0 + opts.durationS * 1000;
+  await Promise.all(
+    Array.from({ length: opts.clients }, async () => {
+      while (performance.now() < end) outcomes.push(await opts.fire());
+    }),
+  );
+  return { outcomes, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** Nearest-rank percentile of `values` (sorted here), in the same unit, two decimals. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return Math.round(sorted[rank]! * 100) / 100;
+}

@@ -1,0 +1,201 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { mintToken } from '../auth/index.ts';
+import { closedLoop, openLoop, percentile, sseRequest, type Outcome } from './load.ts';
+import { rng } from './synthetic.ts';
+
+export interface QueryBenchOptions {
+  /** Chunks seeded into a fresh bench tenant. Default 20000. */
+  chunks: number;
+  /** Seconds of each phase. Default 30. */
+  durationS: number;
+  /** Offered queries per second in the open-loop phase. Default 200. */
+  rate: number;
+  /** Concurrent clients in the closed-loop phases. Default 50. */
+  clients: number;
+  seed: number;
+  log: (line: string) => void;
+}
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const USERS = 200;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      s.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** A child process whose output is kept (and shown if it dies), stopped with SIGTERM then SIGKILL. */
+function child(args: string[], env: NodeJS.ProcessEnv): { proc: ChildProcess; output: () => string; stop: () => Promise<void> } {
+  const proc = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (b: Buffer) => {
+    out = (out + b.toString()).slice(-20_000);
+  };
+  proc.stdout!.on('data', keep);
+  proc.stderr!.on('data', keep);
+  const stop = async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+    proc.kill('SIGTERM');
+    const killer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(killer);
+  };
+  return { proc, output: () => out, stop };
+}
+
+async function waitFor(what: string, probe: () => Promise<boolean>, proc: ChildProcess, output: () => string, seconds = 120): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) throw new Error(`${what} exited (${proc.exitCode}):\n${output()}`);
+    if (await probe().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${what} not ready after ${seconds} s:\n${output()}`);
+}
+
+/** Word-like tokens from syllables: the hash embedder needs words, and queries must share some with the notes. */
+function vocabulary(rand: () => number, size: number): string[] {
+  const syl = ['ka', 'lo', 'mi', 'ren', 'sa', 'tor', 'vi', 'del', 'an', 'bru', 'che', 'fo', 'gal', 'hin', 'jo', 'kel', 'mar', 'nu', 'pex', 'quin', 'ru', 'sol', 'tem', 'ul', 'wen', 'yar', 'zo'];
+  const words = new Set<string>();
+  while (words.size < size) {
+    const n = 2 + Math.floor(rand() * 2);
+    words.add(Array.from({ length: n }, () => syl[Math.floor(rand() * syl.length)]).join(''));
+  }
+  return [...words];
+}
+
+function sentence(rand: () => number, words: string[], n: number): string {
+  return Array.from({ length: n }, () => words[Math.floor(rand() * words.length)]).join(' ');
+}
+
+function summarise(outcomes: Outcome[]) {
+  const ttfv = outcomes.filter((o) => o.ok && o.ttfvMs !== null).map((o) => o.ttfvMs!);
+  const ok = outcomes.filter((o) => o.ok).length;
+  const errors = new Map<string, number>();
+  for (const o of outcomes) if (!o.ok) errors.set(o.error ?? 'unknown', (errors.get(o.error ?? 'unknown') ?? 0) + 1);
+  return { n: outcomes.length, ok, p50: percentile(ttfv, 50), p95: percentile(ttfv, 95), p99: percentile(ttfv, 99), errors: Object.fromEntries([...errors].slice(0, 5)) };
+}
+
+/**
+ * `relay bench query`: the real service in a child process on the server store (DATABASE_URL,
+ * RELAY_MIGRATE_URL), seeded over HTTP with `chunks` chunks in a fresh tenant (200 users), then
+ * distinct queries over SSE: an open loop at `rate`/s (TTFV and stream success), a closed loop
+ * of `clients` (queries/s), and the same closed loop against a Fastify route that streams one
+ * static event (the framework's floor on this machine).
+ */
+export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string, unknown>> {
+  const { log } = opts;
+  const rand = rng(opts.seed);
+  const words = vocabulary(rand, 3000);
+  const secret = randomBytes(32).toString('base64url');
+  const tenant = `bench-query-${randomBytes(4).toString('hex')}`;
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const server = child(['bin/relay.mjs', 'serve'], {
+    ...process.env,
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    LOG_LEVEL: 'warn',
+    RELAY_EMBEDDER: 'hash',
+    RELAY_MASTER_KEY: randomBytes(32).toString('base64'),
+    RELAY_JWT_SECRET: secret,
+    RELAY_RATE_LIMIT_PER_MIN: '10000000',
+  });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(opts.clients, 64) * 2 });
+  let baseline: ReturnType<typeof child> | null = null;
+  try {
+    await waitFor('relay serve', async () => (await fetch(`${base}/readyz`)).ok, server.proc, server.output);
+    const token = await mintToken({ secret, tenant, service: true, ttlSeconds: 3600 });
+    const auth = { authorization: `Bearer ${token}` };
+
+    log(`seeding ${opts.chunks} chunks for ${USERS} users of tenant ${tenant}`);
+    const perUser = Math.ceil(opts.chunks / USERS);
+    const batches: Array<{ user: number; texts: string[] }> = [];
+    for (let u = 0, left = opts.chunks; u < USERS && left > 0; u++) {
+      const n = Math.min(perUser, left);
+      left -= n;
+      const texts = Array.from({ length: n }, (_, i) => `Note ${i} of user ${u}: ${sentence(rand, words, 8 + Math.floor(rand() * 8))}.`);
+      for (let i = 0; i < texts.length; i += 100) batches.push({ user: u, texts: texts.slice(i, i + 100) });
+    }
+    let seeded = 0;
+    for (let i = 0; i < batches.length; i += 4) {
+      await Promise.all(
+        batches.slice(i, i + 4).map(async (b) => {
+          const res = await fetch(`${base}/api/v1/memory`, {
+            method: 'POST',
+            headers: { ...auth, 'content-type': 'application/json' },
+            body: JSON.stringify({ user_id: `user-${b.user}`, chunks: b.texts }),
+          });
+          if (res.status !== 201) throw new Error(`seeding failed: HTTP ${res.status} ${await res.text()}`);
+          seeded += b.texts.length;
+        }),
+      );
+    }
+
+    let q = 0;
+    const query = () => JSON.stringify({ query: `${sentence(rand, words, 4 + (q % 3))} ${q++}`, user_id: `user-${Math.floor(rand() * USERS)}`, top_k: 10 });
+    const target = { url: new URL(`${base}/api/v1/memory/query`), headers: auth };
+    const fire = () => sseRequest(agent, target, query());
+
+    log('warming up (3 s, closed loop of 8)');
+    await closedLoop({ clients: 8, durationS: 3, fire });
+
+    log(`latency: open loop, ${opts.rate} queries/s for ${opts.durationS} s`);
+    const open = summarise(await openLoop({ rate: opts.rate, durationS: opts.durationS, fire }));
+    log(`  ${JSON.stringify(open)}`);
+
+    log(`throughput: ${opts.clients} closed-loop clients for ${opts.durationS} s`);
+    const closed = await closedLoop({ clients: opts.clients, durationS: opts.durationS, fire });
+    const closedOk = closed.outcomes.filter((o) => o.ok).length;
+    const closedStats = summarise(closed.outcomes);
+    log(`  ${Math.round(closedOk / closed.seconds)} queries/s ${JSON.stringify(closedStats)}`);
+    await server.stop();
+
+    log('baseline: the same clients against one static SSE event');
+    const basePort = await freePort();
+    baseline = child(['--import', 'tsx', 'src/bench/sse-baseline-main.ts'], { ...process.env, PORT: String(basePort) });
+    const b = baseline;
+    await waitFor('baseline', async () => b.output().includes('listening'), b.proc, b.output, 60);
+    const baseTarget = { url: new URL(`http://127.0.0.1:${basePort}/api/v1/memory/query`), headers: {} };
+    await closedLoop({ clients: 8, durationS: 2, fire: () => sseRequest(agent, baseTarget, query()) });
+    const floor = await closedLoop({ clients: opts.clients, durationS: opts.durationS, fire: () => sseRequest(agent, baseTarget, query()) });
+    const floorOk = floor.outcomes.filter((o) => o.ok).length;
+
+    const qps = Math.round(closedOk / closed.seconds);
+    const baselineQps = Math.round(floorOk / floor.seconds);
+    return {
+      bench: 'query',
+      ttfv_p50_ms: open.p50,
+      ttfv_p95_ms: open.p95,
+      sse_success: Math.round((open.ok / open.n) * 10_000) / 10_000,
+      qps,
+      baseline_qps: baselineQps,
+      qps_ratio: Math.round((qps / baselineQps) * 1000) / 1000,
+      offered_rate: opts.rate,
+      duration_s: opts.durationS,
+      clients: opts.clients,
+      chunks: seeded,
+      ttfv_p99_ms: open.p99,
+      open_loop_queries: open.n,
+      open_loop_errors: open.errors,
+      closed_loop_success: Math.round((closedOk / closed.outcomes.length) * 10_000) / 10_000,
+      closed_loop_ttfv_p95_ms: closedStats.p95,
+      tenant,
+    };
+  } finally {
+    agent.destroy();
+    await server.stop();
+    await baseline?.stop();
+  }
+}
