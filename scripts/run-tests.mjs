@@ -22,6 +22,9 @@ if (files.length === 0) {
   console.error('run-tests: no test files found');
   process.exit(1);
 }
+// The observability suite runs the real promtool and Prometheus: install them when missing.
+const tools = spawnSync('bash', ['scripts/install-prometheus.sh'], { stdio: 'inherit' });
+if (tools.status !== 0) process.exit(tools.status ?? 1);
 if (process.env.RELAY_TEST_DATABASE_URL) {
   console.error(`run-tests: server suites run against ${process.env.RELAY_TEST_DATABASE_URL.replace(/:[^:@/]*@/, ':***@')}`);
 } else {

@@ -49,7 +49,7 @@ for (const target of targets()) {
       for (const name of ['relay_rls_errors_total', 'relay_ann_query_seconds_bucket', 'relay_db_pool_utilization', 'relay_ttfv_seconds_bucket', 'relay_cross_tenant_attempts_total']) {
         assert.ok(text.includes(name), name);
       }
-      assert.match(text, /relay_build_info\{release="test-release"\} 1/);
+      assert.match(text, /relay_build_info\{version="[^"]+",release="test-release"\} 1/);
       assert.match(text, /relay_ann_query_seconds_bucket\{le="0\.2"\}/);
       assert.match(text, /relay_ann_query_seconds_bucket\{le="0\.25"\}/);
       assert.match(text, /relay_ttfv_seconds_bucket\{le="1\.5"\}/);

@@ -1,5 +1,6 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { ApiDeps } from './context.ts';
 import { ApiError, ErrorCode } from './errors.ts';
 import { installErrorHandler } from './error-handler.ts';
@@ -9,15 +10,26 @@ import { memoryListRoute } from './routes/memory-list.ts';
 import { memoryQueryRoute } from './routes/memory-query.ts';
 import { memoryWriteRoute } from './routes/memory-write.ts';
 
+/** Constant-time comparison of a presented bearer token with the expected one. */
+function bearerMatches(header: string | undefined, expected: string): boolean {
+  const m = /^bearer +(\S+)$/i.exec(header?.trim() ?? '');
+  if (!m) return false;
+  const a = createHash('sha256').update(m[1]!).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
 export interface AppOptions extends ApiDeps {
-  /** Fastify's logger option: a pino instance, options, or false. */
+  /** Fastify's logger option: options (see `logOptions`), or false. */
   logger?: FastifyServerOptions['logger'];
+  /** Or a pino logger to use as it is (tests capture the log with it). */
+  loggerInstance?: FastifyBaseLogger;
 }
 
 /** Builds the HTTP app without listening; `server.ts` listens, tests use inject() or a real port. */
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: opts.logger ?? false,
+    ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
     bodyLimit: opts.limits.bodyLimitBytes,
     // A user id (up to 256 characters, percent-encoded up to 9 bytes each) fits in a path parameter.
     routerOptions: { maxParamLength: 2400 },
@@ -29,8 +41,14 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
   app.decorateRequest('principal', null);
   app.decorateRequest('acceptedAt', 0);
-  app.addHook('onRequest', async (req) => {
+  app.addHook('onRequest', async (req, reply) => {
     req.acceptedAt = performance.now();
+    // On the raw response, so hijacked (SSE) replies are counted too; the route is the
+    // pattern, never the URL (which can hold ids).
+    reply.raw.once('close', () => {
+      const route = req.routeOptions.url ?? 'unmatched';
+      opts.metrics.api.request(route, reply.raw.statusCode, (performance.now() - req.acceptedAt) / 1000, req.principal?.tenantId ?? null);
+    });
   });
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
@@ -53,9 +71,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     return reply.code(r.ok ? 200 : 503).send(body);
   });
 
-  app.get('/metrics/memory', async (_req, reply) => {
-    reply.header('content-type', opts.metrics.registry.contentType);
-    return opts.metrics.registry.metrics();
+  app.get('/metrics/memory', async (req, reply) => {
+    if (!opts.metrics.enabled) throw new ApiError(404, ErrorCode.NotFound, 'metrics are off (RELAY_METRICS=off)');
+    if (opts.metricsToken && !bearerMatches(req.headers.authorization, opts.metricsToken)) {
+      throw new ApiError(401, ErrorCode.Unauthorized, 'this endpoint needs the metrics bearer token', { 'www-authenticate': 'Bearer realm="metrics"' });
+    }
+    reply.header('content-type', opts.metrics.contentType);
+    return opts.metrics.render();
   });
 
   // The memory API: every route needs a token, then counts against its tenant's rate limit.

@@ -11,6 +11,8 @@ export interface ApiDeps {
   memory: MemoryService;
   verifier: TokenVerifier;
   limits: Pick<ApiConfig, 'rateLimitPerMin' | 'bodyLimitBytes' | 'heartbeatMs'>;
+  /** RELAY_METRICS_TOKEN: when set, /metrics/memory needs `Authorization: Bearer <it>`. */
+  metricsToken?: string;
 }
 
 declare module 'fastify' {

@@ -3,3 +3,4 @@ export { startServer, startSweeper, type RunningServer, type ServerOptions } fro
 export type { ApiDeps } from './context.ts';
 export { ApiError, ErrorCode, errorBody } from './errors.ts';
 export { formatEvent, formatComment, SseWriter, SSE_HEADERS, type SseEvent } from './sse.ts';
+export { logOptions } from './logging.ts';

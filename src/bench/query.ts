@@ -100,22 +100,32 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
   const words = vocabulary(rand, 3000);
   const secret = randomBytes(32).toString('base64url');
   const tenant = `bench-query-${randomBytes(4).toString('hex')}`;
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  const server = child(['bin/relay.mjs', 'serve'], {
-    ...process.env,
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    LOG_LEVEL: 'warn',
-    RELAY_EMBEDDER: 'hash',
-    RELAY_MASTER_KEY: randomBytes(32).toString('base64'),
-    RELAY_JWT_SECRET: secret,
-    RELAY_RATE_LIMIT_PER_MIN: '10000000',
-  });
+  const masterKey = randomBytes(32).toString('base64');
+  // Two copies of the service over the same database, keys and secret: metrics on (measured
+  // throughout) and RELAY_METRICS=off (for the overhead of the metrics alone).
+  const start = async (metrics: 'on' | 'off') => {
+    const port = await freePort();
+    const proc = child(['bin/relay.mjs', 'serve'], {
+      ...process.env,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      LOG_LEVEL: 'warn',
+      RELAY_EMBEDDER: 'hash',
+      RELAY_MASTER_KEY: masterKey,
+      RELAY_JWT_SECRET: secret,
+      RELAY_RATE_LIMIT_PER_MIN: '10000000',
+      RELAY_METRICS: metrics,
+    });
+    return { ...proc, base: `http://127.0.0.1:${port}` };
+  };
+  const server = await start('on');
+  const bare = await start('off');
+  const base = server.base;
   const agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(opts.clients, 64) * 2 });
   let baseline: ReturnType<typeof child> | null = null;
   try {
     await waitFor('relay serve', async () => (await fetch(`${base}/readyz`)).ok, server.proc, server.output);
+    await waitFor('relay serve (metrics off)', async () => (await fetch(`${bare.base}/readyz`)).ok, bare.proc, bare.output);
     const token = await mintToken({ secret, tenant, service: true, ttlSeconds: 3600 });
     const auth = { authorization: `Bearer ${token}` };
 
@@ -160,7 +170,24 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
     const closedOk = closed.outcomes.filter((o) => o.ok).length;
     const closedStats = summarise(closed.outcomes);
     log(`  ${Math.round(closedOk / closed.seconds)} queries/s ${JSON.stringify(closedStats)}`);
+
+    // Metrics on against off, in alternating slices so that drift on a shared machine hits both alike.
+    const slices = 6;
+    const sliceS = Math.max(1, opts.durationS / slices);
+    const served = { on: 0, off: 0, onS: 0, offS: 0 };
+    log(`metrics overhead: ${slices} alternating slices of ${sliceS} s, metrics on and off`);
+    for (let i = 0; i < slices; i++) {
+      const which = i % 2 === 0 ? 'on' : 'off';
+      const t = { url: new URL(`${which === 'on' ? base : bare.base}/api/v1/memory/query`), headers: auth };
+      const slice = await closedLoop({ clients: opts.clients, durationS: sliceS, fire: () => sseRequest(agent, t, query()) });
+      served[which] += slice.outcomes.filter((o) => o.ok).length;
+      served[which === 'on' ? 'onS' : 'offS'] += slice.seconds;
+    }
+    const qpsOn = served.on / served.onS;
+    const qpsOff = served.off / served.offS;
+    log(`  metrics on ${Math.round(qpsOn)} queries/s, off ${Math.round(qpsOff)}`);
     await server.stop();
+    await bare.stop();
 
     log('baseline: the same clients against one static SSE event');
     const basePort = await freePort();
@@ -191,11 +218,15 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
       open_loop_errors: open.errors,
       closed_loop_success: Math.round((closedOk / closed.outcomes.length) * 10_000) / 10_000,
       closed_loop_ttfv_p95_ms: closedStats.p95,
+      qps_metrics_on: Math.round(qpsOn),
+      qps_metrics_off: Math.round(qpsOff),
+      metrics_overhead: Math.round((1 - qpsOn / qpsOff) * 1000) / 1000,
       tenant,
     };
   } finally {
     agent.destroy();
     await server.stop();
+    await bare.stop();
     await baseline?.stop();
   }
 }

@@ -1,4 +1,5 @@
-import { startServer } from '../api/index.ts';
+import { readFileSync } from 'node:fs';
+import { logOptions, startServer } from '../api/index.ts';
 import { createTokenVerifier, mintToken, signingSecret } from '../auth/index.ts';
 import { loadConfig } from '../config/index.ts';
 import { Keyring } from '../crypto/index.ts';
@@ -7,6 +8,11 @@ import { MemoryService, SealedMemory } from '../memory/index.ts';
 import { createMetrics } from '../metrics/index.ts';
 import { openStore, SqlKeyRepository } from '../store/index.ts';
 import { masterKeyFor } from './master-key.ts';
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+  return pkg.version ?? '0.0.0';
+}
 
 /** `relay serve`: migrates the embedded store (or the server one, given RELAY_MIGRATE_URL) and listens. */
 export async function serve(): Promise<void> {
@@ -18,7 +24,7 @@ export async function serve(): Promise<void> {
   const verifier = await createTokenVerifier(config.auth, { devSecret: jwt.source === 'env' ? undefined : (jwt.secret ?? undefined) });
   const embedder = await createEmbedder(config.embed);
 
-  const metrics = createMetrics({ release: config.release });
+  const metrics = createMetrics({ release: config.release, version: packageVersion(), enabled: config.metrics.enabled, tenantLabels: config.metrics.tenantLabels });
   const store = await openStore({
     location: config.store,
     appRole: config.appRole,
@@ -42,11 +48,8 @@ export async function serve(): Promise<void> {
     port: config.port,
     shutdownGraceMs: config.api.shutdownGraceMs,
     sweepIntervalS: config.api.sweepIntervalS,
-    logger: {
-      level: config.logLevel,
-      // Tokens and keys never reach the log, whatever a future serializer includes.
-      redact: ['req.headers.authorization', 'req.headers["idempotency-key"]'],
-    },
+    metricsToken: config.metrics.token,
+    logger: logOptions(config.logLevel),
   });
   const log = server.app.log;
   const shutdown = async (signal: string) => {

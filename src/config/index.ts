@@ -40,6 +40,26 @@ const EnvSchema = z.object({
   RELAY_SSE_HEARTBEAT_MS: intIn(100, 3_600_000, 15_000),
   RELAY_SWEEP_INTERVAL_S: intIn(1, 86_400, 60),
   RELAY_SHUTDOWN_GRACE_MS: intIn(0, 600_000, 10_000),
+  RELAY_RERANK: z.enum(['on', 'off']).default('on'),
+  RELAY_RERANKER: z.enum(['lexical', 'onnx', 'http']).default('lexical'),
+  RELAY_RERANK_PERCENT: intIn(0, 100, 100),
+  RELAY_RERANK_BUDGET_MS: intIn(1, 60_000, 100),
+  RELAY_RERANK_CANDIDATES: intIn(1, 20, 4),
+  RELAY_RERANK_BATCH: intIn(1, 1024, 16),
+  RELAY_RERANK_MODEL_DIR: z.string().min(1).optional(),
+  RELAY_RERANK_MAX_LENGTH: intIn(8, 8192, 512),
+  RELAY_RERANK_EXECUTION_PROVIDERS: z.string().regex(/^[a-z]+(,[a-z]+)*$/, 'a comma-separated list such as cuda,cpu').default('cpu'),
+  RELAY_RERANK_THREADS: intIn(0, 256, 0),
+  RELAY_RERANK_URL: z.url({ protocol: /^https?$/ }).optional(),
+  RELAY_RERANK_API_KEY: z.string().min(1).optional(),
+  RELAY_RERANK_MODEL: z.string().min(1).optional(),
+  RELAY_RERANK_FORMAT: z.enum(['tei', 'cohere']).default('tei'),
+  RELAY_RERANK_TIMEOUT_MS: intIn(1, 600_000, 2000),
+  RELAY_RERANK_BREAKER_FAILURES: intIn(1, 1000, 5),
+  RELAY_RERANK_BREAKER_COOLDOWN_MS: intIn(1, 3_600_000, 30_000),
+  RELAY_METRICS: z.enum(['on', 'off']).default('on'),
+  RELAY_METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  RELAY_METRICS_TENANT_LABELS: intIn(0, 1000, 0),
   RELAY_RELEASE: z.string().min(1).default('dev'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -61,6 +81,25 @@ export interface Config {
   embed: EmbedConfig;
   auth: AuthConfig;
   api: ApiConfig;
+  rerank: RerankConfig;
+  metrics: { enabled: boolean; token?: string; tenantLabels: number };
+}
+
+/** How query candidates are reranked (src/rerank, docs/rerank.md). */
+export interface RerankConfig {
+  /** `off`: never rerank (search order). */
+  enabled: boolean;
+  provider: 'lexical' | 'onnx' | 'http';
+  /** Share of users (0..100, consistent per tenant and user) whose queries are reranked. */
+  percent: number;
+  /** Past this, the candidate order is kept and the late work cancelled. */
+  budgetMs: number;
+  /** Candidates fetched per result: top_k × this go to the reranker. */
+  candidatesFactor: number;
+  batchSize: number;
+  onnx: { modelDir?: string; maxLength: number; executionProviders: string[]; threads: number };
+  http: { url?: string; apiKey?: string; model?: string; format: 'tei' | 'cohere'; timeoutMs: number };
+  breaker: { failures: number; cooldownMs: number };
 }
 
 /** Which embedder turns text into vectors, and how long text is cut into chunks. */
@@ -110,6 +149,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.RELAY_CHUNK_OVERLAP_CHARS >= e.RELAY_CHUNK_MAX_CHARS) {
     throw new ConfigError('invalid configuration:\n  RELAY_CHUNK_OVERLAP_CHARS: must be less than RELAY_CHUNK_MAX_CHARS');
   }
+  if (e.RELAY_RERANKER === 'onnx' && !e.RELAY_RERANK_MODEL_DIR) {
+    throw new ConfigError('invalid configuration:\n  RELAY_RERANK_MODEL_DIR: required when RELAY_RERANKER=onnx');
+  }
+  if (e.RELAY_RERANKER === 'http' && !e.RELAY_RERANK_URL) {
+    throw new ConfigError('invalid configuration:\n  RELAY_RERANK_URL: required when RELAY_RERANKER=http');
+  }
   if (e.RELAY_EMBEDDER === 'onnx' && !e.RELAY_ONNX_MODEL_DIR) {
     throw new ConfigError('invalid configuration:\n  RELAY_ONNX_MODEL_DIR: required when RELAY_EMBEDDER=onnx');
   }
@@ -157,6 +202,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       heartbeatMs: e.RELAY_SSE_HEARTBEAT_MS,
       sweepIntervalS: e.RELAY_SWEEP_INTERVAL_S,
       shutdownGraceMs: e.RELAY_SHUTDOWN_GRACE_MS,
+    },
+    metrics: { enabled: e.RELAY_METRICS === 'on', token: e.RELAY_METRICS_TOKEN, tenantLabels: e.RELAY_METRICS_TENANT_LABELS },
+    rerank: {
+      enabled: e.RELAY_RERANK === 'on',
+      provider: e.RELAY_RERANKER,
+      percent: e.RELAY_RERANK_PERCENT,
+      budgetMs: e.RELAY_RERANK_BUDGET_MS,
+      candidatesFactor: e.RELAY_RERANK_CANDIDATES,
+      batchSize: e.RELAY_RERANK_BATCH,
+      onnx: {
+        modelDir: e.RELAY_RERANK_MODEL_DIR,
+        maxLength: e.RELAY_RERANK_MAX_LENGTH,
+        executionProviders: e.RELAY_RERANK_EXECUTION_PROVIDERS.split(','),
+        threads: e.RELAY_RERANK_THREADS,
+      },
+      http: {
+        url: e.RELAY_RERANK_URL?.replace(/\/+$/, ''),
+        apiKey: e.RELAY_RERANK_API_KEY,
+        model: e.RELAY_RERANK_MODEL,
+        format: e.RELAY_RERANK_FORMAT,
+        timeoutMs: e.RELAY_RERANK_TIMEOUT_MS,
+      },
+      breaker: { failures: e.RELAY_RERANK_BREAKER_FAILURES, cooldownMs: e.RELAY_RERANK_BREAKER_COOLDOWN_MS },
     },
   };
 }

@@ -128,7 +128,7 @@ export class ScopedChunks {
     private readonly scope: Scope,
     private readonly dim: number,
     private readonly tuning: SearchTuning,
-    private readonly onSearch?: (seconds: number, strategy: SearchStrategy) => void,
+    private readonly onSearch?: (seconds: number, strategy: SearchStrategy, underfilled: boolean) => void,
   ) {}
 
   /** Stores all `chunks` with one statement. */
@@ -298,7 +298,9 @@ export class ScopedChunks {
       this.sql, COLUMNS, this.scope.tenantId, this.scope.userHash, vector, k, this.tuning, where, !filter,
     );
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    this.onSearch?.(seconds, strategy);
+    // The index answered alone with fewer than k: only possible if a search path lost rows
+    // (every short HNSW answer is settled by the exact search). A tripwire that should stay 0.
+    this.onSearch?.(seconds, strategy, strategy === 'hnsw' && neighbours.length < k);
     const hits = neighbours.map((n) => ({ ...toChunk(n.row), distance: n.distance }));
     return { hits, strategy, seconds };
   }

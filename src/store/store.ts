@@ -14,6 +14,8 @@ export interface StoreObserver {
   rlsError?(): void;
   /** One vector search finished. */
   search?(seconds: number, strategy: SearchStrategy): void;
+  /** A search returned fewer than min(k, matching rows). */
+  underfilled?(): void;
 }
 
 export interface StoreOptions {
@@ -70,7 +72,13 @@ export class Store {
   /** Runs `fn` with the chunks of one scope, in one transaction (cancelled by `opts.signal`). */
   async withScope<T>(scope: Scope, fn: (chunks: ScopedChunks) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
     validateScope(scope);
-    const onSearch = this.opts.observer?.search?.bind(this.opts.observer);
+    const observer = this.opts.observer;
+    const onSearch = observer
+      ? (seconds: number, strategy: SearchStrategy, underfilled: boolean) => {
+          observer.search?.(seconds, strategy);
+          if (underfilled) observer.underfilled?.();
+        }
+      : undefined;
     const own = (await this.scopeIndexNames()).has(scopeIndexName(scope.tenantId, scope.userHash));
     return this.run(
       scope,

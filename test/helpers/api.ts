@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createEventSource } from 'eventsource-client';
+import type { FastifyBaseLogger } from 'fastify';
 import { startServer, type RunningServer } from '../../src/api/index.ts';
 import { createTokenVerifier, mintToken } from '../../src/auth/index.ts';
 import type { ApiConfig } from '../../src/config/index.ts';
@@ -31,6 +32,9 @@ export interface TestApiOptions {
   rerank?: Rerank;
   shutdownGraceMs?: number;
   sweepIntervalS?: number;
+  /** A pino logger for the app (to capture its log). */
+  logger?: FastifyBaseLogger;
+  metricsToken?: string;
 }
 
 /** The whole service on a real port over one target store, as `relay serve` wires it. */
@@ -57,6 +61,8 @@ export async function startTestApi(target: Target, opts: TestApiOptions = {}): P
     port: 0,
     shutdownGraceMs: opts.shutdownGraceMs ?? 5000,
     sweepIntervalS: opts.sweepIntervalS ?? 0,
+    loggerInstance: opts.logger,
+    metricsToken: opts.metricsToken,
   });
   const mint = (s: string, tenant: string, user?: string) =>
     mintToken({ secret: s, tenant, ...(user === undefined ? { service: true } : { user }), ttlSeconds: 3600 });

@@ -1,0 +1,48 @@
+import type { OpenFailureHook } from '../crypto/index.ts';
+import type { PoolStats, StoreObserver } from '../store/index.ts';
+
+export type StreamOutcome = 'success' | 'error' | 'client_abort';
+export const STREAM_OUTCOMES: readonly StreamOutcome[] = ['success', 'error', 'client_abort'];
+
+export type WriteOutcome = 'success' | 'replayed' | 'rejected' | 'error';
+export const WRITE_OUTCOMES: readonly WriteOutcome[] = ['success', 'replayed', 'rejected', 'error'];
+
+export type RerankFallbackReason = 'disabled' | 'timeout' | 'error' | 'circuit_open' | 'few_candidates';
+export const RERANK_FALLBACK_REASONS: readonly RerankFallbackReason[] = ['disabled', 'timeout', 'error', 'circuit_open', 'few_candidates'];
+export const RERANK_PROVIDERS = ['lexical', 'onnx', 'http'] as const;
+
+export interface ApiObserver {
+  /** Request accepted → first result written. */
+  ttfv(seconds: number): void;
+  /** A query stream finished. */
+  stream(outcome: StreamOutcome): void;
+  /** A request named a tenant or user outside its token's scope. */
+  crossTenantAttempt(): void;
+  /** A POST /api/v1/memory finished. */
+  write(outcome: WriteOutcome): void;
+  /** Any HTTP request finished: `route` is the route pattern (never the raw URL), or `unmatched`. */
+  request(route: string, status: number, seconds: number, tenantId: string | null): void;
+}
+
+export interface RerankObserver {
+  seconds(provider: string, seconds: number): void;
+  fallback(reason: RerankFallbackReason): void;
+}
+
+export interface Metrics {
+  /** False when RELAY_METRICS=off: every hook is a no-op and nothing is exported. */
+  readonly enabled: boolean;
+  /** Prometheus text exposition of everything registered. */
+  render(): Promise<string>;
+  readonly contentType: string;
+  /** Hooks for the store: RLS refusals, search timings, underfilled searches. */
+  storeObserver: StoreObserver;
+  /** Reads pool numbers at scrape time, so the gauges are live. */
+  watchPool(stats: () => PoolStats): void;
+  /** Counts sealed values that failed to open: pass as the keyring's `onOpenFailure`. */
+  openFailure: OpenFailureHook;
+  api: ApiObserver;
+  rerank: RerankObserver;
+  /** The registry itself, for tests and for adding process-specific metrics. */
+  registry: import('prom-client').Registry;
+}
