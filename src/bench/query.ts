@@ -171,13 +171,16 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
     const closedStats = summarise(closed.outcomes);
     log(`  ${Math.round(closedOk / closed.seconds)} queries/s ${JSON.stringify(closedStats)}`);
 
-    // Metrics on against off, in alternating slices so that drift on a shared machine hits both alike.
-    const slices = 6;
+    // Metrics on against off in ABBA order (on, off, off, on, …), so that drift on a shared
+    // machine hits both alike.
+    const slices = 8;
     const sliceS = Math.max(1, opts.durationS / slices);
     const served = { on: 0, off: 0, onS: 0, offS: 0 };
-    log(`metrics overhead: ${slices} alternating slices of ${sliceS} s, metrics on and off`);
+    log(`metrics overhead: ${slices} slices of ${sliceS} s, metrics on and off in ABBA order (after warming the second copy up)`);
+    const bareTarget = { url: new URL(`${bare.base}/api/v1/memory/query`), headers: auth };
+    await closedLoop({ clients: opts.clients, durationS: 5, fire: () => sseRequest(agent, bareTarget, query()) });
     for (let i = 0; i < slices; i++) {
-      const which = i % 2 === 0 ? 'on' : 'off';
+      const which = i % 4 === 0 || i % 4 === 3 ? 'on' : 'off';
       const t = { url: new URL(`${which === 'on' ? base : bare.base}/api/v1/memory/query`), headers: auth };
       const slice = await closedLoop({ clients: opts.clients, durationS: sliceS, fire: () => sseRequest(agent, t, query()) });
       served[which] += slice.outcomes.filter((o) => o.ok).length;
