@@ -10,14 +10,30 @@ export type RerankMode = 'auto' | 'on' | 'off';
 /** A candidate with its score; higher is better. */
 export type Scored = OpenedHit & { score: number };
 
-/**
- * Reorders a query's candidates (the reranking issue's `maybeRerank`). It must never make a
- * query fail: on any trouble it keeps the order it was given.
- */
-export type Rerank = (query: string, candidates: Scored[], mode: RerankMode, signal?: AbortSignal) => Promise<Scored[]>;
+export interface RerankContext {
+  tenantId: string;
+  userId: string;
+  mode: RerankMode;
+  signal?: AbortSignal;
+}
 
-/** Until a reranker is configured: search order, score = cosine similarity. */
-export const keepSearchOrder: Rerank = async (_query, candidates) => candidates;
+export interface RerankOutcome {
+  /** All candidates, best first. */
+  results: Scored[];
+  /** How many of them the reranker scored (0: search order kept). */
+  reranked: number;
+  /** Why search order was kept, when it was (`relay_rerank_fallbacks_total{reason}`). */
+  fallback?: string;
+}
+
+/**
+ * Reorders a query's candidates (`maybeRerank` of src/rerank). It must never make a query
+ * fail: on any trouble it keeps the order it was given.
+ */
+export type Rerank = (query: string, candidates: Scored[], ctx: RerankContext) => Promise<RerankOutcome>;
+
+/** No reranker configured: search order, score = cosine similarity. */
+export const keepSearchOrder: Rerank = async (_query, candidates) => ({ results: candidates, reranked: 0 });
 
 export interface MemoryServiceOptions {
   memory: SealedMemory;
@@ -25,6 +41,8 @@ export interface MemoryServiceOptions {
   /** How long text is cut into chunks. */
   chunking: { maxChars: number; overlapChars: number };
   rerank?: Rerank;
+  /** With a reranker, top_k × this candidates are searched and reranked. Default 4. */
+  candidatesFactor?: number;
   /** Most chunks one write may make. Default 1000. */
   maxChunksPerWrite?: number;
 }
@@ -57,6 +75,8 @@ export interface QueryOutcome {
   skipped: Unreadable[];
   strategy: SearchStrategy;
   timings: QueryTimings;
+  /** Candidates the reranker scored (0 when it kept search order). */
+  reranked: number;
 }
 
 /** Why the domain refused a request; the HTTP layer maps each code to a status. */
@@ -150,12 +170,17 @@ export class MemoryService {
     return { ids: Array.isArray(ids) ? ids.map(String) : [], replayed: true };
   }
 
-  /** Embed → scoped search (active embedder only) → open → rerank. */
+  /**
+   * Embed → scoped search (active embedder only) of top_k × candidatesFactor candidates → open
+   * → rerank → the best top_k. With rerank `off` (or no reranker) only top_k are searched.
+   */
   async query(tenantId: string, userId: string, input: QueryInput, signal?: AbortSignal): Promise<QueryOutcome> {
     let t = process.hrtime.bigint();
     const [vector] = await this.opts.embedder.embed([input.query], { signal });
     const embed_ms = ms(t);
-    const found = await this.opts.memory.search(tenantId, userId, vector!, input.topK, {
+    const reranking = input.rerank !== 'off' && this.opts.rerank !== undefined;
+    const k = reranking ? Math.min(1000, input.topK * (this.opts.candidatesFactor ?? 4)) : input.topK;
+    const found = await this.opts.memory.search(tenantId, userId, vector!, k, {
       embedderId: this.opts.embedder.id,
       filter: input.filter,
       signal,
@@ -163,12 +188,13 @@ export class MemoryService {
     const round = (seconds: number) => Math.round(seconds * 1e5) / 100;
     const candidates = found.hits.map((h) => ({ ...h, score: 1 - h.distance }));
     t = process.hrtime.bigint();
-    const results = input.rerank === 'off' ? candidates : await this.rerank(input.query, candidates, input.rerank, signal);
+    const ranked = reranking ? await this.rerank(input.query, candidates, { tenantId, userId, mode: input.rerank, signal }) : { results: candidates, reranked: 0 };
     const rerank_ms = ms(t);
     return {
-      results,
+      results: ranked.results.slice(0, input.topK),
       skipped: found.skipped,
       strategy: found.strategy,
+      reranked: ranked.reranked,
       timings: { embed_ms, search_ms: round(found.searchSeconds), open_ms: round(found.openSeconds), rerank_ms },
     };
   }

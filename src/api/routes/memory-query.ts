@@ -51,6 +51,7 @@ export function memoryQueryRoute(app: FastifyInstance, deps: ApiDeps): void {
         results: out.results.map(resultBody),
         count: out.results.length,
         skipped: out.skipped.length,
+        reranked: out.reranked,
         ttfv_ms: Math.round(ttfv * 100) / 100,
         timings: out.timings,
       });
@@ -86,7 +87,7 @@ async function stream(req: FastifyRequest, reply: FastifyReply, deps: ApiDeps, r
     }
     // With no result, the done event is the first value.
     firstValue();
-    sse.send({ event: 'done', data: JSON.stringify({ count: out.results.length, skipped: out.skipped.length, ttfv_ms, timings: out.timings }) });
+    sse.send({ event: 'done', data: JSON.stringify({ count: out.results.length, skipped: out.skipped.length, reranked: out.reranked, ttfv_ms, timings: out.timings }) });
     res.uncork();
     deps.metrics.api.stream(signal.aborted || !sse.open ? 'client_abort' : 'success');
   } catch (err) {
