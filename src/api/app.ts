@@ -59,16 +59,19 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   app.get('/readyz', async (_req, reply) => {
     const r = await opts.store.readiness();
+    const models = Object.entries(opts.models ?? {}).map(([name, m]) => [name, m.check()] as const);
+    const ok = r.ok && models.every(([, m]) => m.ok);
     const body = {
-      status: r.ok ? 'ready' : 'not_ready',
+      status: ok ? 'ready' : 'not_ready',
       checks: {
         store: r.error ? 'unreachable' : 'ok',
         migrations: r.schemaVersion === r.expectedVersion ? 'current' : `at ${r.schemaVersion}, expected ${r.expectedVersion}`,
         // The embedder (and its model, if any) is loaded before the app is built.
         embedder: opts.memory.embedderId,
+        ...Object.fromEntries(models.map(([name, m]) => [name, m.detail])),
       },
     };
-    return reply.code(r.ok ? 200 : 503).send(body);
+    return reply.code(ok ? 200 : 503).send(body);
   });
 
   app.get('/metrics/memory', async (req, reply) => {

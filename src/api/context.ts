@@ -13,6 +13,8 @@ export interface ApiDeps {
   limits: Pick<ApiConfig, 'rateLimitPerMin' | 'bodyLimitBytes' | 'heartbeatMs'>;
   /** RELAY_METRICS_TOKEN: when set, /metrics/memory needs `Authorization: Bearer <it>`. */
   metricsToken?: string;
+  /** Models loaded in the background (the reranker): /readyz is not ready until each is. */
+  models?: Record<string, { check(): { ok: boolean; detail: string } }>;
 }
 
 declare module 'fastify' {

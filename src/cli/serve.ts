@@ -4,7 +4,8 @@ import { createTokenVerifier, mintToken, signingSecret } from '../auth/index.ts'
 import { loadConfig } from '../config/index.ts';
 import { Keyring } from '../crypto/index.ts';
 import { createEmbedder } from '../embed/index.ts';
-import { MemoryService, SealedMemory } from '../memory/index.ts';
+import { MemoryService, rerankWith, SealedMemory } from '../memory/index.ts';
+import { closeCrossEncoders, createMaybeRerank, getCrossEncoder, trackModel, warmCrossEncoder } from '../rerank/index.ts';
 import { createMetrics } from '../metrics/index.ts';
 import { openStore, SqlKeyRepository } from '../store/index.ts';
 import { masterKeyFor } from './master-key.ts';
@@ -37,7 +38,19 @@ export async function serve(): Promise<void> {
   if (config.migrateOnStart && canMigrate) await store.migrate();
 
   const keyring = new Keyring({ provider, repository: new SqlKeyRepository(store.driver, 'app'), onOpenFailure: metrics.openFailure });
-  const memory = new MemoryService({ memory: new SealedMemory(store, keyring), embedder, chunking: config.embed.chunk });
+  // The reranker loads in the background (an ONNX model can take a while); until it has, /readyz
+  // says not ready and queries keep search order (maybeRerank's budget covers the wait).
+  const reranker = trackModel(() => warmCrossEncoder(config.rerank), { onError: (err) => console.error(`relay: reranker failed to load: ${(err as Error).message}`) });
+  if (config.rerank.enabled) reranker.load();
+  const maybe = createMaybeRerank({ ...config.rerank, reranker: () => getCrossEncoder(config.rerank), hooks: metrics.rerank });
+  const memory = new MemoryService({
+    memory: new SealedMemory(store, keyring),
+    embedder,
+    chunking: config.embed.chunk,
+    rerank: rerankWith(maybe),
+    // Disabled: one candidate per result (maybeRerank only counts the fallback).
+    candidatesFactor: config.rerank.enabled ? config.rerank.candidatesFactor : 1,
+  });
   const server = await startServer({
     store,
     metrics,
@@ -49,6 +62,7 @@ export async function serve(): Promise<void> {
     shutdownGraceMs: config.api.shutdownGraceMs,
     sweepIntervalS: config.api.sweepIntervalS,
     metricsToken: config.metrics.token,
+    models: config.rerank.enabled ? { reranker } : {},
     logger: logOptions(config.logLevel),
   });
   const log = server.app.log;
@@ -57,6 +71,7 @@ export async function serve(): Promise<void> {
     try {
       await server.close();
       await embedder.close?.();
+      await closeCrossEncoders();
     } finally {
       process.exit(0);
     }

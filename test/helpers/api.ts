@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { createEventSource } from 'eventsource-client';
 import type { FastifyBaseLogger } from 'fastify';
-import { startServer, type RunningServer } from '../../src/api/index.ts';
+import { startServer, type ApiDeps, type RunningServer } from '../../src/api/index.ts';
 import { createTokenVerifier, mintToken } from '../../src/auth/index.ts';
 import type { ApiConfig } from '../../src/config/index.ts';
 import { Keyring, LocalKeyProvider } from '../../src/crypto/index.ts';
 import { createHashEmbedder, type Embedder } from '../../src/embed/index.ts';
-import { MemoryService, SealedMemory, type Rerank } from '../../src/memory/index.ts';
+import { MemoryService, rerankWith, SealedMemory, type Rerank } from '../../src/memory/index.ts';
+import { createLexicalReranker, createMaybeRerank, type MaybeRerankOptions, type RerankProvider } from '../../src/rerank/index.ts';
 import { createMetrics, type Metrics } from '../../src/metrics/index.ts';
 import { SqlKeyRepository, type Store } from '../../src/store/index.ts';
 import type { Target } from './targets.ts';
@@ -29,7 +30,13 @@ export interface TestApiOptions {
   limits?: Partial<Pick<ApiConfig, 'rateLimitPerMin' | 'bodyLimitBytes' | 'heartbeatMs'>>;
   /** Wraps the hash embedder (to slow it down, fail it, count calls). */
   embedder?: (inner: Embedder) => Embedder;
+  /** The reranker behind maybeRerank (default: the lexical one, as `relay serve` has it). */
+  reranker?: RerankProvider;
+  /** maybeRerank's options besides the reranker and hooks. */
+  rerankOptions?: Partial<Omit<MaybeRerankOptions, 'reranker' | 'hooks'>>;
+  /** Or a whole Rerank seam of the test's own. */
   rerank?: Rerank;
+  models?: ApiDeps['models'];
   shutdownGraceMs?: number;
   sweepIntervalS?: number;
   /** A pino logger for the app (to capture its log). */
@@ -50,7 +57,13 @@ export async function startTestApi(target: Target, opts: TestApiOptions = {}): P
   });
   const hash = await createHashEmbedder(store.embeddingDim);
   const embedder = opts.embedder ? opts.embedder(hash) : hash;
-  const memory = new MemoryService({ memory: new SealedMemory(store, keyring), embedder, chunking: { maxChars: 200, overlapChars: 20 }, rerank: opts.rerank });
+  const maybe = createMaybeRerank({ budgetMs: 1000, ...opts.rerankOptions, reranker: opts.reranker ?? createLexicalReranker(), hooks: metrics.rerank });
+  const memory = new MemoryService({
+    memory: new SealedMemory(store, keyring),
+    embedder,
+    chunking: { maxChars: 200, overlapChars: 20 },
+    rerank: opts.rerank ?? rerankWith(maybe),
+  });
   const server = await startServer({
     store,
     metrics,
@@ -62,6 +75,7 @@ export async function startTestApi(target: Target, opts: TestApiOptions = {}): P
     shutdownGraceMs: opts.shutdownGraceMs ?? 5000,
     sweepIntervalS: opts.sweepIntervalS ?? 0,
     loggerInstance: opts.logger,
+    models: opts.models,
     metricsToken: opts.metricsToken,
   });
   const mint = (s: string, tenant: string, user?: string) =>
