@@ -159,7 +159,8 @@ export async function sseQuery(url: string, token: string, body: unknown, opts: 
 
 /** Value of a counter (optionally one label set) in the metrics registry. */
 export async function counter(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const m = metrics.registry.getSingleMetric(name);
+  // A histogram's series (`…_count`, `…_sum`) live under the histogram's own name.
+  const m = metrics.registry.getSingleMetric(name) ?? metrics.registry.getSingleMetric(name.replace(/_(count|sum)$/, ''));
   if (!m) throw new Error(`no metric ${name}`);
   const values = (await m.get()).values;
   return values
