@@ -172,6 +172,9 @@ scrape_configs:
         assert.ok(q !== null && Number.isFinite(q), `quantile ${q}`);
         // increase() counts only what came after the first scrape: exactly these 40 queries.
         assert.ok(q! >= lo && q! <= hi, `PromQL p95 ${q} outside [${lo}, ${hi}] of the measured ${p95}`);
+        // The guardrail's own query, as the canary writes it.
+        const literal = await promql('histogram_quantile(0.95, rate(relay_ttfv_seconds_bucket[1m]))');
+        assert.ok(literal !== null && literal >= lo && literal <= hi, `rate() p95 ${literal} outside [${lo}, ${hi}]`);
         const raw = await scrape();
         assert.equal(await promql('relay_cross_tenant_attempts_total'), sample(raw, 'relay_cross_tenant_attempts_total'));
         assert.equal(await promql('relay_open_failures_total{reason="wrong_context_or_tampered"}'), sample(raw, 'relay_open_failures_total{reason="wrong_context_or_tampered"}'));
