@@ -1,18 +1,7 @@
-/**
- * Deterministic weights: the same seed gives the same bytes on every machine and Node version,
- * which `Math.random` cannot promise. mulberry32 is fast enough to draw the ~22M values of a
- * MiniLM-shaped model in well under a second.
- */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Deterministic weights: the same seed gives the same bytes on every machine and Node version,
+// which `Math.random` cannot promise. The project's one mulberry32 (fast enough to draw the ~22M
+// values of a MiniLM-shaped model in well under a second).
+import { rng as mulberry32 } from '../../bench/synthetic.ts';
 
 /** FNV-1a of a string, so each tensor draws from its own stream whatever order they are built in. */
 export function seedOf(text: string): number {
