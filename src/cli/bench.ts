@@ -1,4 +1,4 @@
-import { benchAnn, benchQuery } from '../bench/index.ts';
+import { benchAnn, benchQuery, benchRerank } from '../bench/index.ts';
 import { loadConfig } from '../config/index.ts';
 import { Store, openStore } from '../store/index.ts';
 
@@ -55,6 +55,25 @@ export async function runBenchQuery(args: BenchQueryArgs): Promise<void> {
   if (!args.json) {
     console.log(`TTFV p50 ${summary.ttfv_p50_ms} ms, p95 ${summary.ttfv_p95_ms} ms at ${summary.offered_rate} queries/s offered; SSE success ${summary.sse_success}`);
     console.log(`${summary.qps} queries/s with ${summary.clients} clients; the framework's floor: ${summary.baseline_qps} (ratio ${summary.qps_ratio})`);
+  }
+  console.log(JSON.stringify(summary));
+}
+
+export interface BenchRerankArgs {
+  queries: number;
+  candidates: number;
+  budgetMs: number;
+  seed: number;
+  json: boolean;
+}
+
+/** `relay bench rerank`: the ONNX cross-encoder on a generated model, in-process; no database. */
+export async function runBenchRerank(args: BenchRerankArgs): Promise<void> {
+  const summary = await benchRerank({ ...args, log: (line) => console.error(`bench rerank: ${line}`) });
+  if (!args.json) {
+    console.log(`fp32 p50 ${summary.p50_ms} ms, p95 ${summary.p95_ms} ms; int8 p50 ${summary.p50_ms_int8} ms, p95 ${summary.p95_ms_int8} ms (${summary.candidates} candidates, ${summary.threads} threads)`);
+    console.log(`efficiency ${summary.efficiency} fp32 (floor ${summary.floor_gflops} GFLOP/s), ${summary.efficiency_int8} int8 (floor ${summary.floor_gflops_int8} GFLOP/s)`);
+    console.log(`maybeRerank at ${summary.budget_ms} ms: p95 ${summary.budget_p95_ms} ms, ${summary.reranked_mean} reranked on average; lexical p95 ${summary.lexical_p95_ms} ms`);
   }
   console.log(JSON.stringify(summary));
 }

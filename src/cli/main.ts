@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/index.ts';
-import { runBenchAnn, runBenchQuery } from './bench.ts';
+import { runBenchAnn, runBenchQuery, runBenchRerank } from './bench.ts';
 import { dbSetup } from './db-setup.ts';
 import { indexScopes } from './index-scopes.ts';
 import { keys } from './keys.ts';
@@ -30,7 +30,9 @@ const USAGE = `usage: relay <command>
   bench ann [--chunks 300000] [--queries 300] [--seed 1] [--json] [--keep] [--reuse]
                                           filtered vector search vs exact search on a server PostgreSQL
   bench query [--chunks 20000] [--duration 30] [--rate 200] [--clients 50] [--seed 1] [--json]
-                                          SSE query TTFV (open loop) and queries/s (closed loop) vs a static-event Fastify route`;
+                                          SSE query TTFV (open loop) and queries/s (closed loop) vs a static-event Fastify route
+  bench rerank [--queries 100] [--candidates 20] [--budget 150] [--seed 1] [--json]
+                                          ONNX cross-encoder (fp32, int8) vs the CPU's GEMM floor, lexical, and a rerank budget`;
 
 function int(value: string | undefined, name: string, dflt?: number): number | undefined {
   if (value === undefined) return dflt;
@@ -60,6 +62,8 @@ async function main(argv: string[]): Promise<void> {
       duration: { type: 'string' },
       rate: { type: 'string' },
       clients: { type: 'string' },
+      candidates: { type: 'string' },
+      budget: { type: 'string' },
       seed: { type: 'string' },
       json: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
@@ -107,7 +111,20 @@ async function main(argv: string[]): Promise<void> {
           json: values.json,
         });
       }
-      if (sub !== 'ann') throw new UsageError('usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench crypto [--json]');
+      if (sub === 'rerank') {
+        return runBenchRerank({
+          queries: int(values.queries, 'queries', 100)!,
+          candidates: int(values.candidates, 'candidates', 20)!,
+          budgetMs: int(values.budget, 'budget', 150)!,
+          seed: int(values.seed, 'seed', 1)!,
+          json: values.json,
+        });
+      }
+      if (sub !== 'ann') {
+        throw new UsageError(
+          'usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench crypto [--json] | relay bench rerank [--queries N] [--candidates N] [--budget MS] [--json]',
+        );
+      }
       return runBenchAnn({
         chunks: int(values.chunks, 'chunks', 300000)!,
         queries: int(values.queries, 'queries', 300)!,

@@ -1,0 +1,335 @@
+import { availableParallelism } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import type { InferenceSession } from 'onnxruntime-node';
+import { createLexicalReranker, createMaybeRerank } from '../rerank/index.ts';
+import { DType, GraphBuilder, valueInfo } from '../rerank/model-gen/graph.ts';
+import { ensureTestModel, TEST_MODELS, type TestModelName } from '../rerank/model-gen/index.ts';
+import { createOnnxReranker, type OnnxReranker } from '../rerank/onnx.ts';
+import type { RerankCandidate, RerankProvider } from '../rerank/types.ts';
+import { percentile } from './load.ts';
+import { rng } from './synthetic.ts';
+
+export interface RerankBenchOptions {
+  /** Queries timed per configuration. Default 100. */
+  queries?: number;
+  /** Candidates per query. Default 20. */
+  candidates?: number;
+  /** `maybeRerank`'s budget, ms. Default 150. */
+  budgetMs?: number;
+  seed?: number;
+  /** The generated model (`minilm-l6-shape` for the real figures, `tiny` for tests). Default `minilm-l6-shape`. */
+  model?: TestModelName;
+  /** Pairs per inference run. Default 16: 20 candidates go in two runs of 10, faster here than one of 20 (docs/benchmarks.md). */
+  batchSize?: number;
+  /** onnxruntime intra-op threads, for the model and the floors alike. Default: every CPU. */
+  threads?: number;
+  /** Default 128. */
+  maxLength?: number;
+  /** Untimed queries after `warm()`, per model. Default 5. */
+  warmup?: number;
+  /** Timed runs of each floor graph. Default 30. */
+  floorRuns?: number;
+  /** Model cache folder (tests); default the repository's `.cache/models`. */
+  cacheDir?: string;
+  log?: (line: string) => void;
+}
+
+export interface RerankBenchSummary {
+  bench: 'rerank';
+  model: TestModelName;
+  queries: number;
+  candidates: number;
+  batch_size: number;
+  threads: number;
+  mean_pair_tokens: number;
+  /** fp32: full rerank of every candidate, ms. */
+  p50_ms: number;
+  p95_ms: number;
+  p50_ms_int8: number;
+  p95_ms_int8: number;
+  /** Model FLOP/s at the median ÷ the floor's FLOP/s. */
+  efficiency: number;
+  efficiency_int8: number;
+  floor_gflops: number;
+  floor_gflops_int8: number;
+  /** How many runs the floor's best figure split the query's tokens into (1, 2 or 4). */
+  floor_splits: number;
+  floor_splits_int8: number;
+  /** Model FLOPs per query (sum of pair tokens × FLOPs per token), GFLOP. */
+  gflop_per_query: number;
+  budget_ms: number;
+  /** The whole `maybeRerank` call on the fp32 model, ms. */
+  budget_p95_ms: number;
+  reranked_mean: number;
+  budget_fallbacks: number;
+  lexical_p95_ms: number;
+  /** `maybeRerank` with mode `off`: what the query path pays when it does not rerank. */
+  none_p95_ms: number;
+}
+
+// Words the generator's vocabulary holds whole (see model-gen/vocab.ts), so each costs one
+// token with the `minilm-l6-shape` tokenizer, as English words mostly do with BERT's.
+const SUBJECTS = ['the user', 'she', 'he', 'they', 'her manager', 'his wife', 'the client', 'the team', 'their daughter', 'my brother'];
+const VERBS = ['prefers', 'likes', 'wants', 'needs', 'asked for', 'said', 'moved', 'bought', 'sent', 'called', 'reminded', 'booked'];
+const NOUNS = [
+  'coffee', 'tea', 'dinner', 'lunch', 'breakfast', 'flight', 'hotel', 'trip', 'vacation', 'budget', 'invoice', 'report', 'meeting',
+  'project', 'deadline', 'email', 'phone', 'birthday', 'account', 'password', 'payment', 'subscription', 'plan', 'schedule',
+  'appointment', 'doctor', 'gym', 'recipe', 'office', 'review', 'release', 'bug', 'server', 'database', 'service', 'book',
+  'music', 'car', 'house', 'dog', 'family', 'school', 'food', 'city', 'river', 'mountain', 'island', 'garden', 'paper', 'story',
+];
+const FILLER = [
+  'on', 'monday', 'tuesday', 'friday', 'sunday', 'every', 'week', 'morning', 'night', 'with', 'the', 'team', 'before', 'after',
+  'work', 'and', 'a', 'small', 'new', 'old', 'long', 'short', 'weekly', 'daily', 'in', 'june', 'march', 'october', 'near', 'home',
+  'for', 'their', 'next', 'last', 'year', 'because', 'it', 'was', 'too', 'late', 'early', 'at', 'remote', 'vegan', 'quick', 'simple',
+];
+const QUESTION = ['what', 'when', 'which', 'how', 'where', 'who'];
+
+interface Query {
+  text: string;
+  candidates: RerankCandidate[];
+}
+
+/**
+ * Memory-like chunks: 1–3 sentences, sized so that a pair with its query is 40–80 tokens
+ * (every word one token, one per period, three special tokens).
+ */
+function workload(queries: number, candidates: number, seed: number): Query[] {
+  const rand = rng(seed ^ 0x7e7a);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+  const words = (n: number) => Array.from({ length: n }, () => (rand() < 0.35 ? pick(NOUNS) : pick(FILLER)));
+  return Array.from({ length: queries }, (_, qi) => {
+    const topic = pick(NOUNS);
+    const text = `${pick(QUESTION)} ${pick(VERBS)} ${pick(SUBJECTS)} about the ${topic} ${pick(FILLER)}`;
+    const queryTokens = text.split(' ').length;
+    const cands = Array.from({ length: candidates }, (_, ci) => {
+      const sentences = 1 + Math.floor(rand() * 3);
+      const target = 40 + Math.floor(rand() * 41) - queryTokens - 3 - sentences;
+      // Split the words among the sentences; each opens with a subject and a verb (about 3 tokens).
+      const parts: string[] = [];
+      let left = target;
+      for (let s = 0; s < sentences; s++) {
+        const n = s === sentences - 1 ? left : Math.max(4, Math.round(left / (sentences - s)));
+        const body = words(Math.max(1, n - 3));
+        // Some candidates mention the query's topic, as a vector search's neighbours would.
+        if (rand() < 0.3) body[Math.floor(rand() * body.length)] = topic;
+        parts.push(`${pick(SUBJECTS).split(' ')[0]} ${pick(VERBS).split(' ')[0]} ${pick(FILLER)} ${body.join(' ')}.`);
+        left -= n;
+      }
+      return { id: `q${qi}c${ci}`, text: parts.join(' '), score: 0.9 - ci * 0.01 };
+    });
+    return { text, candidates: cands };
+  });
+}
+
+const median = (xs: readonly number[]) => percentile(xs, 50);
+const round = (x: number, d = 2) => Number(x.toFixed(d));
+
+/** Times `provider.rerank` over every query, after `warmup` untimed ones; ms per query. */
+async function timeReranks(provider: RerankProvider, queries: readonly Query[], warmup: number): Promise<number[]> {
+  for (let i = 0; i < warmup; i++) {
+    const q = queries[i % queries.length]!;
+    await provider.rerank(q.text, q.candidates);
+  }
+  const out: number[] = [];
+  for (const q of queries) {
+    const t0 = performance.now();
+    await provider.rerank(q.text, q.candidates);
+    out.push(performance.now() - t0);
+  }
+  return out;
+}
+
+/**
+ * The model's feed-forward block alone, [tokens, H] × [H, I] then × [I, H]: the largest GEMMs
+ * the model runs, at the token count of one query. With `int8`, each is DynamicQuantizeLinear →
+ * MatMulInteger → Cast → Mul, the layout of the quantised model's dense layers.
+ */
+async function floorModel(hidden: number, inter: number, int8: boolean, seed: number): Promise<Uint8Array> {
+  const { onnx } = (await import('onnx-proto')).default;
+  const rand = rng(seed);
+  const g = new GraphBuilder();
+  const matmul = (x: string, rows: number, cols: number, name: string): string => {
+    if (!int8) {
+      const w = Float32Array.from({ length: rows * cols }, () => (rand() - 0.5) * 0.1);
+      return g.one('MatMul', [x, g.init(`${name}.weight`, [rows, cols], w)], name);
+    }
+    const w = Int8Array.from({ length: rows * cols }, () => Math.floor(rand() * 255) - 127);
+    const [xq, xs, xzp] = g.op('DynamicQuantizeLinear', [x], `${name}_x`, {}, 3) as [string, string, string];
+    const acc = g.one('MatMulInteger', [xq, g.init(`${name}.weight`, [rows, cols], w), xzp, g.init(`${name}.zp`, [], new Int8Array(1))], `${name}_int32`);
+    const scale = g.one('Mul', [xs, g.floats(`${name}.scale`, [0.001], true)], `${name}_scale`);
+    return g.one('Mul', [g.one('Cast', [acc], `${name}_float`, { to: DType.FLOAT }), scale], name);
+  };
+  const y = matmul(matmul('x', hidden, inter, 'ffn_in'), inter, hidden, 'ffn_out');
+  return onnx.ModelProto.encode({
+    irVersion: 8,
+    producerName: 'relay-memory bench rerank',
+    opsetImport: [{ domain: '', version: 17 }],
+    graph: {
+      name: int8 ? 'ffn_int8' : 'ffn_fp32',
+      node: g.nodes,
+      initializer: g.initializers,
+      input: [valueInfo('x', DType.FLOAT, ['tokens', hidden])],
+      output: [valueInfo(y, DType.FLOAT, ['tokens', hidden])],
+    },
+  }).finish();
+}
+
+/** One FFN floor: the best FLOP/s and how many runs the query's tokens were split into for it. */
+interface Floor {
+  flops: number;
+  splits: number;
+}
+
+/**
+ * The floor's FLOP/s on one query's tokens: FLOPs ÷ the median time to push them all through
+ * the FFN. Measured whole and split into 2 and 4 equal runs, the best counting: on this CPU a
+ * single [1250, 1536] intermediate (7.7 MB) falls out of cache and runs at ~60% of the split
+ * runs' rate, and a floor the model's own batching beats would not be a floor.
+ */
+async function floorFlops(hidden: number, inter: number, tokens: number, threads: number, int8: boolean, runs: number, seed: number): Promise<Floor> {
+  const ort = await import('onnxruntime-node');
+  const options: InferenceSession.SessionOptions = {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    intraOpNumThreads: threads,
+  };
+  const session = await ort.InferenceSession.create(await floorModel(hidden, inter, int8, seed), options);
+  try {
+    const rand = rng(seed ^ 0xf1);
+    let best: Floor = { flops: 0, splits: 1 };
+    for (const splits of [1, 2, 4]) {
+      const rows = Array.from({ length: splits }, (_, i) => Math.floor(tokens / splits) + (i < tokens % splits ? 1 : 0)).filter((n) => n > 0);
+      const xs = rows.map((n) => new ort.Tensor('float32', Float32Array.from({ length: n * hidden }, () => rand() * 2 - 1), [n, hidden]));
+      const once = async () => {
+        for (const x of xs) await session.run({ x });
+      };
+      for (let i = 0; i < 3; i++) await once();
+      const times: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        const t0 = performance.now();
+        await once();
+        times.push(performance.now() - t0);
+      }
+      const flops = (2 * tokens * hidden * inter * 2) / (median(times) / 1000);
+      if (flops > best.flops) best = { flops, splits: rows.length };
+    }
+    return best;
+  } finally {
+    await session.release();
+  }
+}
+
+/**
+ * `relay bench rerank`: the ONNX cross-encoder (fp32 and int8) on generated memory chunks,
+ * against the CPU's own GEMM throughput on the model's FFN shape, the lexical reranker, no
+ * reranker, and `maybeRerank` holding a budget. Runs in-process; needs no database.
+ */
+export async function benchRerank(opts: RerankBenchOptions = {}): Promise<RerankBenchSummary> {
+  const queryCount = opts.queries ?? 100;
+  const candidateCount = opts.candidates ?? 20;
+  const budgetMs = opts.budgetMs ?? 150;
+  const seed = opts.seed ?? 1;
+  const modelName = opts.model ?? 'minilm-l6-shape';
+  const batchSize = opts.batchSize ?? 16;
+  const threads = opts.threads ?? availableParallelism();
+  const maxLength = opts.maxLength ?? 128;
+  const warmup = opts.warmup ?? 5;
+  const floorRuns = opts.floorRuns ?? 30;
+  const log = opts.log ?? (() => {});
+  const shape = TEST_MODELS[modelName];
+  if (!(queryCount >= 1 && candidateCount >= 2)) throw new RangeError(`bench rerank needs at least 1 query and 2 candidates, got ${queryCount} and ${candidateCount}`);
+
+  log(`model ${modelName}: generating or loading from the cache`);
+  const modelDir = await ensureTestModel(modelName, opts.cacheDir ? { cacheDir: opts.cacheDir } : {});
+  const queries = workload(queryCount, candidateCount, seed);
+  const open = (quantized: boolean) => createOnnxReranker({ modelDir, maxLength, batchSize, threads, quantized, executionProviders: ['cpu'] });
+
+  let fp32: OnnxReranker | undefined;
+  let int8: OnnxReranker | undefined;
+  try {
+    fp32 = await open(false);
+    const pairTokens = queries.map((q) => fp32!.pairTokens(q.text, q.candidates));
+    const queryTokens = pairTokens.map((p) => p.reduce((a, b) => a + b, 0));
+    const meanQueryTokens = queryTokens.reduce((a, b) => a + b, 0) / queryTokens.length;
+    const meanPairTokens = meanQueryTokens / candidateCount;
+    const flopsPerQuery = meanQueryTokens * fp32.flopsPerToken;
+    log(`${queryCount} queries × ${candidateCount} candidates, ${round(meanPairTokens, 1)} tokens a pair, ${round(flopsPerQuery / 1e9)} GFLOP a query; ${threads} threads, batch ${batchSize}`);
+
+    // The floors first, on an idle machine: both sessions of the model are opened after them.
+    const floorTokens = Math.max(1, Math.round(meanQueryTokens));
+    const floorFp32 = await floorFlops(shape.hidden, shape.intermediate, floorTokens, threads, false, floorRuns, seed);
+    const floorInt8Run = await floorFlops(shape.hidden, shape.intermediate, floorTokens, threads, true, floorRuns, seed);
+    const floor = floorFp32.flops;
+    const floorInt8 = floorInt8Run.flops;
+    log(`floors on ${floorTokens} tokens: ${round(floor / 1e9, 1)} GFLOP/s fp32 (in ${floorFp32.splits} runs), ${round(floorInt8 / 1e9, 1)} GFLOP/s int8 (in ${floorInt8Run.splits})`);
+
+    await fp32.warm?.();
+    const fp32Times = await timeReranks(fp32, queries, warmup);
+    log(`fp32: p50 ${median(fp32Times)} ms, p95 ${percentile(fp32Times, 95)} ms`);
+
+    // The budget run straight after, on the same session, with the throughput it has measured.
+    const maybe = createMaybeRerank({ reranker: fp32, budgetMs });
+    const budgetTimes: number[] = [];
+    let reranked = 0;
+    let fallbacks = 0;
+    for (const [i, q] of queries.entries()) {
+      const t0 = performance.now();
+      const r = await maybe(q.text, q.candidates, { tenantId: 'bench', userId: `u${i}`, mode: 'auto' });
+      budgetTimes.push(performance.now() - t0);
+      reranked += r.reranked;
+      if (r.fallback) fallbacks++;
+    }
+    log(`maybeRerank at ${budgetMs} ms: p95 ${percentile(budgetTimes, 95)} ms, ${round(reranked / queryCount, 1)} reranked on average, ${fallbacks} fallbacks`);
+    await fp32.close?.();
+    fp32 = undefined;
+
+    int8 = await open(true);
+    await int8.warm?.();
+    const int8Times = await timeReranks(int8, queries, warmup);
+    log(`int8: p50 ${median(int8Times)} ms, p95 ${percentile(int8Times, 95)} ms`);
+    await int8.close?.();
+    int8 = undefined;
+
+    const lexicalTimes = await timeReranks(createLexicalReranker(), queries, warmup);
+    const off = createMaybeRerank({ reranker: createLexicalReranker() });
+    const noneTimes: number[] = [];
+    for (const [i, q] of queries.entries()) {
+      const t0 = performance.now();
+      await off(q.text, q.candidates, { tenantId: 'bench', userId: `u${i}`, mode: 'off' });
+      noneTimes.push(performance.now() - t0);
+    }
+
+    const efficiency = (ms: number, floorFlopsPerS: number) => round(flopsPerQuery / (ms / 1000) / floorFlopsPerS, 3);
+    // The goal's keys first, in the order the issue lists them; the extras after.
+    return {
+      bench: 'rerank',
+      p50_ms: median(fp32Times),
+      p95_ms: percentile(fp32Times, 95),
+      p95_ms_int8: percentile(int8Times, 95),
+      candidates: candidateCount,
+      efficiency: efficiency(median(fp32Times), floor),
+      efficiency_int8: efficiency(median(int8Times), floorInt8),
+      budget_p95_ms: percentile(budgetTimes, 95),
+      reranked_mean: round(reranked / queryCount, 2),
+      lexical_p95_ms: percentile(lexicalTimes, 95),
+      threads,
+      p50_ms_int8: median(int8Times),
+      floor_gflops: round(floor / 1e9, 1),
+      floor_gflops_int8: round(floorInt8 / 1e9, 1),
+      floor_splits: floorFp32.splits,
+      floor_splits_int8: floorInt8Run.splits,
+      mean_pair_tokens: round(meanPairTokens, 1),
+      gflop_per_query: round(flopsPerQuery / 1e9, 3),
+      none_p95_ms: percentile(noneTimes, 95),
+      budget_ms: budgetMs,
+      budget_fallbacks: fallbacks,
+      batch_size: batchSize,
+      queries: queryCount,
+      model: modelName,
+    };
+  } finally {
+    await fp32?.close?.();
+    await int8?.close?.();
+  }
+}
