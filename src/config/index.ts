@@ -50,6 +50,7 @@ const EnvSchema = z.object({
   RELAY_RERANK_MAX_LENGTH: intIn(8, 8192, 512),
   RELAY_RERANK_EXECUTION_PROVIDERS: z.string().regex(/^[a-z]+(,[a-z]+)*$/, 'a comma-separated list such as cuda,cpu').default('cpu'),
   RELAY_RERANK_THREADS: intIn(0, 256, 0),
+  RELAY_RERANK_QUANTIZED: z.enum(['on', 'off']).default('off'),
   RELAY_RERANK_URL: z.url({ protocol: /^https?$/ }).optional(),
   RELAY_RERANK_API_KEY: z.string().min(1).optional(),
   RELAY_RERANK_MODEL: z.string().min(1).optional(),
@@ -97,7 +98,7 @@ export interface RerankConfig {
   /** Candidates fetched per result: top_k × this go to the reranker. */
   candidatesFactor: number;
   batchSize: number;
-  onnx: { modelDir?: string; maxLength: number; executionProviders: string[]; threads: number };
+  onnx: { modelDir?: string; maxLength: number; executionProviders: string[]; threads: number; quantized: boolean };
   http: { url?: string; apiKey?: string; model?: string; format: 'tei' | 'cohere'; timeoutMs: number };
   breaker: { failures: number; cooldownMs: number };
 }
@@ -216,6 +217,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         maxLength: e.RELAY_RERANK_MAX_LENGTH,
         executionProviders: e.RELAY_RERANK_EXECUTION_PROVIDERS.split(','),
         threads: e.RELAY_RERANK_THREADS,
+        quantized: e.RELAY_RERANK_QUANTIZED === 'on',
       },
       http: {
         url: e.RELAY_RERANK_URL?.replace(/\/+$/, ''),

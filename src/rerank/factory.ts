@@ -21,6 +21,7 @@ export async function createReranker(cfg: RerankConfig): Promise<RerankProvider>
         executionProviders: cfg.onnx.executionProviders,
         threads: cfg.onnx.threads,
         batchSize: cfg.batchSize,
+        quantized: cfg.onnx.quantized,
       });
     }
   }

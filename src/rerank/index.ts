@@ -1,4 +1,5 @@
 export type { RerankCallOptions, RerankCandidate, RerankProvider, RerankScore } from './types.ts';
+export { rerank, type Reranked, type RerankOptions } from './rerank.ts';
 export { RerankError, type RerankErrorCode } from './errors.ts';
 export { createLexicalReranker, scoreLexical, LEXICAL_VERSION, type LexicalRerankerOptions } from './lexical.ts';
 export { createHttpReranker, type HttpRerankerOptions } from './http.ts';
