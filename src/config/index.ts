@@ -6,7 +6,7 @@ const bool = (dflt: boolean) =>
 const pgUrl = z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL');
 
 /** Every environment variable the service reads; README's configuration table lists the same. */
-const EnvSchema = z.object({
+export const EnvSchema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: intIn(0, 65535, 8080),
   RELAY_DATA_DIR: z.string().min(1).default('./.relay'),
