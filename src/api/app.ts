@@ -4,6 +4,9 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServ
 import type { ApiDeps } from './context.ts';
 import { ApiError, ErrorCode } from './errors.ts';
 import { installErrorHandler } from './error-handler.ts';
+import { registerOpenApi } from './openapi.ts';
+import { Health, Readiness } from './responses.ts';
+import { documented } from './route-docs.ts';
 import { erasureRoute } from './routes/erasure.ts';
 import { memoryItemRoutes } from './routes/memory-item.ts';
 import { memoryListRoute } from './routes/memory-list.ts';
@@ -54,14 +57,22 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     reply.header('x-request-id', req.id);
   });
   installErrorHandler(app);
+  await registerOpenApi(app);
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  const health = documented({ summary: 'The process is up', tag: 'operations', answers: { 200: { description: 'up', json: Health } }, errors: [] });
+  app.get('/healthz', health, async () => ({ status: 'ok' }));
 
-  app.get('/readyz', async (_req, reply) => {
+  const readiness = documented({
+    summary: 'Ready to serve: store reachable, migrations current, models loaded',
+    tag: 'operations',
+    answers: { 200: { description: 'ready', json: Readiness }, 503: { description: 'not ready (store unreachable, schema behind, a model not loaded)', json: Readiness } },
+    errors: [],
+  });
+  app.get('/readyz', readiness, async (_req, reply) => {
     const r = await opts.store.readiness();
     const models = Object.entries(opts.models ?? {}).map(([name, m]) => [name, m.check()] as const);
     const ok = r.ok && models.every(([, m]) => m.ok);
-    const body = {
+    const body: Readiness = {
       status: ok ? 'ready' : 'not_ready',
       checks: {
         store: r.error ? 'unreachable' : 'ok',
@@ -74,7 +85,15 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     return reply.code(ok ? 200 : 503).send(body);
   });
 
-  app.get('/metrics/memory', async (req, reply) => {
+  const metricsDoc = documented({
+    summary: 'Prometheus metrics (docs/observability.md)',
+    tag: 'operations',
+    bearer: 'optional',
+    description: 'Needs the metrics bearer token when RELAY_METRICS_TOKEN is set (not a memory API token).',
+    answers: { 200: { description: 'Prometheus text exposition format', content: { [opts.metrics.contentType]: { type: 'string' } } } },
+    errors: [ErrorCode.Unauthorized, ErrorCode.NotFound],
+  });
+  app.get('/metrics/memory', metricsDoc, async (req, reply) => {
     if (!opts.metrics.enabled) throw new ApiError(404, ErrorCode.NotFound, 'metrics are off (RELAY_METRICS=off)');
     if (opts.metricsToken && !bearerMatches(req.headers.authorization, opts.metricsToken)) {
       throw new ApiError(401, ErrorCode.Unauthorized, 'this endpoint needs the metrics bearer token', { 'www-authenticate': 'Bearer realm="metrics"' });

@@ -1,8 +1,9 @@
 import type { Chunk, } from '../store/index.ts';
 import type { OpenedChunk, Scored } from '../memory/index.ts';
+import type { ChunkAnswer, QueryResult, UpdatedAnswer } from './responses.ts';
 
 /** A chunk as the API shows it (the plain user id is never stored, so it is not shown). */
-export function chunkBody(c: OpenedChunk) {
+export function chunkBody(c: OpenedChunk): ChunkAnswer {
   return {
     id: c.id,
     text: c.text,
@@ -15,7 +16,7 @@ export function chunkBody(c: OpenedChunk) {
 }
 
 /** After a PATCH: the new version and metadata (the text is what the client just sent). */
-export function updatedBody(c: Chunk) {
+export function updatedBody(c: Chunk): UpdatedAnswer {
   return {
     id: c.id,
     metadata: c.metadata,
@@ -27,7 +28,7 @@ export function updatedBody(c: Chunk) {
 }
 
 /** One query result, as an SSE `result` event's data and as an item of the JSON answer. */
-export function resultBody(r: Scored) {
+export function resultBody(r: Scored): QueryResult {
   return { id: r.id, text: r.text, score: Math.round(r.score * 1e6) / 1e6, metadata: r.metadata, created_at: r.createdAt.toISOString() };
 }
 

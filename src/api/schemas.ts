@@ -28,17 +28,26 @@ const text = (max: number) =>
     .max(max)
     .regex(WELL_FORMED, 'must be well-formed Unicode')
     .refine((s) => !s.includes('\0'), 'must not contain NUL')
-    .refine((s) => s.trim().length > 0, 'must not be empty or blank');
+    .refine((s) => s.trim().length > 0, 'must not be empty or blank')
+    .meta({ description: 'not blank; well-formed Unicode without NUL' });
 
 export const UserId = z
   .string()
   .min(1)
   .max(LIMITS.userIdChars)
   .regex(NO_CONTROL, 'must not contain control characters')
-  .regex(WELL_FORMED, 'must be well-formed Unicode');
+  .regex(WELL_FORMED, 'must be well-formed Unicode')
+  .meta({ description: 'required with a service token; a user token may leave it out or name its own sub' });
 
 /** Only to say which tenant the caller means: it must be the token's. */
-const TenantId = z.string().max(1024);
+const TenantId = z.string().max(1024).meta({ description: "optional; must be the token's tenant (403 forbidden_scope otherwise)" });
+
+type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+
+/** Any JSON value (z.json(), with an id so the OpenAPI document can name its recursion). */
+export const JsonValue: z.ZodType<Json> = z
+  .lazy(() => z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(JsonValue), z.record(z.string(), JsonValue)]))
+  .meta({ id: 'JsonValue', description: 'any JSON value' });
 
 /**
  * Checks a JSON value can be stored as jsonb as it is: finite numbers, strings without NUL
@@ -64,7 +73,11 @@ function storableJson(value: unknown, depth: number, ctx: z.RefinementCtx, path:
 }
 
 export const Metadata = z
-  .record(z.string().min(1).max(LIMITS.metadataKeyChars), z.json())
+  .record(z.string().min(1).max(LIMITS.metadataKeyChars), JsonValue)
+  .meta({
+    description: `filterable tags: at most ${LIMITS.metadataKeys} keys, ${LIMITS.metadataBytes} bytes as JSON, nested at most ${LIMITS.metadataDepth} deep`,
+    maxProperties: LIMITS.metadataKeys,
+  })
   .superRefine((m, ctx) => {
     if (Object.keys(m).length > LIMITS.metadataKeys) ctx.addIssue({ code: 'custom', message: `at most ${LIMITS.metadataKeys} keys` });
     if (Buffer.byteLength(JSON.stringify(m)) > LIMITS.metadataBytes) ctx.addIssue({ code: 'custom', message: `at most ${LIMITS.metadataBytes} bytes as JSON` });
@@ -80,16 +93,27 @@ export const WriteBody = z
     metadata: Metadata.optional(),
     ttl_s: z.number().int().min(1).max(LIMITS.ttlSeconds).optional(),
   })
-  .refine((b) => (b.text === undefined) !== (b.chunks === undefined), { message: 'give exactly one of text or chunks' });
+  .refine((b) => (b.text === undefined) !== (b.chunks === undefined), { message: 'give exactly one of text or chunks' })
+  // The refinement above, as JSON Schema says it (the OpenAPI document shows this).
+  .meta({
+    oneOf: [{ required: ['text'] }, { required: ['chunks'] }],
+    examples: [
+      { user_id: 'alice', text: 'Alice keeps her spare keys under the blue pot.', metadata: { topic: 'home' }, ttl_s: 86400 },
+      { user_id: 'alice', chunks: ['Alice prefers tea.', 'Alice is allergic to cats.'] },
+    ],
+  });
 
-export const QueryBody = z.strictObject({
-  query: text(LIMITS.queryChars),
-  user_id: UserId.optional(),
-  tenant_id: TenantId.optional(),
-  top_k: z.number().int().min(1).max(LIMITS.topK).default(10),
-  filter: z.unknown().optional(),
-  rerank: z.enum(['auto', 'on', 'off']).default('auto'),
-});
+export const QueryBody = z
+  .strictObject({
+    query: text(LIMITS.queryChars),
+    user_id: UserId.optional(),
+    tenant_id: TenantId.optional(),
+    top_k: z.number().int().min(1).max(LIMITS.topK).default(10),
+    // Checked by parseFilter, which names the JSON path of what it refuses.
+    filter: z.unknown().optional().meta({ type: 'object', description: 'metadata filter: $eq $ne $in $nin $gt $gte $lt $lte $exists $and $or (docs/filters.md)' }),
+    rerank: z.enum(['auto', 'on', 'off']).default('auto'),
+  })
+  .meta({ examples: [{ query: 'where are the spare keys?', user_id: 'alice', top_k: 10, filter: { topic: 'home' }, rerank: 'auto' }] });
 
 export const PatchBody = z
   .strictObject({
@@ -98,7 +122,13 @@ export const PatchBody = z
     text: text(LIMITS.chunkChars).optional(),
     metadata: Metadata.optional(),
   })
-  .refine((b) => b.text !== undefined || b.metadata !== undefined, { message: 'give text and/or metadata' });
+  .refine((b) => b.text !== undefined || b.metadata !== undefined, { message: 'give text and/or metadata' })
+  .meta({ anyOf: [{ required: ['text'] }, { required: ['metadata'] }] });
+
+/** Path of the routes on one chunk; an id that is not a UUID names nothing (404), so it is not parsed. */
+export const ItemParams = z.strictObject({ id: z.string().meta({ format: 'uuid', description: 'chunk id' }) });
+
+export const ErasureParams = z.strictObject({ user_id: UserId });
 
 /** Query string of GET/DELETE on one chunk. */
 export const ItemQuery = z.strictObject({ user_id: UserId.optional(), tenant_id: TenantId.optional() });
@@ -119,10 +149,15 @@ export function parse<S extends z.ZodType>(schema: S, input: unknown): z.infer<S
   throw badRequest(ErrorCode.ValidationFailed, problems.join('; ').slice(0, 500));
 }
 
+export const IdempotencyKey = z
+  .string()
+  .regex(/^[\x21-\x7e]{1,255}$/)
+  .meta({ description: 'makes retries safe: a repeat of the same request within 24 h returns the first answer and writes nothing' });
+
 /** `Idempotency-Key`: 1..255 visible ASCII characters. */
 export function idempotencyKey(header: string | string[] | undefined): string | undefined {
   if (header === undefined) return undefined;
-  if (typeof header !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(header)) {
+  if (typeof header !== 'string' || !IdempotencyKey.safeParse(header).success) {
     throw new ApiError(400, ErrorCode.InvalidHeader, 'Idempotency-Key must be 1..255 visible ASCII characters');
   }
   return header;
@@ -132,13 +167,16 @@ export function idempotencyKey(header: string | string[] | undefined): string | 
  * `If-Match`: `*` (any version) or the chunk's version as its entity tag (`"3"`, or a bare 3).
  * Returns the version, or undefined for none given / `*`.
  */
+const IF_MATCH = /^\s*(?:\*|"?(\d{1,9})"?)\s*$/;
+
+export const IfMatch = z.string().regex(IF_MATCH).meta({ description: '* or the chunk version as an entity tag ("3"): a stale version is 412 version_mismatch' });
+
 export function ifMatch(header: string | string[] | undefined): number | undefined {
   if (header === undefined) return undefined;
   const value = Array.isArray(header) ? header.join(',') : header;
-  if (value.trim() === '*') return undefined;
-  const m = /^\s*"?(\d{1,9})"?\s*$/.exec(value);
+  const m = IF_MATCH.exec(value);
   if (!m) throw new ApiError(400, ErrorCode.InvalidHeader, 'If-Match must be * or the chunk version as an entity tag, e.g. "3"');
-  return Number(m[1]);
+  return m[1] === undefined ? undefined : Number(m[1]);
 }
 
 /** The list cursor: where the last page ended, opaque to clients. */

@@ -1,15 +1,30 @@
 import type { FastifyInstance } from 'fastify';
 import type { ApiDeps } from '../context.ts';
-import { ItemQuery, parse, UserId } from '../schemas.ts';
+import { ErasureAnswer } from '../responses.ts';
+import { API_ERRORS, documented } from '../route-docs.ts';
+import { ErasureParams, ItemQuery, parse } from '../schemas.ts';
 import { actingFor } from '../scope.ts';
+
+const TenantOnly = ItemQuery.omit({ user_id: true });
+
+const doc = documented({
+  summary: 'Erase every chunk of a user in the token\'s tenant',
+  description: 'Expired chunks and the user\'s idempotency keys included.',
+  tag: 'memory',
+  bearer: 'required',
+  params: ErasureParams,
+  query: TenantOnly,
+  answers: { 200: { description: 'erased', json: ErasureAnswer } },
+  errors: API_ERRORS,
+});
 
 /** DELETE /api/v1/users/:user_id/memory: erasure of every chunk of that user in the token's tenant. */
 export function erasureRoute(app: FastifyInstance, deps: ApiDeps): void {
-  app.delete<{ Params: { user_id: string } }>('/api/v1/users/:user_id/memory', async (req, reply) => {
-    const q = parse(ItemQuery.omit({ user_id: true }), req.query);
-    const userId = parse(UserId, req.params.user_id);
+  app.delete('/api/v1/users/:user_id/memory', doc, async (req, reply) => {
+    const q = parse(TenantOnly, req.query);
+    const { user_id: userId } = parse(ErasureParams, req.params);
     const who = actingFor(req, deps.metrics, { userId, tenantId: q.tenant_id });
     const deleted = await deps.memory.erase(who.tenantId, who.userId);
-    return reply.send({ deleted });
+    return reply.send({ deleted } satisfies ErasureAnswer);
   });
 }

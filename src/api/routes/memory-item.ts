@@ -1,18 +1,56 @@
 import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
 import { CryptoError } from '../../crypto/index.ts';
 import { isChunkId } from '../../store/index.ts';
 import { abortOnClose } from '../abort.ts';
 import type { ApiDeps } from '../context.ts';
 import { ApiError, ErrorCode, notFound } from '../errors.ts';
 import { chunkBody, etag, updatedBody } from '../present.ts';
-import { ifMatch, ItemQuery, parse, PatchBody } from '../schemas.ts';
+import { ChunkAnswer, UpdatedAnswer } from '../responses.ts';
+import { API_ERRORS, BODY_ERRORS, documented, EMBED_ERRORS } from '../route-docs.ts';
+import { IfMatch, ifMatch, ItemParams, ItemQuery, parse, PatchBody } from '../schemas.ts';
 import { actingFor } from '../scope.ts';
 
-type ItemParams = { Params: { id: string } };
+type Params = { Params: z.infer<typeof ItemParams> };
+
+const ETag = z.string().meta({ description: 'the chunk version as an entity tag, for If-Match' });
+
+const getDoc = documented({
+  summary: 'One chunk',
+  description: 'Not a UUID, not in the caller\'s scope, expired or not openable: 404.',
+  tag: 'memory',
+  bearer: 'required',
+  params: ItemParams,
+  query: ItemQuery,
+  answers: { 200: { description: 'the chunk', json: ChunkAnswer, headers: { ETag } } },
+  errors: [...API_ERRORS, ErrorCode.NotFound],
+});
+
+const patchDoc = documented({
+  summary: 'Change a chunk\'s text and/or metadata',
+  description: 'New text is re-embedded and re-sealed in the same transaction; metadata is replaced as a whole. If-Match makes concurrent edits safe.',
+  tag: 'memory',
+  bearer: 'required',
+  params: ItemParams,
+  body: PatchBody,
+  headers: { 'If-Match': IfMatch },
+  answers: { 200: { description: 'the new version', json: UpdatedAnswer, headers: { ETag } } },
+  errors: [...API_ERRORS, ...BODY_ERRORS, ...EMBED_ERRORS, ErrorCode.InvalidHeader, ErrorCode.NotFound, ErrorCode.VersionMismatch],
+});
+
+const deleteDoc = documented({
+  summary: 'Delete a chunk',
+  tag: 'memory',
+  bearer: 'required',
+  params: ItemParams,
+  query: ItemQuery,
+  answers: { 204: { description: 'deleted' } },
+  errors: [...API_ERRORS, ErrorCode.NotFound],
+});
 
 /** GET, PATCH and DELETE /api/v1/memory/:id. An id that is not a UUID names nothing: 404. */
 export function memoryItemRoutes(app: FastifyInstance, deps: ApiDeps): void {
-  app.get<ItemParams>('/api/v1/memory/:id', async (req, reply) => {
+  app.get<Params>('/api/v1/memory/:id', getDoc, async (req, reply) => {
     const q = parse(ItemQuery, req.query);
     const who = actingFor(req, deps.metrics, { userId: q.user_id, tenantId: q.tenant_id });
     if (!isChunkId(req.params.id)) throw notFound();
@@ -28,7 +66,7 @@ export function memoryItemRoutes(app: FastifyInstance, deps: ApiDeps): void {
     return reply.header('etag', etag(chunk.version)).send(chunkBody(chunk));
   });
 
-  app.patch<ItemParams>('/api/v1/memory/:id', async (req, reply) => {
+  app.patch<Params>('/api/v1/memory/:id', patchDoc, async (req, reply) => {
     const body = parse(PatchBody, req.body);
     const version = ifMatch(req.headers['if-match']);
     const who = actingFor(req, deps.metrics, { userId: body.user_id, tenantId: body.tenant_id });
@@ -45,7 +83,7 @@ export function memoryItemRoutes(app: FastifyInstance, deps: ApiDeps): void {
     return reply.header('etag', etag(updated.version)).send(updatedBody(updated));
   });
 
-  app.delete<ItemParams>('/api/v1/memory/:id', async (req, reply) => {
+  app.delete<Params>('/api/v1/memory/:id', deleteDoc, async (req, reply) => {
     const q = parse(ItemQuery, req.query);
     const who = actingFor(req, deps.metrics, { userId: q.user_id, tenantId: q.tenant_id });
     if (!isChunkId(req.params.id)) throw notFound();

@@ -6,6 +6,8 @@ import type { ApiDeps } from '../context.ts';
 import { ApiError, ErrorCode, errorBody } from '../errors.ts';
 import { toApiError } from '../error-handler.ts';
 import { resultBody } from '../present.ts';
+import { QueryAnswer, QueryDone, QueryResult, StreamError } from '../responses.ts';
+import { API_ERRORS, BODY_ERRORS, documented, EMBED_ERRORS, jsonSchema } from '../route-docs.ts';
 import { parse, QueryBody } from '../schemas.ts';
 import { actingFor } from '../scope.ts';
 import { SseWriter } from '../sse.ts';
@@ -32,11 +34,33 @@ function compiled(filter: unknown): Predicate | undefined {
   return (first) => compileFilter(parsed, first);
 }
 
+/** The event stream, one event at a time (OpenAPI 3.1 has no schema for a stream's items). */
+const eventStream = {
+  description:
+    'Server-sent events: one `result` per chunk, best first, with `id:` the chunk id; then one `done`. A failure after the first event is an `error` event, and the stream ends. `data` is JSON text. `: heartbeat` comments keep the connection alive until the answer is ready.',
+  oneOf: [
+    { title: 'result', type: 'object', properties: { event: { enum: ['result'] }, id: { type: 'string', format: 'uuid' }, data: jsonSchema(QueryResult, 'output') }, required: ['event', 'id', 'data'] },
+    { title: 'done', type: 'object', properties: { event: { enum: ['done'] }, data: jsonSchema(QueryDone, 'output') }, required: ['event', 'data'] },
+    { title: 'error', type: 'object', properties: { event: { enum: ['error'] }, data: jsonSchema(StreamError, 'output') }, required: ['event', 'data'] },
+  ],
+};
+
+const doc = documented({
+  summary: 'Recall: the chunks that best answer a query, streamed or in one body',
+  description:
+    'Accept: text/event-stream streams the results as they are ready; application/json, */* or no Accept answers in one body; anything else is 406. A failure before the first event is a plain HTTP error.',
+  tag: 'memory',
+  bearer: 'required',
+  body: QueryBody,
+  answers: { 200: { description: 'min(top_k, matching chunks) results', content: { 'application/json': QueryAnswer, 'text/event-stream': eventStream } } },
+  errors: [...API_ERRORS, ...BODY_ERRORS, ...EMBED_ERRORS, ErrorCode.InvalidFilter, ErrorCode.NotAcceptable],
+});
+
 const msSince = (t: number) => Math.round((performance.now() - t) * 100) / 100;
 
 /** POST /api/v1/memory/query: embed → scoped search → open → rerank → stream or one body. */
 export function memoryQueryRoute(app: FastifyInstance, deps: ApiDeps): void {
-  app.post('/api/v1/memory/query', async (req, reply) => {
+  app.post('/api/v1/memory/query', doc, async (req, reply) => {
     const body = parse(QueryBody, req.body);
     const who = actingFor(req, deps.metrics, { userId: body.user_id, tenantId: body.tenant_id });
     const input = { query: body.query, topK: body.top_k, filter: compiled(body.filter), rerank: body.rerank };
@@ -54,7 +78,7 @@ export function memoryQueryRoute(app: FastifyInstance, deps: ApiDeps): void {
         reranked: out.reranked,
         ttfv_ms: Math.round(ttfv * 100) / 100,
         timings: out.timings,
-      });
+      } satisfies QueryAnswer);
     }
     reply.hijack();
     await stream(req, reply, deps, run, signal);
@@ -87,7 +111,8 @@ async function stream(req: FastifyRequest, reply: FastifyReply, deps: ApiDeps, r
     }
     // With no result, the done event is the first value.
     firstValue();
-    sse.send({ event: 'done', data: JSON.stringify({ count: out.results.length, skipped: out.skipped.length, reranked: out.reranked, ttfv_ms, timings: out.timings }) });
+    const done: QueryDone = { count: out.results.length, skipped: out.skipped.length, reranked: out.reranked, ttfv_ms, timings: out.timings };
+    sse.send({ event: 'done', data: JSON.stringify(done) });
     res.uncork();
     deps.metrics.api.stream(signal.aborted || !sse.open ? 'client_abort' : 'success');
   } catch (err) {
@@ -102,7 +127,7 @@ async function stream(req: FastifyRequest, reply: FastifyReply, deps: ApiDeps, r
       res.end(JSON.stringify(errorBody(e.code, e.message)));
       return;
     }
-    sse.send({ event: 'error', data: JSON.stringify({ code: e.code, message: e.message }) });
+    sse.send({ event: 'error', data: JSON.stringify({ code: e.code, message: e.message } satisfies StreamError) });
   } finally {
     clearInterval(heartbeat);
     sse.close();

@@ -1,12 +1,27 @@
 import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
 import type { ApiDeps } from '../context.ts';
-import { idempotencyKey, parse, WriteBody } from '../schemas.ts';
+import { ErrorCode } from '../errors.ts';
+import { WriteAnswer } from '../responses.ts';
+import { API_ERRORS, BODY_ERRORS, documented, EMBED_ERRORS } from '../route-docs.ts';
+import { IdempotencyKey, idempotencyKey, parse, WriteBody } from '../schemas.ts';
 import { actingFor } from '../scope.ts';
 import { abortOnClose } from '../abort.ts';
 
+const doc = documented({
+  summary: 'Store memory: text (split into chunks) or chunks as given',
+  description: 'Embeds, seals and inserts every chunk in one transaction. With Idempotency-Key, a retry of the same request returns the first answer (idempotent-replayed: true) and writes nothing.',
+  tag: 'memory',
+  bearer: 'required',
+  body: WriteBody,
+  headers: { 'Idempotency-Key': IdempotencyKey },
+  answers: { 201: { description: 'stored', json: WriteAnswer, headers: { 'idempotent-replayed': z.enum(['true', 'false']).meta({ description: 'with an Idempotency-Key: whether this is the first answer again' }) } } },
+  errors: [...API_ERRORS, ...BODY_ERRORS, ...EMBED_ERRORS, ErrorCode.InvalidHeader, ErrorCode.IdempotencyKeyReused],
+});
+
 /** POST /api/v1/memory: split, embed, seal, insert in one transaction → 201 {ids}. */
 export function memoryWriteRoute(app: FastifyInstance, deps: ApiDeps): void {
-  app.post('/api/v1/memory', async (req, reply) => {
+  app.post('/api/v1/memory', doc, async (req, reply) => {
     let replayed = false;
     reply.raw.once('close', () => {
       const status = reply.raw.statusCode;
@@ -23,6 +38,6 @@ export function memoryWriteRoute(app: FastifyInstance, deps: ApiDeps): void {
     );
     replayed = out.replayed;
     if (key !== undefined) reply.header('idempotent-replayed', String(out.replayed));
-    return reply.code(201).send({ ids: out.ids });
+    return reply.code(201).send({ ids: out.ids } satisfies WriteAnswer);
   });
 }
