@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.relay/**'] },
+  { ignores: ['node_modules/**', '.relay/**', 'dist/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

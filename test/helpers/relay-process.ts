@@ -1,0 +1,110 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { mintToken } from '../../src/auth/index.ts';
+
+/** `relay serve` as its own process, as an operator starts it. */
+export interface RelayProcess {
+  url: string;
+  /** Everything the process wrote to stdout (its JSON log) so far. */
+  log(): string;
+  /** A token of `tenant` for `user`, or a service token when `user` is omitted. */
+  token(tenant: string, user?: string): Promise<string>;
+  /** The value of one Prometheus sample of /metrics/memory (0 when absent). */
+  metric(name: string, labels?: Record<string, string>): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `node bin/relay.mjs serve` on a free port over the embedded store (a fresh data folder)
+ * or the server PostgreSQL of RELAY_TEST_DATABASE_URL, with its own token secret and master key;
+ * resolves once /readyz says ready.
+ */
+export async function startRelayProcess(store: 'pglite' | 'pg', extraEnv: Record<string, string> = {}): Promise<RelayProcess> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'relay-proc-'));
+  const secret = randomBytes(32).toString('base64url');
+  const env: NodeJS.ProcessEnv = {};
+  // Nothing of the developer's own configuration leaks in.
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RELAY_') && k !== 'DATABASE_URL' && k !== 'PORT' && k !== 'HOST') env[k] = v;
+  Object.assign(env, {
+    HOST: '127.0.0.1',
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    RELAY_DATA_DIR: dataDir,
+    RELAY_JWT_SECRET: secret,
+    RELAY_MASTER_KEY: randomBytes(32).toString('base64'),
+    RELAY_SHUTDOWN_GRACE_MS: '2000',
+  });
+  if (store === 'pg') {
+    const appUrl = process.env.RELAY_TEST_DATABASE_URL;
+    const ownerUrl = process.env.RELAY_TEST_MIGRATE_URL;
+    if (!appUrl || !ownerUrl) throw new Error('the server store needs RELAY_TEST_DATABASE_URL and RELAY_TEST_MIGRATE_URL');
+    Object.assign(env, { DATABASE_URL: appUrl, RELAY_MIGRATE_URL: ownerUrl, RELAY_DB_POOL_MAX: '4' });
+  }
+  Object.assign(env, extraEnv);
+
+  const child: ChildProcess = spawn(process.execPath, ['bin/relay.mjs', 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+
+  const cleanup = () => rmSync(dataDir, { recursive: true, force: true });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    cleanup();
+  };
+
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`relay serve did not start in 90 s:\n${stderr}`)), 90_000);
+      const look = () => {
+        for (const line of stdout.split('\n')) {
+          if (!line.includes('relay memory is serving')) continue;
+          clearTimeout(timer);
+          resolve((JSON.parse(line) as { url: string }).url);
+          return;
+        }
+      };
+      child.stdout!.on('data', look);
+      void exited.then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`relay serve exited with ${code}:\n${stderr}`));
+      });
+    });
+    for (let i = 0; ; i++) {
+      const res = await fetch(`${url}/readyz`).catch(() => null);
+      if (res?.status === 200) break;
+      await res?.body?.cancel();
+      if (i > 300) throw new Error(`relay serve at ${url} never became ready:\n${stderr}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return {
+      url,
+      log: () => stdout,
+      token: (tenant, user) => mintToken({ secret, tenant, ...(user === undefined ? { service: true } : { user }), ttlSeconds: 3600 }),
+      async metric(name, labels = {}) {
+        const text = await (await fetch(`${url}/metrics/memory`)).text();
+        for (const line of text.split('\n')) {
+          const m = /^([a-z_:]+)(?:\{(.*)\})? (\S+)$/.exec(line);
+          if (!m || m[1] !== name) continue;
+          const have = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+          if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
+        }
+        return 0;
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
