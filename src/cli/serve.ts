@@ -32,6 +32,7 @@ export async function serve(): Promise<void> {
     embeddingDim: config.embeddingDim,
     search: config.search,
     observer: metrics.storeObserver,
+    searchDelayMs: config.faults?.annDelayMs,
   });
   metrics.watchPool(() => store.poolStats());
   const canMigrate = config.store.kind === 'pglite' || Boolean(config.store.migrateUrl);
@@ -50,6 +51,7 @@ export async function serve(): Promise<void> {
     rerank: rerankWith(maybe),
     // Disabled: one candidate per result (maybeRerank only counts the fallback).
     candidatesFactor: config.rerank.enabled ? config.rerank.candidatesFactor : 1,
+    faults: config.faults,
   });
   const server = await startServer({
     store,
@@ -66,6 +68,7 @@ export async function serve(): Promise<void> {
     logger: logOptions(config.logLevel),
   });
   const log = server.app.log;
+  if (config.faults) log.warn({ faults: config.faults }, 'RELAY_FAULTS is set: this process injects faults (tests only)');
   const shutdown = async (signal: string) => {
     log.info({ signal }, 'shutting down');
     try {

@@ -63,7 +63,52 @@ export const EnvSchema = z.object({
   RELAY_METRICS_TENANT_LABELS: intIn(0, 1000, 0),
   RELAY_RELEASE: z.string().min(1).default('dev'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  RELAY_FAULTS: z.string().optional(),
+  NODE_ENV: z.string().optional(),
 });
+
+/**
+ * Debug-only faults a release can be made to show (RELAY_FAULTS), so the canary controller's
+ * tests can drive a candidate bad for real: slow first values, slow searches, refusals by the
+ * database's RLS, failed streams. Refused when NODE_ENV=production.
+ */
+export interface Faults {
+  /** Every query waits this long before its first result (so TTFV shows it). */
+  ttfvDelayMs: number;
+  /** Every search spends this much longer in the database (`pg_sleep`, so the ANN histogram shows it). */
+  annDelayMs: number;
+  /** Share of queries (0..1) that run a statement the database's RLS refuses, and fail with it. */
+  rlsErrorRate: number;
+  /** Share of queries (0..1) whose stream fails (`error`). */
+  sseErrorRate: number;
+}
+
+const FaultsSchema = z
+  .object({
+    ttfv_delay_ms: z.coerce.number().int().min(0).max(600_000).default(0),
+    ann_delay_ms: z.coerce.number().int().min(0).max(600_000).default(0),
+    rls_error_rate: z.coerce.number().min(0).max(1).default(0),
+    sse_error_rate: z.coerce.number().min(0).max(1).default(0),
+  })
+  .strict();
+
+/** `ttfv_delay_ms=2000,sse_error_rate=0.01` → Faults; a bad or unknown key is a ConfigError. */
+export function parseFaults(spec: string, nodeEnv: string | undefined): Faults | undefined {
+  if (nodeEnv === 'production') throw new ConfigError('invalid configuration:\n  RELAY_FAULTS: a test switch, refused when NODE_ENV=production');
+  const pairs: Record<string, string> = {};
+  for (const part of spec.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^([a-z_]+)=([^=\s]+)$/.exec(part);
+    if (!m) throw new ConfigError(`invalid configuration:\n  RELAY_FAULTS: "${part}" is not key=value`);
+    pairs[m[1]!] = m[2]!;
+  }
+  const parsed = FaultsSchema.safeParse(pairs);
+  if (!parsed.success) {
+    throw new ConfigError(`invalid configuration:\n${parsed.error.issues.map((i) => `  RELAY_FAULTS ${i.path.join('.') || ''}: ${i.message}`).join('\n')}`);
+  }
+  const f = parsed.data;
+  const faults = { ttfvDelayMs: f.ttfv_delay_ms, annDelayMs: f.ann_delay_ms, rlsErrorRate: f.rls_error_rate, sseErrorRate: f.sse_error_rate };
+  return Object.values(faults).some((v) => v > 0) ? faults : undefined;
+}
 
 export type Env = z.infer<typeof EnvSchema>;
 
@@ -84,6 +129,8 @@ export interface Config {
   api: ApiConfig;
   rerank: RerankConfig;
   metrics: { enabled: boolean; token?: string; tenantLabels: number };
+  /** RELAY_FAULTS (tests only); undefined in any normal run. */
+  faults?: Faults;
 }
 
 /** How query candidates are reranked (src/rerank, docs/rerank.md). */
@@ -162,7 +209,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.RELAY_EMBEDDER === 'openai' && !e.RELAY_OPENAI_API_KEY && e.RELAY_OPENAI_BASE_URL.startsWith('https://api.openai.com')) {
     throw new ConfigError('invalid configuration:\n  RELAY_OPENAI_API_KEY: required for api.openai.com');
   }
+  const faults = e.RELAY_FAULTS ? parseFaults(e.RELAY_FAULTS, e.NODE_ENV) : undefined;
   return {
+    faults,
     host: e.HOST,
     port: e.PORT,
     logLevel: e.LOG_LEVEL,

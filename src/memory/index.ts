@@ -3,3 +3,4 @@ export { ownerKeyring, resealTenant, shredTenant, rotateMasterKey, type ResealPr
 export { MemoryService, MemoryError, keepSearchOrder, requestHash, type MemoryServiceOptions, type QueryInput, type QueryOutcome, type QueryTimings, type Rerank, type RerankContext, type RerankMode, type RerankOutcome, type Scored, type WriteInput } from './service.ts';
 export { reindexTenant, type ReindexOptions, type ReindexProgress, type ReindexReport } from './reindex.ts';
 export { rerankWith } from './rerank-seam.ts';
+export { InjectedFault, type QueryFaults } from './faults.ts';

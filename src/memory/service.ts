@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Embedder } from '../embed/index.ts';
 import { splitText } from '../embed/index.ts';
 import type { Chunk, ListPosition, Metadata, Predicate, SearchStrategy } from '../store/index.ts';
+import { firstResultFault, rlsFault, type QueryFaults } from './faults.ts';
 import type { OpenedChunk, OpenedHit, SealedMemory, Unreadable } from './sealed-memory.ts';
 
 /** How a query's candidates are ordered: `auto` lets the reranker decide, `off` keeps search order. */
@@ -45,6 +46,8 @@ export interface MemoryServiceOptions {
   candidatesFactor?: number;
   /** Most chunks one write may make. Default 1000. */
   maxChunksPerWrite?: number;
+  /** RELAY_FAULTS: tests only. */
+  faults?: QueryFaults;
 }
 
 export interface WriteInput {
@@ -175,6 +178,8 @@ export class MemoryService {
    * → rerank → the best top_k. With rerank `off` (or no reranker) only top_k are searched.
    */
   async query(tenantId: string, userId: string, input: QueryInput, signal?: AbortSignal): Promise<QueryOutcome> {
+    const faults = this.opts.faults;
+    if (faults) await rlsFault(faults, this.opts.memory, tenantId, userId);
     let t = process.hrtime.bigint();
     const [vector] = await this.opts.embedder.embed([input.query], { signal });
     const embed_ms = ms(t);
@@ -190,6 +195,7 @@ export class MemoryService {
     t = process.hrtime.bigint();
     const ranked = reranking ? await this.rerank(input.query, candidates, { tenantId, userId, mode: input.rerank, signal }) : { results: candidates, reranked: 0 };
     const rerank_ms = ms(t);
+    if (faults) await firstResultFault(faults, signal);
     return {
       results: ranked.results.slice(0, input.topK),
       skipped: found.skipped,

@@ -129,6 +129,7 @@ export class ScopedChunks {
     private readonly dim: number,
     private readonly tuning: SearchTuning,
     private readonly onSearch?: (seconds: number, strategy: SearchStrategy, underfilled: boolean) => void,
+    private readonly searchDelayMs = 0,
   ) {}
 
   /** Stores all `chunks` with one statement. */
@@ -294,6 +295,7 @@ export class ScopedChunks {
             return { sql: parts.join(' AND '), params };
           };
     const started = process.hrtime.bigint();
+    if (this.searchDelayMs > 0) await this.sql.query('SELECT pg_sleep($1)', [this.searchDelayMs / 1000]);
     const { neighbours, strategy } = await nearestInScope<ChunkRecord>(
       this.sql, COLUMNS, this.scope.tenantId, this.scope.userHash, vector, k, this.tuning, where, !filter,
     );

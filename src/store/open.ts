@@ -1,18 +1,13 @@
 import { createPgDriver } from './pg-driver.ts';
 import { createPgliteDriver } from './pglite-driver.ts';
-import type { SearchTuning } from './search.ts';
-import { Store, type StoreObserver } from './store.ts';
+import { Store, type StoreOptions } from './store.ts';
 
 export type StoreLocation =
   | { kind: 'pglite'; dataDir: string }
   | { kind: 'pg'; databaseUrl: string; migrateUrl?: string; poolMax?: number; statementTimeoutMs?: number };
 
-export interface OpenStoreOptions {
+export interface OpenStoreOptions extends Pick<StoreOptions, 'appRole' | 'embeddingDim' | 'search' | 'observer' | 'searchDelayMs'> {
   location: StoreLocation;
-  appRole?: string;
-  embeddingDim?: number;
-  search?: Partial<SearchTuning>;
-  observer?: StoreObserver;
 }
 
 /** The embedded store (PGlite in a folder, or `memory://`) or a server PostgreSQL. */
@@ -27,5 +22,5 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
           poolMax: location.poolMax,
           statementTimeoutMs: location.statementTimeoutMs,
         });
-  return new Store(driver, { appRole: opts.appRole, embeddingDim: opts.embeddingDim, search: opts.search, observer: opts.observer });
+  return new Store(driver, { appRole: opts.appRole, embeddingDim: opts.embeddingDim, search: opts.search, observer: opts.observer, searchDelayMs: opts.searchDelayMs });
 }

@@ -25,6 +25,8 @@ export interface StoreOptions {
   appRole?: string;
   search?: Partial<SearchTuning>;
   observer?: StoreObserver;
+  /** Tests only (RELAY_FAULTS ann_delay_ms): every search also sleeps this long in the database, inside its timing. */
+  searchDelayMs?: number;
 }
 
 export interface Readiness {
@@ -83,7 +85,7 @@ export class Store {
     return this.run(
       scope,
       own ? this.ownIndexSearchSettings : this.searchSettings,
-      (sql) => fn(new ScopedChunks(sql, scope, this.embeddingDim, this.tuning, onSearch)),
+      (sql) => fn(new ScopedChunks(sql, scope, this.embeddingDim, this.tuning, onSearch, this.opts.searchDelayMs)),
       opts,
     );
   }
