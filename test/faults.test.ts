@@ -2,14 +2,9 @@
 // shows for real in a running `relay serve` (embedded store) — in the answer and in its metrics.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { mintToken } from '../src/auth/index.ts';
 import { ConfigError, loadConfig, parseFaults } from '../src/config/index.ts';
-import { startServiceProcess, type ServiceProcess } from './helpers/service-process.ts';
+import { startRelayProcess, type RelayProcess } from './helpers/relay-process.ts';
 
 describe('RELAY_FAULTS parsing', () => {
   it('reads key=value pairs; nothing set or all zero is no faults', () => {
@@ -47,34 +42,24 @@ describe('RELAY_FAULTS parsing', () => {
 });
 
 describe('RELAY_FAULTS in a running service', () => {
-  const secret = randomBytes(32).toString('base64url');
-  const running: { service: ServiceProcess; dir: string }[] = [];
+  const running: RelayProcess[] = [];
 
   after(async () => {
-    for (const r of running) {
-      await r.service.stop();
-      await rm(r.dir, { recursive: true, force: true });
-    }
+    for (const p of running) await p.stop();
   });
 
   async function serviceWith(faults: string) {
-    const dir = await mkdtemp(join(tmpdir(), 'relay-faults-'));
-    const service = await startServiceProcess({ RELAY_DATA_DIR: dir, RELAY_JWT_SECRET: secret, RELAY_FAULTS: faults, RELAY_RERANK: 'off' });
-    running.push({ service, dir });
-    const token = await mintToken({ secret, tenant: 'faults', user: 'ula', ttlSeconds: 600 });
+    const p = await startRelayProcess('pglite', { RELAY_FAULTS: faults, RELAY_RERANK: 'off' });
+    running.push(p);
+    const token = await p.token('faults', 'ula');
     const post = (path: string, body: unknown, accept = 'application/json') =>
-      fetch(`${service.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept }, body: JSON.stringify(body) });
-    const metric = async (series: string) => {
-      const text = await (await fetch(`${service.url}/metrics/memory`)).text();
-      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-      return line ? Number(line.slice(series.length + 1)) : Number.NaN;
-    };
+      fetch(`${p.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept }, body: JSON.stringify(body) });
     assert.equal((await post('/api/v1/memory', { chunks: ['Ula keeps the ladder in the shed.'] })).status, 201);
-    return { service, post, metric };
+    return { p, token, post };
   }
 
   it('ttfv_delay_ms and ann_delay_ms: the first value and the search are that much slower, in the answer and the histograms', async () => {
-    const { post, metric } = await serviceWith('ttfv_delay_ms=400,ann_delay_ms=250');
+    const { p, post } = await serviceWith('ttfv_delay_ms=400,ann_delay_ms=250');
     const res = await post('/api/v1/memory/query', { query: 'where is the ladder?' }, 'text/event-stream');
     assert.equal(res.status, 200);
     const text = await res.text();
@@ -82,32 +67,32 @@ describe('RELAY_FAULTS in a running service', () => {
     assert.equal(done.count, 1);
     assert.ok(done.ttfv_ms >= 400 + 250, `ttfv ${done.ttfv_ms} ms`);
     assert.ok(done.timings.search_ms >= 250, `search ${done.timings.search_ms} ms`);
-    assert.ok((await metric('relay_ann_query_seconds_sum')) >= 0.25);
-    assert.equal(await metric('relay_ann_query_seconds_bucket{le="0.2"}'), 0, 'no search was under 200 ms');
-    assert.equal(await metric('relay_ttfv_seconds_bucket{le="0.5"}'), 0, 'no first value came within 500 ms');
-    assert.equal(await metric('relay_sse_streams_total{outcome="success"}'), 1);
+    assert.ok((await p.metric('relay_ann_query_seconds_sum')) >= 0.25);
+    assert.equal(await p.metric('relay_ann_query_seconds_count'), 1);
+    assert.equal(await p.metric('relay_ann_query_seconds_bucket', { le: '0.2' }), 0, 'no search was under 200 ms');
+    assert.equal(await p.metric('relay_ttfv_seconds_count'), 1);
+    assert.equal(await p.metric('relay_ttfv_seconds_bucket', { le: '0.5' }), 0, 'no first value came within 500 ms');
+    assert.equal(await p.metric('relay_sse_streams_total', { outcome: 'success' }), 1);
   });
 
   it('rls_error_rate=1: every query meets a real RLS refusal, fails with 500 internal, is counted, and writes nothing', async () => {
-    const { post, metric } = await serviceWith('rls_error_rate=1');
+    const { p, token, post } = await serviceWith('rls_error_rate=1');
     const res = await post('/api/v1/memory/query', { query: 'ladder' });
     assert.equal(res.status, 500);
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'internal');
-    assert.equal(await metric('relay_rls_errors_total'), 1);
-    const list = await fetch(`${running.at(-1)!.service.url}/api/v1/memory`, {
-      headers: { authorization: `Bearer ${await mintToken({ secret, tenant: 'faults', user: 'ula', ttlSeconds: 60 })}` },
-    });
+    assert.equal(await p.metric('relay_rls_errors_total'), 1);
+    const list = await fetch(`${p.url}/api/v1/memory`, { headers: { authorization: `Bearer ${token}` } });
     assert.equal(((await list.json()) as { items: unknown[] }).items.length, 1, 'only the chunk written before');
   });
 
   it('sse_error_rate=1: every stream fails and is counted as an error', async () => {
-    const { post, metric } = await serviceWith('sse_error_rate=1');
+    const { p, post } = await serviceWith('sse_error_rate=1');
     for (let i = 0; i < 3; i++) {
       const res = await post('/api/v1/memory/query', { query: 'ladder' }, 'text/event-stream');
       assert.equal(res.status, 500);
       assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'internal');
     }
-    assert.equal(await metric('relay_sse_streams_total{outcome="error"}'), 3);
-    assert.equal(await metric('relay_sse_streams_total{outcome="success"}'), 0);
+    assert.equal(await p.metric('relay_sse_streams_total', { outcome: 'error' }), 3);
+    assert.equal(await p.metric('relay_sse_streams_total', { outcome: 'success' }), 0);
   });
 });

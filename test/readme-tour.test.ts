@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../src/config/index.ts';
-import { startServiceProcess, type ServiceProcess } from './helpers/service-process.ts';
+import { startRelayProcess, type RelayProcess } from './helpers/relay-process.ts';
 
 /** The first fenced block after `marker` (its language and its text). */
 function blockAfter(markdown: string, marker: string): { lang: string; text: string } {
@@ -30,13 +30,14 @@ function frames(text: string): [string, Record<string, unknown>][] {
 
 describe("README's 60-second tour", () => {
   let dir: string;
-  let service: ServiceProcess;
+  let service: RelayProcess;
   let readme: string;
 
   before(async () => {
     readme = await readFile('README.md', 'utf8');
     dir = await mkdtemp(join(tmpdir(), 'relay-tour-'));
-    service = await startServiceProcess({ RELAY_DATA_DIR: dir });
+    // The embedded store's own development secret and master key, as after `npm start`.
+    service = await startRelayProcess('pglite', { RELAY_DATA_DIR: dir, RELAY_JWT_SECRET: '', RELAY_MASTER_KEY: '' });
   });
 
   after(async () => {
