@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs Debian's `chromium` when it is missing: the canary status page is tested in headless
+# Installs Debian's `chromium` when it is missing: the browser client and the canary status page are tested in headless
 # Chromium, driven by playwright-core. Needs root and apt; says what to do otherwise.
 # Prints nothing when Chromium is already there.
 set -euo pipefail
+if [ -n "${RELAY_TEST_CHROMIUM:-}" ] && [ -x "$RELAY_TEST_CHROMIUM" ]; then exit 0; fi
 if command -v chromium >/dev/null; then exit 0; fi
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-  echo "install-chromium: the status page tests need Chromium; install Debian's 'chromium' package (apt-get install chromium) as root, or set RELAY_TEST_CHROMIUM to a Chromium binary" >&2
+  echo "install-chromium: the browser tests (client, canary status page) need Chromium; install Debian's 'chromium' package (apt-get install chromium) as root, or set RELAY_TEST_CHROMIUM to a Chromium binary" >&2
   exit 1
 fi
 echo "install-chromium: installing Debian's chromium package" >&2

@@ -22,9 +22,12 @@ if (files.length === 0) {
   console.error('run-tests: no test files found');
   process.exit(1);
 }
-// The observability suite runs the real promtool and Prometheus: install them when missing.
-const tools = spawnSync('bash', ['scripts/install-prometheus.sh'], { stdio: 'inherit' });
-if (tools.status !== 0) process.exit(tools.status ?? 1);
+// The observability suite runs the real promtool and Prometheus, the browser suites headless
+// Chromium: install them when missing.
+for (const script of ['scripts/install-prometheus.sh', 'scripts/install-chromium.sh']) {
+  const tools = spawnSync('bash', [script], { stdio: 'inherit' });
+  if (tools.status !== 0) process.exit(tools.status ?? 1);
+}
 if (process.env.RELAY_TEST_DATABASE_URL) {
   console.error(`run-tests: server suites run against ${process.env.RELAY_TEST_DATABASE_URL.replace(/:[^:@/]*@/, ':***@')}`);
 } else {

@@ -3,6 +3,7 @@ import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { ApiDeps } from './context.ts';
 import { ApiError, ErrorCode } from './errors.ts';
+import { registerCors } from './cors.ts';
 import { installErrorHandler } from './error-handler.ts';
 import { registerOpenApi } from './openapi.ts';
 import { Health, Readiness } from './responses.ts';
@@ -57,6 +58,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     reply.header('x-request-id', req.id);
   });
   installErrorHandler(app);
+  await registerCors(app, opts.limits.corsOrigins);
   await registerOpenApi(app);
 
   const health = documented({ summary: 'The process is up', tag: 'operations', answers: { 200: { description: 'up', json: Health } }, errors: [] });

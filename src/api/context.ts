@@ -10,7 +10,7 @@ export interface ApiDeps {
   metrics: Metrics;
   memory: MemoryService;
   verifier: TokenVerifier;
-  limits: Pick<ApiConfig, 'rateLimitPerMin' | 'bodyLimitBytes' | 'heartbeatMs'>;
+  limits: Pick<ApiConfig, 'rateLimitPerMin' | 'bodyLimitBytes' | 'heartbeatMs'> & Partial<Pick<ApiConfig, 'corsOrigins'>>;
   /** RELAY_METRICS_TOKEN: when set, /metrics/memory needs `Authorization: Bearer <it>`. */
   metricsToken?: string;
   /** Models loaded in the background (the reranker): /readyz is not ready until each is. */

@@ -63,6 +63,10 @@ export const EnvSchema = z.object({
   RELAY_METRICS_TENANT_LABELS: intIn(0, 1000, 0),
   RELAY_RELEASE: z.string().min(1).default('dev'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  RELAY_CORS_ORIGINS: z
+    .string()
+    .regex(/^\s*(\*|https?:\/\/[^\s,/]+)(\s*,\s*https?:\/\/[^\s,/]+)*\s*$/, 'must be * or a comma-separated list of origins such as https://app.example.com')
+    .optional(),
   RELAY_FAULTS: z.string().optional(),
   NODE_ENV: z.string().optional(),
 });
@@ -179,6 +183,8 @@ export interface ApiConfig {
   heartbeatMs: number;
   sweepIntervalS: number;
   shutdownGraceMs: number;
+  /** RELAY_CORS_ORIGINS: browser origins allowed to call the API (`*`: any); empty: no CORS headers. */
+  corsOrigins: string[];
 }
 
 export class ConfigError extends Error {
@@ -252,6 +258,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       heartbeatMs: e.RELAY_SSE_HEARTBEAT_MS,
       sweepIntervalS: e.RELAY_SWEEP_INTERVAL_S,
       shutdownGraceMs: e.RELAY_SHUTDOWN_GRACE_MS,
+      corsOrigins: e.RELAY_CORS_ORIGINS ? e.RELAY_CORS_ORIGINS.split(',').map((o) => o.trim()) : [],
     },
     metrics: { enabled: e.RELAY_METRICS === 'on', token: e.RELAY_METRICS_TOKEN, tenantLabels: e.RELAY_METRICS_TENANT_LABELS },
     rerank: {

@@ -27,7 +27,7 @@ export interface TestApi {
 }
 
 export interface TestApiOptions {
-  limits?: Partial<Pick<ApiConfig, 'rateLimitPerMin' | 'bodyLimitBytes' | 'heartbeatMs'>>;
+  limits?: Partial<Pick<ApiConfig, 'rateLimitPerMin' | 'bodyLimitBytes' | 'heartbeatMs' | 'corsOrigins'>>;
   /** Wraps the hash embedder (to slow it down, fail it, count calls). */
   embedder?: (inner: Embedder) => Embedder;
   /** The reranker behind maybeRerank (default: the lexical one, as `relay serve` has it). */

@@ -3,6 +3,7 @@ import { compileFilter, parseFilter, type Predicate } from '../../store/index.ts
 import type { QueryOutcome } from '../../memory/index.ts';
 import { abortOnClose } from '../abort.ts';
 import type { ApiDeps } from '../context.ts';
+import { hookHeaders } from '../cors.ts';
 import { ApiError, ErrorCode, errorBody } from '../errors.ts';
 import { toApiError } from '../error-handler.ts';
 import { resultBody } from '../present.ts';
@@ -92,7 +93,7 @@ export function memoryQueryRoute(app: FastifyInstance, deps: ApiDeps): void {
  */
 async function stream(req: FastifyRequest, reply: FastifyReply, deps: ApiDeps, run: () => Promise<QueryOutcome>, signal: AbortSignal): Promise<void> {
   const res = reply.raw;
-  const sse = new SseWriter(res, { 'x-request-id': req.id });
+  const sse = new SseWriter(res, { ...hookHeaders(reply), 'x-request-id': req.id });
   const heartbeat = setInterval(() => sse.comment('heartbeat'), deps.limits.heartbeatMs);
   heartbeat.unref();
   try {
@@ -123,7 +124,7 @@ async function stream(req: FastifyRequest, reply: FastifyReply, deps: ApiDeps, r
     deps.metrics.api.stream('error');
     const e = toApiError(err, req);
     if (!sse.headersSent) {
-      res.writeHead(e.statusCode, { 'content-type': 'application/json; charset=utf-8', 'x-request-id': req.id, ...e.headers });
+      res.writeHead(e.statusCode, { ...hookHeaders(reply), 'content-type': 'application/json; charset=utf-8', 'x-request-id': req.id, ...e.headers });
       res.end(JSON.stringify(errorBody(e.code, e.message)));
       return;
     }
