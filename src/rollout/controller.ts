@@ -1,0 +1,378 @@
+import { randomUUID } from 'node:crypto';
+import { sendAlerts } from './alerts.ts';
+import { analyze, type Report } from './analysis.ts';
+import { hookSucceeded, runHooks } from './hooks.ts';
+import type { MetricsSource, Side } from './metrics-source.ts';
+import type { Plan } from './plan.ts';
+import { deltaOf, type Snapshot } from './snapshot.ts';
+import { reviveSnapshot, type CanaryState, type Ending, type StateStore } from './state.ts';
+
+export interface ControllerOptions {
+  plan: Plan;
+  source: MetricsSource;
+  store: StateStore;
+  targets: Record<Side, { url: string; release: string }>;
+  /** One JSON object per decision, for the operator's log. */
+  log?: (entry: Record<string, unknown>) => void;
+}
+
+/** An admin call that cannot be done now: `status` is the HTTP answer. */
+export class CanaryActionError extends Error {
+  override readonly name = 'CanaryActionError';
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const TERMINAL = new Set(['rolled_back', 'promoted', 'aborted']);
+
+/**
+ * The rollout state machine: running ⇄ paused → promoted | rolled_back | aborted (→ retry → running).
+ * Every interval it reads both releases, judges the guardrails (analysis.ts), and rolls back, holds
+ * or moves to the next stage. The router reads `weight` at every request, so a rollback takes
+ * effect on the next request. Time counts toward a stage only between two analyses of this
+ * process: a controller that was down, blind or paused has not observed that time.
+ */
+export class CanaryController {
+  state!: CanaryState;
+  private readonly plan: Plan;
+  private timer: NodeJS.Timeout | null = null;
+  private lastTickAt: number | null = null;
+  private lastSnap: Partial<Record<Side, Snapshot>> = {};
+  private queue: Promise<unknown> = Promise.resolve();
+  private stopped = false;
+  private readonly listeners = new Set<() => void>();
+
+  constructor(private readonly opts: ControllerOptions) {
+    this.plan = opts.plan;
+  }
+
+  /** Candidate share (percent) the router applies now. */
+  get weight(): number {
+    return this.state.weight;
+  }
+
+  get targets(): CanaryState['targets'] {
+    return this.state.targets;
+  }
+
+  /** Calls `fn` after every saved change (tests and the bench wait on it instead of sleeping). */
+  onChange(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Loads the state (resuming a run of the same candidate release) or begins a new run; then ticks every interval. */
+  start(): void {
+    const saved = this.opts.store.load();
+    const now = new Date().toISOString();
+    if (saved && saved.targets.candidate.release === this.opts.targets.candidate.release) {
+      for (const key of ['watch', 'stage'] as const) {
+        for (const side of ['stable', 'candidate'] as const) {
+          const snap = saved.baselines[key][side];
+          if (snap) saved.baselines[key][side] = reviveSnapshot(snap);
+        }
+      }
+      this.state = saved;
+      this.state.targets = this.opts.targets;
+      this.decide('resume_after_restart', `controller restarted: ${saved.status} at stage ${saved.stageIndex + 1}, weight ${saved.weight}%, ${Math.round(saved.observedMs / 1000)} s observed`);
+    } else {
+      this.state = this.freshState(now);
+      this.decide('start', `canary of ${this.opts.targets.candidate.release} against ${this.opts.targets.stable.release}: stage 1 at ${this.state.weight}%`);
+    }
+    this.save();
+    this.schedule();
+  }
+
+  private freshState(now: string): CanaryState {
+    return {
+      version: 1,
+      runId: randomUUID(),
+      status: 'running',
+      targets: this.opts.targets,
+      stageIndex: 0,
+      weight: this.plan.stages[0]!.weight,
+      observedMs: 0,
+      startedAt: now,
+      stageStartedAt: now,
+      baselines: { watch: {}, stage: {} },
+      sourceErrors: 0,
+      lastReport: null,
+      chart: [],
+      decisions: [],
+      rollback: null,
+      promotion: null,
+      cooldownUntil: null,
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.queue.catch(() => undefined);
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      void this.serial(() => this.tick()).finally(() => this.schedule());
+    }, this.plan.intervalMs);
+  }
+
+  /** Admin calls and ticks run one at a time. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private save(): void {
+    this.opts.store.save(this.state);
+    for (const fn of this.listeners) fn();
+  }
+
+  private decide(action: string, reason: string, extra: Record<string, unknown> = {}): void {
+    const d = { at: new Date().toISOString(), action, stage: this.state.stageIndex + 1, weight: this.state.weight, reason };
+    this.state.decisions.push(d);
+    this.opts.store.audit({ type: 'decision', ...d, ...extra });
+    this.opts.log?.({ msg: `canary: ${action}`, ...d });
+  }
+
+  /** One analysis: read, judge, and roll back, hold or promote. */
+  async tick(): Promise<Report | null> {
+    if (TERMINAL.has(this.state.status)) return null;
+    const [cand, stab] = await Promise.allSettled([this.opts.source.read('candidate'), this.opts.source.read('stable')]);
+    const now = Date.now();
+    if (cand.status === 'rejected') {
+      this.state.sourceErrors++;
+      // A blind interval is not observed time.
+      this.lastTickAt = null;
+      const reason = `candidate metrics unreadable (${this.state.sourceErrors}/${this.plan.maxSourceErrors}): ${(cand.reason as Error).message}`;
+      this.opts.store.audit({ type: 'analysis', error: reason, stage: this.state.stageIndex + 1, weight: this.state.weight });
+      if (this.state.sourceErrors >= this.plan.maxSourceErrors) {
+        await this.rollBack('rolled_back', `metrics source failed ${this.state.sourceErrors} times in a row: a blind canary is not a healthy one (${(cand.reason as Error).message})`, {});
+      } else {
+        this.decide('source_error', reason);
+        this.save();
+      }
+      return null;
+    }
+    this.state.sourceErrors = 0;
+    const snaps: Partial<Record<Side, Snapshot>> = { candidate: cand.value };
+    if (stab.status === 'fulfilled') snaps.stable = stab.value;
+    const b = this.state.baselines;
+    // The first look at a process: everything from here on is attributed to this run.
+    if (snaps.stable && !b.watch.stable) b.watch.stable = b.stage.stable = snaps.stable;
+    if (!b.watch.candidate || !b.stage.candidate) {
+      b.watch.candidate = b.stage.candidate = cand.value;
+      this.lastTickAt = now;
+      this.lastSnap = snaps;
+      this.save();
+      return null;
+    }
+    const report = analyze({
+      plan: this.plan,
+      candidate: {
+        stage: deltaOf(cand.value, b.stage.candidate),
+        window: this.lastSnap.candidate ? deltaOf(cand.value, this.lastSnap.candidate) : null,
+        watch: deltaOf(cand.value, b.watch.candidate),
+      },
+      stable: snaps.stable && b.stage.stable ? deltaOf(snaps.stable, b.stage.stable) : null,
+    });
+    if (this.lastTickAt !== null && this.state.status === 'running') this.state.observedMs += Math.min(now - this.lastTickAt, 2 * this.plan.intervalMs);
+    this.lastTickAt = now;
+    this.lastSnap = snaps;
+    this.state.lastReport = report;
+    const byName = Object.fromEntries(report.guardrails.map((g) => [g.name, g]));
+    this.state.chart.push({ at: report.at, weight: this.state.weight, ttfvP95: byName.ttfv_p95?.windowValue ?? null, sseSuccess: byName.sse_success?.windowValue ?? null });
+    this.opts.store.audit({
+      type: 'analysis',
+      stage: this.state.stageIndex + 1,
+      weight: this.state.weight,
+      observed_ms: this.state.observedMs,
+      guardrails: report.guardrails.map(({ name, value, windowValue, stable, samples, verdict, threshold, severity }) => ({ name, value, window: windowValue, stable, samples, threshold, severity, verdict })),
+      comparisons: report.comparisons,
+      warnings: report.warnings,
+      promotable: report.promotable,
+    });
+    if (report.breaches.length > 0) {
+      const reason = report.breaches.map((g) => `${g.name} ${g.value ?? g.windowValue} (${g.why})`).join('; ');
+      await this.rollBack('rolled_back', `guardrail breached: ${reason}`, this.values(report));
+      return report;
+    }
+    const stage = this.plan.stages[this.state.stageIndex]!;
+    if (this.state.status === 'running' && this.state.observedMs >= stage.windowMs) {
+      if (report.promotable) await this.advance(report);
+      else if (this.state.decisions.at(-1)?.action !== 'hold') {
+        const waiting = report.guardrails.filter((g) => g.severity === 'rollback' && g.verdict !== 'pass').map((g) => `${g.name}: ${g.verdict} (${g.why})`);
+        this.decide('hold', `window over, not promoted: ${waiting.join('; ')}`);
+      }
+    }
+    this.save();
+    return report;
+  }
+
+  private values(report: Report | null): Record<string, number | null> {
+    return Object.fromEntries((report?.guardrails ?? []).map((g) => [g.name, g.value]));
+  }
+
+  private hookEnv(event: string, reason: string): Record<string, string> {
+    return {
+      RELAY_CANARY_EVENT: event,
+      RELAY_CANARY_REASON: reason,
+      RELAY_CANARY_STAGE: String(this.state.stageIndex + 1),
+      RELAY_CANARY_STABLE_URL: this.state.targets.stable.url,
+      RELAY_CANARY_CANDIDATE_URL: this.state.targets.candidate.url,
+      RELAY_CANARY_CANDIDATE_RELEASE: this.state.targets.candidate.release,
+    };
+  }
+
+  private async advance(report: Report): Promise<void> {
+    const from = this.plan.stages[this.state.stageIndex]!;
+    if (this.state.stageIndex === this.plan.stages.length - 1) {
+      await this.promote(`every stage passed; the last (${from.weight}%) held for ${Math.round(this.state.observedMs / 1000)} s observed`, report, 'promoted');
+      return;
+    }
+    this.state.stageIndex++;
+    const to = this.plan.stages[this.state.stageIndex]!;
+    this.state.weight = to.weight;
+    this.state.observedMs = 0;
+    this.state.stageStartedAt = new Date().toISOString();
+    this.state.baselines.stage = { candidate: this.lastSnap.candidate!, stable: this.lastSnap.stable ?? this.state.baselines.stage.stable };
+    this.decide('stage', `stage ${this.state.stageIndex} passed (${from.weight}%): on to ${to.weight}%`, { values: this.values(report) });
+  }
+
+  private async promote(reason: string, report: Report | null, action: 'promoted' | 'force_promote'): Promise<void> {
+    this.state.status = 'promoted';
+    this.state.stageIndex = this.plan.stages.length - 1;
+    this.state.weight = 100;
+    this.decide(action, reason);
+    this.save();
+    const hooks = await runHooks(this.plan.hooks.promote, this.hookEnv('promoted', reason));
+    const ran = hooks.filter((h) => !h.skipped).map((h) => `${h.name} (${hookSucceeded(h) ? 'ok' : h.timedOut ? 'timed out' : `exit ${h.exitCode}`})`);
+    const text = `Relay canary: ${this.state.targets.candidate.release} promoted to 100%. ${reason}. Hooks: ${ran.length ? ran.join(', ') : 'none'}.`;
+    const alerts = await sendAlerts(this.plan.alerts.webhooks, text, this.alertEvent('promoted', reason), this.plan.alerts.timeoutMs);
+    this.state.promotion = { at: new Date().toISOString(), reason, values: this.values(report), hooks, alerts };
+    this.decide('promotion_hooks', `hooks run: ${ran.length ? ran.join(', ') : 'none'}`, { hooks, alerts });
+    this.save();
+  }
+
+  private alertEvent(event: string, reason: string): Record<string, unknown> {
+    return { event, reason, run_id: this.state.runId, stage: this.state.stageIndex + 1, candidate: this.state.targets.candidate.release, stable: this.state.targets.stable.release };
+  }
+
+  /** Weight 0 first (saved, so the next request goes to stable), then the hooks in order, then the alert. */
+  private async rollBack(status: 'rolled_back' | 'aborted', reason: string, values: Record<string, number | null>): Promise<void> {
+    const at = new Date();
+    this.state.weight = 0;
+    this.state.status = status;
+    if (status === 'rolled_back') this.state.cooldownUntil = new Date(at.getTime() + this.plan.cooldownMs).toISOString();
+    this.decide(status === 'aborted' ? 'abort' : 'rollback', reason, { values });
+    this.save();
+    const hooks = await runHooks(this.plan.hooks.rollback, this.hookEnv(status, reason));
+    const ran = hooks.map((h) => `${h.name} (${h.skipped ? 'skipped' : hookSucceeded(h) ? 'ok' : h.timedOut ? 'timed out' : `exit ${h.exitCode}`})`);
+    const text = `:rotating_light: Relay canary ${status === 'aborted' ? 'aborted' : 'rolled back'}: ${this.state.targets.candidate.release} → weight 0 (all traffic on ${this.state.targets.stable.release}). Why: ${reason}. Hooks: ${ran.length ? ran.join(', ') : 'none'}.`;
+    const alerts = await sendAlerts(this.plan.alerts.webhooks, text, { ...this.alertEvent(status, reason), values }, this.plan.alerts.timeoutMs);
+    const ending: Ending = { at: at.toISOString(), reason, values, hooks, alerts };
+    this.state.rollback = ending;
+    this.decide('rollback_hooks', `hooks run: ${ran.length ? ran.join(', ') : 'none'}; alerts: ${alerts.map((a) => `${a.url} ${a.ok ? 'delivered' : `failed (${a.status ?? a.error})`}`).join(', ') || 'none'}`, { hooks, alerts });
+    this.save();
+  }
+
+  pause(): Promise<void> {
+    return this.serial(async () => {
+      if (this.state.status !== 'running') throw new CanaryActionError(409, `cannot pause: the canary is ${this.state.status}`);
+      this.state.status = 'paused';
+      this.decide('pause', 'paused by operator: the weight holds, the stage clock stops, guardrails still roll back');
+      this.save();
+    });
+  }
+
+  resume(): Promise<void> {
+    return this.serial(async () => {
+      if (this.state.status !== 'paused') throw new CanaryActionError(409, `cannot resume: the canary is ${this.state.status}`);
+      this.state.status = 'running';
+      this.lastTickAt = Date.now();
+      this.decide('resume', 'resumed by operator');
+      this.save();
+    });
+  }
+
+  abort(): Promise<void> {
+    return this.serial(async () => {
+      if (TERMINAL.has(this.state.status)) throw new CanaryActionError(409, `cannot abort: the canary is ${this.state.status}`);
+      await this.rollBack('aborted', 'aborted by operator', this.values(this.state.lastReport));
+    });
+  }
+
+  forcePromote(): Promise<void> {
+    return this.serial(async () => {
+      if (TERMINAL.has(this.state.status)) throw new CanaryActionError(409, `cannot promote: the canary is ${this.state.status}`);
+      await this.promote('promoted by operator (--force), skipping the remaining stages', this.state.lastReport, 'force_promote');
+    });
+  }
+
+  retry(force: boolean): Promise<void> {
+    return this.serial(async () => {
+      if (this.state.status !== 'rolled_back' && this.state.status !== 'aborted') throw new CanaryActionError(409, `cannot retry: the canary is ${this.state.status}`);
+      const until = this.state.cooldownUntil ? Date.parse(this.state.cooldownUntil) : 0;
+      if (Date.now() < until && !force) throw new CanaryActionError(409, `cannot retry before the cool-down ends at ${this.state.cooldownUntil} (retry --force to override)`);
+      const previous = this.state;
+      this.state = { ...this.freshState(new Date().toISOString()), chart: previous.chart, decisions: previous.decisions };
+      this.lastTickAt = null;
+      this.lastSnap = {};
+      this.decide('retry', `retry${force && Date.now() < until ? ' --force, inside the cool-down' : ''}: stage 1 at ${this.state.weight}%`);
+      this.save();
+    });
+  }
+}
+
+/** What `GET /canary/status` answers and `relay canary status` prints. */
+export interface StatusView {
+  run_id: string;
+  status: CanaryState['status'];
+  stage: number;
+  stages: Array<{ weight: number; window_ms: number }>;
+  weight: number;
+  observed_ms: number;
+  /** Observed time still needed in this stage (0 when the window is over). */
+  time_left_ms: number;
+  interval_ms: number;
+  targets: CanaryState['targets'];
+  started_at: string;
+  stage_started_at: string;
+  source_errors: number;
+  report: Report | null;
+  chart: CanaryState['chart'];
+  decisions: CanaryState['decisions'];
+  rollback: Ending | null;
+  promotion: Ending | null;
+  cooldown_until: string | null;
+}
+
+export function statusView(state: CanaryState, plan: Plan): StatusView {
+  const stage = plan.stages[state.stageIndex]!;
+  return {
+    run_id: state.runId,
+    status: state.status,
+    stage: state.stageIndex + 1,
+    stages: plan.stages.map((s) => ({ weight: s.weight, window_ms: s.windowMs })),
+    weight: state.weight,
+    observed_ms: state.observedMs,
+    time_left_ms: TERMINAL.has(state.status) ? 0 : Math.max(0, stage.windowMs - state.observedMs),
+    interval_ms: plan.intervalMs,
+    targets: state.targets,
+    started_at: state.startedAt,
+    stage_started_at: state.stageStartedAt,
+    source_errors: state.sourceErrors,
+    report: state.lastReport,
+    chart: state.chart,
+    decisions: state.decisions.slice(-50),
+    rollback: state.rollback,
+    promotion: state.promotion,
+    cooldown_until: state.cooldownUntil,
+  };
+}

@@ -1,0 +1,12 @@
+export { analyze, histogramQuantile, resolvableSample, type AnalysisInput, type Comparison, type GuardrailResult, type Report, type Verdict } from './analysis.ts';
+export { redactUrl, sendAlerts, type AlertResult } from './alerts.ts';
+export { bucketOf, routeToCandidate, stickyKey } from './bucket.ts';
+export { CanaryActionError, CanaryController, statusView, type ControllerOptions, type StatusView } from './controller.ts';
+export { runHook, runHooks, type HookResult } from './hooks.ts';
+export { MetricsSourceError, parseMetricsSourceSpec, prometheusSource, scrapeSource, snapshotFromText, type MetricsSource, type Side } from './metrics-source.ts';
+export { DEFAULT_GUARDRAILS, defaultPlan, parseDuration, parsePlan, PlanError, type GuardrailName, type Hook, type Plan, type Severity, type Stage } from './plan.ts';
+export { buildRouter, type RouterOptions } from './router.ts';
+export { startCanary, type CanaryRun, type CanaryRunOptions } from './run.ts';
+export { deltaOf, histogramIncrease, type Delta, type Histogram, type Snapshot } from './snapshot.ts';
+export { bearerMatches, readAdminToken, StateStore, type CanaryState, type Decision, type Status } from './state.ts';
+export { statusPage } from './status-page.ts';
