@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/index.ts';
 import { runBenchAnn, runBenchQuery, runBenchRerank } from './bench.ts';
+import { canary } from './canary.ts';
 import { dbSetup } from './db-setup.ts';
 import { indexScopes } from './index-scopes.ts';
 import { keys } from './keys.ts';
@@ -32,7 +33,14 @@ const USAGE = `usage: relay <command>
   bench query [--chunks 20000] [--duration 30] [--rate 200] [--clients 50] [--seed 1] [--json]
                                           SSE query TTFV (open loop) and queries/s (closed loop) vs a static-event Fastify route
   bench rerank [--queries 100] [--candidates 20] [--budget 150] [--seed 1] [--json]
-                                          ONNX cross-encoder (fp32, int8) vs the CPU's GEMM floor, lexical, and a rerank budget`;
+                                          ONNX cross-encoder (fp32, int8) vs the CPU's GEMM floor, lexical, and a rerank budget
+  canary run --stable URL --candidate URL [--listen 127.0.0.1:8080] [--plan rollout.yaml]
+             [--metrics-source scrape|prometheus=URL] [--state-dir .relay-canary] [--metrics-token-file F]
+                                          route users to stable/candidate by plan stages, judge the guardrails, promote or roll back
+  canary status [--json]                  stage, weight, time left, guardrails, last decisions (--listen, --state-dir as for run)
+  canary pause|resume|abort               hold the stage clock / go on / roll back now (admin token from --state-dir)
+  canary promote --force                  skip the remaining stages: candidate at 100%
+  canary retry [--force]                  start over after a rollback (--force: inside the cool-down)`;
 
 function int(value: string | undefined, name: string, dflt?: number): number | undefined {
   if (value === undefined) return dflt;
@@ -68,6 +76,14 @@ async function main(argv: string[]): Promise<void> {
       json: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       reuse: { type: 'boolean', default: false },
+      stable: { type: 'string' },
+      candidate: { type: 'string' },
+      listen: { type: 'string' },
+      plan: { type: 'string' },
+      'metrics-source': { type: 'string' },
+      'state-dir': { type: 'string' },
+      'metrics-token-file': { type: 'string' },
+      force: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -97,6 +113,18 @@ async function main(argv: string[]): Promise<void> {
       return token({ tenant: values.tenant, user: values.user, service: values.service, ttl: values.ttl });
     case 'keys':
       return keys(sub, { tenant: values.tenant, batchSize: int(values['batch-size'], 'batch-size'), yes: values.yes });
+    case 'canary':
+      return canary(sub, {
+        stable: values.stable,
+        candidate: values.candidate,
+        listen: values.listen,
+        plan: values.plan,
+        metricsSource: values['metrics-source'],
+        stateDir: values['state-dir'],
+        metricsTokenFile: values['metrics-token-file'],
+        force: values.force,
+        json: values.json,
+      });
     case 'reindex':
       return reindex({ tenant: values.tenant, batchSize: int(values['batch-size'], 'batch-size') });
     case 'bench':

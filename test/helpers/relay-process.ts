@@ -24,7 +24,8 @@ export interface RelayProcess {
  */
 export async function startRelayProcess(store: 'pglite' | 'pg', extraEnv: Record<string, string> = {}): Promise<RelayProcess> {
   const dataDir = mkdtempSync(join(tmpdir(), 'relay-proc-'));
-  const secret = randomBytes(32).toString('base64url');
+  // Two releases of one deployment share the token secret (and master key): pass them in extraEnv.
+  const secret = extraEnv.RELAY_JWT_SECRET ?? randomBytes(32).toString('base64url');
   const env: NodeJS.ProcessEnv = {};
   // Nothing of the developer's own configuration leaks in.
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RELAY_') && k !== 'DATABASE_URL' && k !== 'PORT' && k !== 'HOST') env[k] = v;

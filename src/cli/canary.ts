@@ -1,0 +1,135 @@
+import { readFileSync } from 'node:fs';
+import { defaultPlan, parsePlan, readAdminToken, startCanary, StateStore, statusView, type StatusView } from '../rollout/index.ts';
+import { UsageError } from './migrate.ts';
+
+export interface CanaryArgs {
+  stable?: string;
+  candidate?: string;
+  listen?: string;
+  plan?: string;
+  metricsSource?: string;
+  stateDir?: string;
+  metricsTokenFile?: string;
+  force: boolean;
+  json: boolean;
+}
+
+const DEFAULT_LISTEN = '127.0.0.1:8080';
+const DEFAULT_STATE_DIR = '.relay-canary';
+
+/** `relay canary run|status|pause|resume|abort|promote --force|retry [--force]`. */
+export async function canary(sub: string | undefined, args: CanaryArgs): Promise<void> {
+  switch (sub) {
+    case 'run':
+      return run(args);
+    case 'status':
+      return status(args);
+    case 'pause':
+    case 'resume':
+    case 'abort':
+    case 'promote':
+    case 'retry':
+      if (sub === 'promote' && !args.force) throw new UsageError('canary promote skips the remaining stages and their guardrails: add --force');
+      return admin(sub, args);
+    default:
+      throw new UsageError('usage: relay canary run --stable URL --candidate URL [--listen HOST:PORT] [--plan FILE] [--metrics-source scrape|prometheus=URL] [--state-dir DIR] | relay canary status|pause|resume|abort|promote --force|retry [--force]');
+  }
+}
+
+async function run(args: CanaryArgs): Promise<void> {
+  if (!args.stable || !args.candidate) throw new UsageError('canary run needs --stable URL and --candidate URL');
+  const plan = args.plan ? parsePlan(readFileSync(args.plan, 'utf8'), args.plan) : defaultPlan();
+  const metricsToken = args.metricsTokenFile ? readFileSync(args.metricsTokenFile, 'utf8').trim() : undefined;
+  const stateDir = args.stateDir ?? DEFAULT_STATE_DIR;
+  const canaryRun = await startCanary({
+    stableUrl: args.stable,
+    candidateUrl: args.candidate,
+    plan,
+    listen: args.listen ?? DEFAULT_LISTEN,
+    metricsSource: args.metricsSource ?? 'scrape',
+    stateDir,
+    metricsToken,
+    log: (entry) => console.log(JSON.stringify({ time: new Date().toISOString(), ...entry })),
+  });
+  const s = canaryRun.controller.state;
+  console.log(
+    JSON.stringify({
+      msg: 'relay canary is routing',
+      url: canaryRun.url,
+      status_page: `${canaryRun.url}/canary`,
+      stable: s.targets.stable,
+      candidate: s.targets.candidate,
+      status: s.status,
+      stage: s.stageIndex + 1,
+      weight: s.weight,
+      state_dir: stateDir,
+      admin_token_file: canaryRun.store.tokenPath,
+    }),
+  );
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await canaryRun.close();
+}
+
+function baseUrl(listen: string | undefined): string {
+  const l = listen ?? DEFAULT_LISTEN;
+  return /^https?:\/\//.test(l) ? l.replace(/\/$/, '') : `http://${l}`;
+}
+
+const secs = (ms: number) => (ms >= 3_600_000 ? `${(ms / 3_600_000).toFixed(1)} h` : ms >= 60_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 1000)} s`);
+
+function print(view: StatusView, live: boolean): void {
+  console.log(`${live ? '' : '(controller not reachable: last saved state)\n'}canary ${view.targets.candidate.release} against ${view.targets.stable.release}: ${view.status}`);
+  console.log(`stage ${view.stage} of ${view.stages.length}, weight ${view.weight}%, observed ${secs(view.observed_ms)}, ${secs(view.time_left_ms)} left in this stage`);
+  if (view.cooldown_until) console.log(`no retry before ${view.cooldown_until} (retry --force overrides)`);
+  const ending = view.rollback ?? view.promotion;
+  if (ending) {
+    console.log(`why: ${ending.reason}`);
+    for (const h of ending.hooks) console.log(`  hook ${h.name}: ${h.skipped ? 'skipped' : h.timedOut ? 'timed out' : `exit ${h.exitCode}`} (${h.ms} ms)`);
+  }
+  if (view.report) {
+    console.log('guardrail          candidate   last-interval  stable      threshold   samples  verdict');
+    for (const g of view.report.guardrails) {
+      const f = (v: number | null) => String(v ?? '–').padEnd(12);
+      console.log(`${g.name.padEnd(19)}${f(g.value)}${f(g.windowValue).padEnd(15)}${f(g.stable)}${`${g.severity === 'warn' ? 'warn ' : ''}${g.threshold}`.padEnd(12)}${String(g.samples).padEnd(9)}${g.verdict}`);
+    }
+    for (const w of view.report.warnings) console.log(`warning: ${w}`);
+  }
+  console.log('last decisions:');
+  for (const d of view.decisions.slice(-8)) console.log(`  ${d.at}  ${d.action.padEnd(16)} stage ${d.stage} ${String(d.weight).padStart(3)}%  ${d.reason}`);
+}
+
+async function status(args: CanaryArgs): Promise<void> {
+  let view: StatusView;
+  let live = true;
+  try {
+    const res = await fetch(`${baseUrl(args.listen)}/canary/status`, { signal: AbortSignal.timeout(5000) });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    view = (await res.json()) as StatusView;
+  } catch (err) {
+    const saved = new StateStore(args.stateDir ?? DEFAULT_STATE_DIR).load();
+    if (!saved) throw new Error(`no controller at ${baseUrl(args.listen)} (${(err as Error).message}) and no saved state in ${args.stateDir ?? DEFAULT_STATE_DIR}`);
+    const plan = args.plan ? parsePlan(readFileSync(args.plan, 'utf8'), args.plan) : defaultPlan();
+    view = statusView(saved, plan);
+    live = false;
+  }
+  if (args.json) console.log(JSON.stringify(view));
+  else print(view, live);
+}
+
+async function admin(action: string, args: CanaryArgs): Promise<void> {
+  const token = readAdminToken(args.stateDir ?? DEFAULT_STATE_DIR);
+  const res = await fetch(`${baseUrl(args.listen)}/canary/admin/${action}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ force: args.force }),
+    signal: AbortSignal.timeout(120_000),
+  });
+  const body = (await res.json()) as StatusView & { error?: { message: string } };
+  if (!res.ok) throw new Error(`canary ${action}: ${body.error?.message ?? `HTTP ${res.status}`}`);
+  if (args.json) console.log(JSON.stringify(body));
+  else print(body, true);
+}
