@@ -3,6 +3,7 @@ import type { ApiConfig } from '../config/index.ts';
 import type { MemoryService } from '../memory/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import type { Store } from '../store/index.ts';
+import type { ScopeChecks } from './scope.ts';
 
 /** Everything the routes need, built once by the caller and passed in (no config read at import). */
 export interface ApiDeps {
@@ -15,6 +16,8 @@ export interface ApiDeps {
   metricsToken?: string;
   /** Models loaded in the background (the reranker): /readyz is not ready until each is. */
   models?: Record<string, { check(): { ok: boolean; detail: string } }>;
+  /** Tests only: the scope checks of `actingFor`; default both on (`relay serve` never sets it). */
+  scopeChecks?: Readonly<ScopeChecks>;
 }
 
 declare module 'fastify' {

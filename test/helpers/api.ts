@@ -42,11 +42,15 @@ export interface TestApiOptions {
   /** A pino logger for the app (to capture its log). */
   logger?: FastifyBaseLogger;
   metricsToken?: string;
+  /** The HS256 token secret (default: a random one); tests that craft their own tokens pass it. */
+  secret?: string;
+  /** The API's scope checks (default: all on); a test turns one off to show a suite notices. */
+  scopeChecks?: ApiDeps['scopeChecks'];
 }
 
 /** The whole service on a real port over one target store, as `relay serve` wires it. */
 export async function startTestApi(target: Target, opts: TestApiOptions = {}): Promise<TestApi> {
-  const secret = randomBytes(32).toString('base64url');
+  const secret = opts.secret ?? randomBytes(32).toString('base64url');
   const metrics = createMetrics({ release: 'test-release' });
   const store = await target.open({ observer: metrics.storeObserver });
   metrics.watchPool(() => store.poolStats());
@@ -77,6 +81,7 @@ export async function startTestApi(target: Target, opts: TestApiOptions = {}): P
     loggerInstance: opts.logger,
     models: opts.models,
     metricsToken: opts.metricsToken,
+    scopeChecks: opts.scopeChecks,
   });
   const mint = (s: string, tenant: string, user?: string) =>
     mintToken({ secret: s, tenant, ...(user === undefined ? { service: true } : { user }), ttlSeconds: 3600 });

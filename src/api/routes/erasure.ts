@@ -23,7 +23,7 @@ export function erasureRoute(app: FastifyInstance, deps: ApiDeps): void {
   app.delete('/api/v1/users/:user_id/memory', doc, async (req, reply) => {
     const q = parse(TenantOnly, req.query);
     const { user_id: userId } = parse(ErasureParams, req.params);
-    const who = actingFor(req, deps.metrics, { userId, tenantId: q.tenant_id });
+    const who = actingFor(req, deps.metrics, { userId, tenantId: q.tenant_id }, deps.scopeChecks);
     const deleted = await deps.memory.erase(who.tenantId, who.userId);
     return reply.send({ deleted } satisfies ErasureAnswer);
   });

@@ -52,7 +52,7 @@ const deleteDoc = documented({
 export function memoryItemRoutes(app: FastifyInstance, deps: ApiDeps): void {
   app.get<Params>('/api/v1/memory/:id', getDoc, async (req, reply) => {
     const q = parse(ItemQuery, req.query);
-    const who = actingFor(req, deps.metrics, { userId: q.user_id, tenantId: q.tenant_id });
+    const who = actingFor(req, deps.metrics, { userId: q.user_id, tenantId: q.tenant_id }, deps.scopeChecks);
     if (!isChunkId(req.params.id)) throw notFound();
     let chunk;
     try {
@@ -69,7 +69,7 @@ export function memoryItemRoutes(app: FastifyInstance, deps: ApiDeps): void {
   app.patch<Params>('/api/v1/memory/:id', patchDoc, async (req, reply) => {
     const body = parse(PatchBody, req.body);
     const version = ifMatch(req.headers['if-match']);
-    const who = actingFor(req, deps.metrics, { userId: body.user_id, tenantId: body.tenant_id });
+    const who = actingFor(req, deps.metrics, { userId: body.user_id, tenantId: body.tenant_id }, deps.scopeChecks);
     if (!isChunkId(req.params.id)) throw notFound();
     const updated = await deps.memory.update(
       who.tenantId,
@@ -85,7 +85,7 @@ export function memoryItemRoutes(app: FastifyInstance, deps: ApiDeps): void {
 
   app.delete<Params>('/api/v1/memory/:id', deleteDoc, async (req, reply) => {
     const q = parse(ItemQuery, req.query);
-    const who = actingFor(req, deps.metrics, { userId: q.user_id, tenantId: q.tenant_id });
+    const who = actingFor(req, deps.metrics, { userId: q.user_id, tenantId: q.tenant_id }, deps.scopeChecks);
     if (!isChunkId(req.params.id)) throw notFound();
     if (!(await deps.memory.delete(who.tenantId, who.userId, req.params.id))) throw notFound();
     return reply.code(204).send();

@@ -20,7 +20,7 @@ const doc = documented({
 export function memoryListRoute(app: FastifyInstance, deps: ApiDeps): void {
   app.get('/api/v1/memory', doc, async (req, reply) => {
     const q = parse(ListQuery, req.query);
-    const who = actingFor(req, deps.metrics, { userId: q.user_id, tenantId: q.tenant_id });
+    const who = actingFor(req, deps.metrics, { userId: q.user_id, tenantId: q.tenant_id }, deps.scopeChecks);
     const before = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
     const page = await deps.memory.list(who.tenantId, who.userId, q.limit, before);
     return reply.send({

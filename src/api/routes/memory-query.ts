@@ -63,7 +63,7 @@ const msSince = (t: number) => Math.round((performance.now() - t) * 100) / 100;
 export function memoryQueryRoute(app: FastifyInstance, deps: ApiDeps): void {
   app.post('/api/v1/memory/query', doc, async (req, reply) => {
     const body = parse(QueryBody, req.body);
-    const who = actingFor(req, deps.metrics, { userId: body.user_id, tenantId: body.tenant_id });
+    const who = actingFor(req, deps.metrics, { userId: body.user_id, tenantId: body.tenant_id }, deps.scopeChecks);
     const input = { query: body.query, topK: body.top_k, filter: compiled(body.filter), rerank: body.rerank };
     const format = negotiate(req.headers.accept);
     const signal = abortOnClose(req, reply);

@@ -29,7 +29,7 @@ export function memoryWriteRoute(app: FastifyInstance, deps: ApiDeps): void {
     });
     const body = parse(WriteBody, req.body);
     const key = idempotencyKey(req.headers['idempotency-key']);
-    const who = actingFor(req, deps.metrics, { userId: body.user_id, tenantId: body.tenant_id });
+    const who = actingFor(req, deps.metrics, { userId: body.user_id, tenantId: body.tenant_id }, deps.scopeChecks);
     const out = await deps.memory.write(
       who.tenantId,
       who.userId,
