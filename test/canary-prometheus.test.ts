@@ -1,0 +1,124 @@
+// `--metrics-source prometheus=URL` against a real Prometheus scraping two real releases: it reads
+// what a direct scrape reads, split by relay_build_info{release}; a Prometheus that does not
+// answer, or does not know the release, is an error; and a controller reading through it rolls
+// back on an RLS error of the candidate.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { bucketOf, parsePlan, prometheusSource, scrapeSource, startCanary, stickyKey, type CanaryRun, type Snapshot } from '../src/rollout/index.ts';
+import { queryStream, scratchDir, sharedKeys } from './helpers/canary.ts';
+import { startRelayProcess, type RelayProcess } from './helpers/relay-process.ts';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      s.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+const comparable = (s: Snapshot) => ({ ttfvCount: s.ttfv.count, ttfvBuckets: s.ttfv.buckets, annCount: s.ann.count, sse: s.sse, rls: s.rlsErrors, xt: s.crossTenant });
+
+describe('canary metrics through a real Prometheus', { timeout: 300_000 }, () => {
+  const keys = sharedKeys();
+  let stable: RelayProcess;
+  let candidate: RelayProcess;
+  let prom: ChildProcess;
+  let promUrl = '';
+  let run: CanaryRun | undefined;
+
+  before(async () => {
+    const env = { ...keys, RELAY_RERANK: 'off' };
+    [stable, candidate] = await Promise.all([startRelayProcess('pglite', { ...env, RELAY_RELEASE: 'p-stable' }), startRelayProcess('pglite', { ...env, RELAY_RELEASE: 'p-candidate', RELAY_FAULTS: 'rls_error_rate=1' })]);
+    const dir = scratchDir('canary-prom-');
+    const port = await freePort();
+    promUrl = `http://127.0.0.1:${port}`;
+    writeFileSync(
+      join(dir, 'prometheus.yml'),
+      `global: {scrape_interval: 1s, evaluation_interval: 1s}
+scrape_configs:
+  - job_name: relay
+    metrics_path: /metrics/memory
+    static_configs: [{targets: ['${new URL(stable.url).host}', '${new URL(candidate.url).host}']}]
+`,
+    );
+    prom = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' });
+  });
+  after(async () => {
+    await run?.close();
+    prom?.kill('SIGTERM');
+    await Promise.all([stable?.stop(), candidate?.stop()]);
+  });
+
+  async function settled(side: 'stable' | 'candidate', source: ReturnType<typeof prometheusSource>, direct: ReturnType<typeof scrapeSource>) {
+    for (let i = 0; i < 300; i++) {
+      const [p, d] = await Promise.all([source.read(side).catch(() => null), direct.read(side)]);
+      if (p && JSON.stringify(comparable(p)) === JSON.stringify(comparable(d))) return { p, d };
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error(`prometheus never caught up with ${side}`);
+  }
+
+  it('reads each release as a direct scrape does', async () => {
+    const token = await stable.token('prom', 'pia');
+    for (let i = 0; i < 5; i++) assert.equal((await queryStream(stable.url, token)).ok, true);
+    assert.equal((await queryStream(candidate.url, token)).status, 500, 'the candidate meets an RLS refusal');
+    const source = prometheusSource({ url: promUrl, releases: { stable: 'p-stable', candidate: 'p-candidate' } });
+    const direct = scrapeSource({ urls: { stable: stable.url, candidate: candidate.url } });
+    const s = await settled('stable', source, direct);
+    assert.equal(s.p.sse.success, 5);
+    assert.equal(s.p.ttfv.count, 5);
+    assert.equal(s.p.release, 'p-stable');
+    const c = await settled('candidate', source, direct);
+    assert.equal(c.p.rlsErrors, 1);
+    assert.equal(c.p.sse.success, 0);
+  });
+
+  it('a release Prometheus does not know, or a Prometheus that does not answer, is an error', async () => {
+    await assert.rejects(prometheusSource({ url: promUrl, releases: { stable: 'p-stable', candidate: 'nobody' } }).read('candidate'), /no relay_build_info\{release="nobody"\}/);
+    await assert.rejects(prometheusSource({ url: `http://127.0.0.1:${await freePort()}`, releases: { stable: 'a', candidate: 'b' } }).read('candidate'), /fetch failed|ECONNREFUSED/);
+  });
+
+  it('a controller reading through Prometheus rolls back on the candidate\'s RLS error', async () => {
+    run = await startCanary({
+      stableUrl: stable.url,
+      candidateUrl: candidate.url,
+      plan: parsePlan('stages: [{weight: 50, window: 1h}, {weight: 100, window: 1h}]\ninterval: 1s\n'),
+      listen: '127.0.0.1:0',
+      metricsSource: `prometheus=${promUrl}`,
+      stateDir: scratchDir('canary-prom-state-'),
+    });
+    const seen = await new Promise<void>((resolve) => {
+      const off = run!.controller.onChange(() => {
+        if (run!.controller.state.baselines.watch.candidate) {
+          off();
+          resolve();
+        }
+      });
+    });
+    assert.equal(seen, undefined);
+    let token = '';
+    for (let i = 0; !token; i++) {
+      const t = await stable.token('prom', `u${i}`);
+      if (bucketOf(stickyKey(`Bearer ${t}`, '127.0.0.1')) < 50) token = t;
+    }
+    const res = await queryStream(run.url, token);
+    assert.equal(res.release, 'p-candidate');
+    assert.equal(res.status, 500);
+    await new Promise<void>((resolve) => {
+      if (run!.controller.state.status === 'rolled_back') return resolve();
+      const off = run!.controller.onChange(() => {
+        if (run!.controller.state.status === 'rolled_back') {
+          off();
+          resolve();
+        }
+      });
+    });
+    assert.match(run.controller.state.rollback?.reason ?? run.controller.state.decisions.find((d) => d.action === 'rollback')!.reason, /rls_errors/);
+    assert.equal(run.controller.weight, 0);
+  });
+});
