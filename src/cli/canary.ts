@@ -133,3 +133,14 @@ async function admin(action: string, args: CanaryArgs): Promise<void> {
   if (args.json) console.log(JSON.stringify(body));
   else print(body, true);
 }
+
+/** `relay bench canary [--json]`: router overhead and breach → weight 0 (src/bench/canary.ts). */
+export async function runBenchCanary(args: { rate: number; durationS: number; json: boolean }): Promise<void> {
+  const { benchCanary } = await import('../bench/canary.ts');
+  const summary = await benchCanary({ rate: args.rate, durationS: args.durationS, intervalMs: 1000, log: (line) => console.error(`bench canary: ${line}`) });
+  if (!args.json) {
+    console.log(`router overhead at ${summary.rate_per_path} req/s: p95 ${summary.routed_p95_ms} ms through the router vs ${summary.direct_p95_ms} ms direct (+${summary.added_p95_ms} ms)`);
+    console.log(`rollback: ${summary.rollback_ms} ms from the breach to weight 0, ${summary.intervals_to_rollback} analysis interval(s) of ${summary.interval_ms} ms`);
+  }
+  console.log(JSON.stringify(summary));
+}

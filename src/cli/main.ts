@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/index.ts';
 import { runBenchAnn, runBenchQuery, runBenchRerank } from './bench.ts';
-import { canary } from './canary.ts';
+import { canary, runBenchCanary } from './canary.ts';
 import { dbSetup } from './db-setup.ts';
 import { indexScopes } from './index-scopes.ts';
 import { keys } from './keys.ts';
@@ -34,6 +34,8 @@ const USAGE = `usage: relay <command>
                                           SSE query TTFV (open loop) and queries/s (closed loop) vs a static-event Fastify route
   bench rerank [--queries 100] [--candidates 20] [--budget 150] [--seed 1] [--json]
                                           ONNX cross-encoder (fp32, int8) vs the CPU's GEMM floor, lexical, and a rerank budget
+  bench canary [--rate 200] [--duration 20] [--json]
+                                          router overhead (p95 vs direct) and breach → weight 0 time, with real processes
   canary run --stable URL --candidate URL [--listen 127.0.0.1:8080] [--plan rollout.yaml]
              [--metrics-source scrape|prometheus=URL] [--state-dir .relay-canary] [--metrics-token-file F]
                                           route users to stable/candidate by plan stages, judge the guardrails, promote or roll back
@@ -139,6 +141,7 @@ async function main(argv: string[]): Promise<void> {
           json: values.json,
         });
       }
+      if (sub === 'canary') return runBenchCanary({ rate: int(values.rate, 'rate', 200)!, durationS: int(values.duration, 'duration', 20)!, json: values.json });
       if (sub === 'rerank') {
         return runBenchRerank({
           queries: int(values.queries, 'queries', 100)!,
@@ -150,7 +153,7 @@ async function main(argv: string[]): Promise<void> {
       }
       if (sub !== 'ann') {
         throw new UsageError(
-          'usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench crypto [--json] | relay bench rerank [--queries N] [--candidates N] [--budget MS] [--json]',
+          'usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench crypto [--json] | relay bench rerank [--queries N] [--candidates N] [--budget MS] [--json] | relay bench canary [--rate N] [--duration S] [--json]',
         );
       }
       return runBenchAnn({

@@ -1,0 +1,173 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { mintToken } from '../auth/index.ts';
+import { bucketOf, stickyKey } from '../rollout/index.ts';
+import { percentile } from './load.ts';
+
+export interface CanaryBenchOptions {
+  /** Requests per second on each path (direct and through the router), interleaved. Default 200. */
+  rate: number;
+  /** Seconds of the overhead phase. Default 20. */
+  durationS: number;
+  /** The controller's analysis interval in the rollback phase (ms). Default 1000. */
+  intervalMs: number;
+  log: (line: string) => void;
+}
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+function proc(args: string[], env: NodeJS.ProcessEnv) {
+  const p: ChildProcess = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout!.on('data', (b: Buffer) => (out = (out + b.toString()).slice(-50_000)));
+  p.stderr!.on('data', (b: Buffer) => (out = (out + b.toString()).slice(-50_000)));
+  return {
+    output: () => out,
+    /** The `url` of the first JSON log line holding `marker`. */
+    url: (marker: string) =>
+      new Promise<string>((resolve, reject) => {
+        const timer = setInterval(() => {
+          const line = out.split('\n').find((l) => l.includes(marker));
+          if (line) {
+            clearInterval(timer);
+            resolve((JSON.parse(line) as { url: string }).url);
+          } else if (p.exitCode !== null) {
+            clearInterval(timer);
+            reject(new Error(`${args.join(' ')} exited:\n${out}`));
+          }
+        }, 50);
+      }),
+    async stop() {
+      if (p.exitCode !== null || p.signalCode !== null) return;
+      const exited = new Promise<void>((r) => p.once('exit', () => r()));
+      p.kill('SIGTERM');
+      const killer = setTimeout(() => p.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+
+function get(agent: http.Agent, url: string, token: string): Promise<{ ms: number; release: string | undefined; status: number }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const req = http.get(url, { agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ ms: performance.now() - t0, release: res.headers['x-relay-release'] as string | undefined, status: res.statusCode ?? 0 }));
+    });
+    req.on('error', reject);
+  });
+}
+
+/**
+ * `relay bench canary`: two `relay serve` releases (embedded store, each its own folder) and a
+ * `relay canary run` in front, all child processes. (1) Overhead: GET /healthz at `rate`/s on each
+ * path, direct to stable and through the router (weight 0, so both reach the same process),
+ * interleaved so both see the same machine; the added p95 is the difference of the two p95s.
+ * (2) Rollback: the candidate meets an RLS error on its first query; how long until the same user's
+ * next request is answered by stable, and how many analyses that took.
+ */
+export async function benchCanary(opts: CanaryBenchOptions) {
+  const dir = mkdtempSync(join(tmpdir(), 'relay-bench-canary-'));
+  const secret = randomBytes(32).toString('base64url');
+  const base: NodeJS.ProcessEnv = { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', RELAY_JWT_SECRET: secret, RELAY_MASTER_KEY: randomBytes(32).toString('base64'), RELAY_RERANK: 'off', RELAY_RATE_LIMIT_PER_MIN: '10000000' };
+  delete base.DATABASE_URL;
+  const stable = proc(['bin/relay.mjs', 'serve'], { ...base, LOG_LEVEL: 'info', RELAY_DATA_DIR: join(dir, 'stable'), RELAY_RELEASE: 'bench-stable' });
+  const candidate = proc(['bin/relay.mjs', 'serve'], { ...base, LOG_LEVEL: 'info', RELAY_DATA_DIR: join(dir, 'candidate'), RELAY_RELEASE: 'bench-candidate', RELAY_FAULTS: 'rls_error_rate=1' });
+  const stopAll: Array<() => Promise<void>> = [stable.stop, candidate.stop];
+  try {
+    const [stableUrl, candidateUrl] = await Promise.all([stable.url('relay memory is serving'), candidate.url('relay memory is serving')]);
+    for (const u of [stableUrl, candidateUrl]) {
+      for (let i = 0; !(await fetch(`${u}/readyz`).then((r) => r.ok).catch(() => false)); i++) {
+        if (i > 600) throw new Error(`${u} never became ready`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    writeFileSync(join(dir, 'plan.yaml'), `stages: [{weight: 50, window: 1h}, {weight: 100, window: 1h}]\ninterval: ${opts.intervalMs}ms\n`);
+    const controller = proc(['bin/relay.mjs', 'canary', 'run', '--stable', stableUrl, '--candidate', candidateUrl, '--listen', '127.0.0.1:0', '--plan', join(dir, 'plan.yaml'), '--state-dir', join(dir, 'state')], base);
+    stopAll.push(controller.stop);
+    const routerUrl = await controller.url('relay canary is routing');
+    const token = async (user: string) => mintToken({ secret, tenant: 'bench', user, ttlSeconds: 3600 });
+    // Users by bucket: one that the router sends to stable at 50%, one to the candidate.
+    let stableUser = '';
+    let candidateUser = '';
+    for (let i = 0; !stableUser || !candidateUser; i++) {
+      const t = await token(`u${i}`);
+      if (bucketOf(stickyKey(`Bearer ${t}`, '127.0.0.1')) < 50) candidateUser ||= t;
+      else stableUser ||= t;
+    }
+
+    // (1) Overhead, after a warm-up, stable-bucket user (weight 50 sends it to stable).
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+    const direct: number[] = [];
+    const routed: number[] = [];
+    const fire = (i: number) => (i % 2 === 0 ? get(agent, `${stableUrl}/healthz`, stableUser).then((r) => direct.push(r.ms)) : get(agent, `${routerUrl}/healthz`, stableUser).then((r) => routed.push(r.ms)));
+    for (let i = 0; i < 400; i++) await fire(i);
+    direct.length = 0;
+    routed.length = 0;
+    opts.log(`overhead: ${opts.rate} req/s direct and ${opts.rate} req/s through the router for ${opts.durationS} s`);
+    const total = opts.rate * 2 * opts.durationS;
+    const t0 = performance.now();
+    const pending: Promise<unknown>[] = [];
+    for (let i = 0; i < total; i++) {
+      const wait = t0 + (i * 1000) / (opts.rate * 2) - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+      pending.push(fire(i));
+    }
+    await Promise.all(pending);
+    const p95Direct = percentile(direct, 95);
+    const p95Routed = percentile(routed, 95);
+
+    // (2) Rollback: wait for the controller's first look, then one query of a candidate user.
+    opts.log('rollback: one RLS error on the candidate');
+    const statePath = join(dir, 'state', 'state.json');
+    for (let i = 0; ; i++) {
+      const s = JSON.parse(readFileSync(statePath, 'utf8')) as { baselines: { watch: { candidate?: unknown } } };
+      if (s.baselines.watch.candidate) break;
+      if (i > 600) throw new Error('the controller never read the candidate');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const breachWall = Date.now();
+    const breach = performance.now();
+    const res = await fetch(`${routerUrl}/api/v1/memory/query`, { method: 'POST', headers: { authorization: `Bearer ${candidateUser}`, 'content-type': 'application/json' }, body: '{"query":"x"}' });
+    await res.body?.cancel();
+    if (res.headers.get('x-relay-release') !== 'bench-candidate' || res.status !== 500) throw new Error(`the breach did not happen on the candidate (${res.status} from ${res.headers.get('x-relay-release')})`);
+    let weight0 = 0;
+    for (;;) {
+      const r = await get(agent, `${routerUrl}/healthz`, candidateUser);
+      if (r.release === 'bench-stable') {
+        weight0 = performance.now();
+        break;
+      }
+      if (performance.now() - breach > 60_000) throw new Error('no rollback within 60 s');
+      await new Promise((r2) => setTimeout(r2, 2));
+    }
+    agent.destroy();
+    const audit = readFileSync(join(dir, 'state', 'audit.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { at: string; type?: string; action?: string });
+    const rollbackAt = Date.parse(audit.find((e) => e.action === 'rollback')!.at);
+    const analyses = audit.filter((e) => e.type === 'analysis' && Date.parse(e.at) >= breachWall && Date.parse(e.at) <= rollbackAt).length;
+    return {
+      added_p95_ms: Math.round((p95Routed - p95Direct) * 100) / 100,
+      rollback_ms: Math.round(weight0 - breach),
+      intervals_to_rollback: analyses,
+      direct_p95_ms: p95Direct,
+      routed_p95_ms: p95Routed,
+      direct_p50_ms: percentile(direct, 50),
+      routed_p50_ms: percentile(routed, 50),
+      requests_per_path: direct.length,
+      rate_per_path: opts.rate,
+      interval_ms: opts.intervalMs,
+    };
+  } finally {
+    for (const stop of stopAll.reverse()) await stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
