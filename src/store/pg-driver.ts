@@ -96,6 +96,9 @@ export function createPgDriver(opts: PgDriverOptions): Driver {
   async function ownerSession<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
     if (!opts.ownerUrl) throw new Error('RELAY_MIGRATE_URL is not set: the migration owner login is needed to migrate');
     const client = new pg.Client({ connectionString: opts.ownerUrl, application_name: 'relay-memory-migrate' });
+    // A connection that dies under a statement also rejects that statement; without a listener
+    // the client's 'error' event would end the process.
+    client.on('error', () => undefined);
     await client.connect();
     try {
       return await fn(client);
@@ -112,6 +115,14 @@ export function createPgDriver(opts: PgDriverOptions): Driver {
       const client = await pool.connect();
       let broken = false;
       let cancelled = false;
+      // The pool listens for errors of idle clients only. A backend that dies while this one is
+      // checked out (pg_terminate_backend, a server restart) emits 'error' here, and an 'error'
+      // event nobody listens to ends the process: mark the client broken instead (its running
+      // statement is rejected with the error as well, and the caller answers 503).
+      const onError = () => {
+        broken = true;
+      };
+      client.on('error', onError);
       const cancel = () => {
         cancelled = true;
         cancelBackend(opts.appUrl, backendPid(client));
@@ -121,10 +132,11 @@ export function createPgDriver(opts: PgDriverOptions): Driver {
         signal?.addEventListener('abort', cancel, { once: true });
         return await inTransaction(client, settings.length > 0 ? setConfigStatement(settings) : null, fn, signal);
       } catch (err) {
-        broken = isConnectionError(err);
+        broken ||= isConnectionError(err);
         throw signal?.aborted ? signal.reason : err;
       } finally {
         signal?.removeEventListener('abort', cancel);
+        client.off('error', onError);
         // A cancelled connection is closed, not pooled: the cancel request travels on another
         // connection and could otherwise land on whatever the next borrower runs.
         client.release(broken || cancelled);

@@ -10,11 +10,23 @@ export interface RelayProcess {
   url: string;
   /** Everything the process wrote to stdout (its JSON log) so far. */
   log(): string;
+  /** Everything it wrote to stderr so far. */
+  stderr(): string;
   /** A token of `tenant` for `user`, or a service token when `user` is omitted. */
   token(tenant: string, user?: string): Promise<string>;
   /** The value of one Prometheus sample of /metrics/memory (0 when absent). */
   metric(name: string, labels?: Record<string, string>): Promise<number>;
+  /** Sends a signal to the process (SIGTERM: a graceful shutdown). */
+  kill(signal: NodeJS.Signals): void;
+  /** Resolves with the exit code once the process has exited (null: killed by a signal). */
+  exited: Promise<number | null>;
   stop(): Promise<void>;
+}
+
+/** A server PostgreSQL of the test's own (test/helpers/pg-cluster.ts). */
+export interface ServerUrls {
+  appUrl: string;
+  ownerUrl: string;
 }
 
 /**
@@ -22,7 +34,7 @@ export interface RelayProcess {
  * or the server PostgreSQL of RELAY_TEST_DATABASE_URL, with its own token secret and master key;
  * resolves once /readyz says ready.
  */
-export async function startRelayProcess(store: 'pglite' | 'pg', extraEnv: Record<string, string> = {}): Promise<RelayProcess> {
+export async function startRelayProcess(store: 'pglite' | 'pg' | ServerUrls, extraEnv: Record<string, string> = {}): Promise<RelayProcess> {
   const dataDir = mkdtempSync(join(tmpdir(), 'relay-proc-'));
   // Two releases of one deployment share the token secret (and master key): pass them in extraEnv.
   const secret = extraEnv.RELAY_JWT_SECRET ?? randomBytes(32).toString('base64url');
@@ -38,9 +50,9 @@ export async function startRelayProcess(store: 'pglite' | 'pg', extraEnv: Record
     RELAY_MASTER_KEY: randomBytes(32).toString('base64'),
     RELAY_SHUTDOWN_GRACE_MS: '2000',
   });
-  if (store === 'pg') {
-    const appUrl = process.env.RELAY_TEST_DATABASE_URL;
-    const ownerUrl = process.env.RELAY_TEST_MIGRATE_URL;
+  if (store !== 'pglite') {
+    const appUrl = store === 'pg' ? process.env.RELAY_TEST_DATABASE_URL : store.appUrl;
+    const ownerUrl = store === 'pg' ? process.env.RELAY_TEST_MIGRATE_URL : store.ownerUrl;
     if (!appUrl || !ownerUrl) throw new Error('the server store needs RELAY_TEST_DATABASE_URL and RELAY_TEST_MIGRATE_URL');
     Object.assign(env, { DATABASE_URL: appUrl, RELAY_MIGRATE_URL: ownerUrl, RELAY_DB_POOL_MAX: '4' });
   }
@@ -91,6 +103,7 @@ export async function startRelayProcess(store: 'pglite' | 'pg', extraEnv: Record
     return {
       url,
       log: () => stdout,
+      stderr: () => stderr,
       token: (tenant, user) => mintToken({ secret, tenant, ...(user === undefined ? { service: true } : { user }), ttlSeconds: 3600 }),
       async metric(name, labels = {}) {
         const text = await (await fetch(`${url}/metrics/memory`)).text();
@@ -102,6 +115,8 @@ export async function startRelayProcess(store: 'pglite' | 'pg', extraEnv: Record
         }
         return 0;
       },
+      kill: (signal) => void child.kill(signal),
+      exited,
       stop,
     };
   } catch (err) {

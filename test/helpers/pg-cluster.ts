@@ -1,0 +1,115 @@
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/**
+ * A throwaway PostgreSQL cluster of the test's own (initdb into a temp folder, a free port on
+ * 127.0.0.1, trust auth, its socket in the folder), for fault tests that stop, restart or lock
+ * the database: never the machine's shared server. `relay db setup` makes the roles, pgvector
+ * and the schema in it. Run as root, the server runs as the `postgres` OS user (it refuses root).
+ */
+export interface PgCluster {
+  port: number;
+  /** superuser login */
+  adminUrl: string;
+  /** `app_user` login of the relay database (DATABASE_URL) */
+  appUrl: string;
+  /** owner login of the relay database (RELAY_MIGRATE_URL) */
+  ownerUrl: string;
+  stop(mode?: 'fast' | 'immediate'): Promise<void>;
+  start(): Promise<void>;
+  /** `pg_ctl restart -m fast` */
+  restart(): Promise<void>;
+  /** Stops the server and removes its folder. */
+  destroy(): void;
+}
+
+/** The newest PostgreSQL installation's bin folder with initdb and pg_ctl, or null (a Node-only machine). */
+export function postgresBinDir(): string | null {
+  const fromEnv = process.env.RELAY_TEST_PG_BINDIR;
+  if (fromEnv) return existsSync(join(fromEnv, 'initdb')) ? fromEnv : null;
+  const root = '/usr/lib/postgresql';
+  if (!existsSync(root)) return null;
+  const versions = readdirSync(root).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
+  for (const v of versions) {
+    const bin = join(root, v, 'bin');
+    if (existsSync(join(bin, 'initdb')) && existsSync(join(bin, 'pg_ctl'))) return bin;
+  }
+  return null;
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as AddressInfo;
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+export async function startPgCluster(bin: string): Promise<PgCluster> {
+  const root = mkdtempSync(join(tmpdir(), 'relay-pgcluster-'));
+  const data = join(root, 'data');
+  const asRoot = process.getuid?.() === 0;
+  // As root: everything below runs as the postgres OS user, which must own the folder.
+  if (asRoot) {
+    chmodSync(root, 0o755);
+    execFileSync('chown', ['postgres:postgres', root]);
+  }
+  const command = (cmd: string, args: string[]): [string, string[]] => (asRoot ? ['runuser', ['-u', 'postgres', '--', join(bin, cmd), ...args]] : [join(bin, cmd), args]);
+  const run = (cmd: string, args: string[]) => {
+    const r = spawnSync(...command(cmd, args), { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+    return r.stdout;
+  };
+  // pg_ctl without blocking the test's event loop: its load keeps running while the server stops and starts.
+  const runAsync = async (cmd: string, args: string[]) => {
+    await promisify(execFile)(...command(cmd, args)).catch((err: Error & { stdout?: string; stderr?: string }) => {
+      throw new Error(`${cmd} ${args.join(' ')} failed:\n${err.stdout}\n${err.stderr}`);
+    });
+  };
+  const port = await freePort();
+  run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale=C']);
+  const opts = `-p ${port} -k ${root} -c listen_addresses=127.0.0.1 -c max_connections=50`;
+  const startArgs = ['-D', data, '-l', join(root, 'log'), '-o', opts, '-w', '-t', '60', 'start'];
+  const stopArgs = (mode: string) => ['-D', data, '-m', mode, '-w', '-t', '60', 'stop'];
+  let running = false;
+  const cluster: PgCluster = {
+    port,
+    adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    appUrl: '',
+    ownerUrl: '',
+    start: async () => {
+      await runAsync('pg_ctl', startArgs);
+      running = true;
+    },
+    stop: async (mode = 'fast') => {
+      await runAsync('pg_ctl', stopArgs(mode));
+      running = false;
+    },
+    restart: () => runAsync('pg_ctl', ['-D', data, '-l', join(root, 'log'), '-o', opts, '-m', 'fast', '-w', '-t', '60', 'restart']),
+    destroy: () => {
+      try {
+        if (running) run('pg_ctl', stopArgs('immediate'));
+      } finally {
+        rmSync(root, { recursive: true, force: true });
+      }
+    },
+  };
+  try {
+    await cluster.start();
+    const setup = spawnSync(process.execPath, ['bin/relay.mjs', 'db', 'setup', '--admin-url', cluster.adminUrl, '--db', 'relay_faults'], { encoding: 'utf8', env: { ...process.env, LOG_LEVEL: 'warn' } });
+    const url = (name: string) => new RegExp(`^${name}=(.+)$`, 'm').exec(setup.stdout ?? '')?.[1];
+    const appUrl = url('DATABASE_URL');
+    const ownerUrl = url('RELAY_MIGRATE_URL');
+    if (setup.status !== 0 || !appUrl || !ownerUrl) throw new Error(`relay db setup failed (${setup.status}):\n${setup.stdout}\n${setup.stderr}`);
+    cluster.appUrl = appUrl;
+    cluster.ownerUrl = ownerUrl;
+    return cluster;
+  } catch (err) {
+    cluster.destroy();
+    throw err;
+  }
+}
