@@ -169,13 +169,19 @@ alerts:
   });
 
   it('4b. SSE failures below 0.4% → not rolled back', async () => {
-    const cand = await candidate('sse_error_rate=0.0005');
+    // Every 260th stream of the candidate fails: one failure in the first 260..519, 0.2–0.38%,
+    // below the 0.4% line, with no chance in it.
+    const cand = await candidate('sse_error_every=260');
     const c = await controller(cand, 'stages: [{weight: 50, window: 1h}, {weight: 100, window: 1h}]\ninterval: 1s\nmin_samples: 10\n');
     const load = startLoad(c.url, all());
-    const s = await c.until('150 candidate streams judged', (x) => x.status !== 'running' || (x.report?.guardrails.find((g) => g.name === 'sse_success')?.samples ?? 0) >= 150, 180);
+    const s = await c.until('300 candidate streams judged', (x) => x.status !== 'running' || (x.report?.guardrails.find((g) => g.name === 'sse_success')?.samples ?? 0) >= 300, 300);
     await load.stop();
     assert.equal(s.status, 'running', JSON.stringify(s.decisions.slice(-3)));
     assert.notEqual(s.report!.guardrails.find((g) => g.name === 'sse_success')!.verdict, 'fail');
+    const failed = await cand.metric('relay_sse_streams_total', { outcome: 'error' });
+    const succeeded = await cand.metric('relay_sse_streams_total', { outcome: 'success' });
+    assert.ok(failed >= 1, 'a candidate stream did fail');
+    assert.ok(failed / (failed + succeeded) < 0.004, `${failed} of ${failed + succeeded} failed`);
   });
 
   it('5. a slow ANN search on the candidate → a warning only, no rollback (and it is promoted)', async () => {

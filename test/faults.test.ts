@@ -8,7 +8,7 @@ import { startRelayProcess, type RelayProcess } from './helpers/relay-process.ts
 
 describe('RELAY_FAULTS parsing', () => {
   it('reads key=value pairs; nothing set or all zero is no faults', () => {
-    assert.deepEqual(parseFaults('ttfv_delay_ms=2000, sse_error_rate=0.01', undefined), { ttfvDelayMs: 2000, annDelayMs: 0, rlsErrorRate: 0, sseErrorRate: 0.01 });
+    assert.deepEqual(parseFaults('ttfv_delay_ms=2000, sse_error_rate=0.01', undefined), { ttfvDelayMs: 2000, annDelayMs: 0, rlsErrorRate: 0, sseErrorRate: 0.01, sseErrorEvery: 0 });
     assert.equal(parseFaults('ttfv_delay_ms=0', 'test'), undefined);
     assert.equal(loadConfig({}).faults, undefined);
     assert.equal(loadConfig({ RELAY_FAULTS: 'ann_delay_ms=300' }).faults?.annDelayMs, 300);
@@ -21,6 +21,7 @@ describe('RELAY_FAULTS parsing', () => {
       ['sse_error_rate=lots', 'sse_error_rate'],
       ['ttfv_delay_ms', 'ttfv_delay_ms'],
       ['ann_delay_ms=-1', 'ann_delay_ms'],
+      ['sse_error_every=1.5', 'sse_error_every'],
     ] as const) {
       assert.throws(() => parseFaults(spec, undefined), (e: Error) => e instanceof ConfigError && e.message.includes('RELAY_FAULTS') && e.message.includes(word), spec);
     }
@@ -94,5 +95,18 @@ describe('RELAY_FAULTS in a running service', () => {
     }
     assert.equal(await p.metric('relay_sse_streams_total', { outcome: 'error' }), 3);
     assert.equal(await p.metric('relay_sse_streams_total', { outcome: 'success' }), 0);
+  });
+
+  it('sse_error_every=3: exactly every third stream of the process fails, the others succeed', async () => {
+    const { p, post } = await serviceWith('sse_error_every=3');
+    const statuses: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const res = await post('/api/v1/memory/query', { query: 'ladder' }, 'text/event-stream');
+      statuses.push(res.status);
+      await res.text();
+    }
+    assert.deepEqual(statuses, [200, 200, 500, 200, 200, 500, 200]);
+    assert.equal(await p.metric('relay_sse_streams_total', { outcome: 'error' }), 2);
+    assert.equal(await p.metric('relay_sse_streams_total', { outcome: 'success' }), 5);
   });
 });

@@ -85,6 +85,8 @@ export interface Faults {
   rlsErrorRate: number;
   /** Share of queries (0..1) whose stream fails (`error`). */
   sseErrorRate: number;
+  /** Every Nth query of this process fails its stream (0: none): a failure rate without chance. */
+  sseErrorEvery: number;
 }
 
 const FaultsSchema = z
@@ -93,6 +95,7 @@ const FaultsSchema = z
     ann_delay_ms: z.coerce.number().int().min(0).max(600_000).default(0),
     rls_error_rate: z.coerce.number().min(0).max(1).default(0),
     sse_error_rate: z.coerce.number().min(0).max(1).default(0),
+    sse_error_every: z.coerce.number().int().min(0).max(1_000_000_000).default(0),
   })
   .strict();
 
@@ -110,7 +113,7 @@ export function parseFaults(spec: string, nodeEnv: string | undefined): Faults |
     throw new ConfigError(`invalid configuration:\n${parsed.error.issues.map((i) => `  RELAY_FAULTS ${i.path.join('.') || ''}: ${i.message}`).join('\n')}`);
   }
   const f = parsed.data;
-  const faults = { ttfvDelayMs: f.ttfv_delay_ms, annDelayMs: f.ann_delay_ms, rlsErrorRate: f.rls_error_rate, sseErrorRate: f.sse_error_rate };
+  const faults = { ttfvDelayMs: f.ttfv_delay_ms, annDelayMs: f.ann_delay_ms, rlsErrorRate: f.rls_error_rate, sseErrorRate: f.sse_error_rate, sseErrorEvery: f.sse_error_every };
   return Object.values(faults).some((v) => v > 0) ? faults : undefined;
 }
 

@@ -3,7 +3,7 @@ import type { Faults } from '../config/index.ts';
 import type { SealedMemory } from './sealed-memory.ts';
 
 /** The query-path part of RELAY_FAULTS (tests only; refused in production by the config). */
-export type QueryFaults = Pick<Faults, 'ttfvDelayMs' | 'rlsErrorRate' | 'sseErrorRate'>;
+export type QueryFaults = Pick<Faults, 'ttfvDelayMs' | 'rlsErrorRate' | 'sseErrorRate' | 'sseErrorEvery'>;
 
 /** A failure RELAY_FAULTS asked for: answered as `internal`, like any unexpected error. */
 export class InjectedFault extends Error {
@@ -29,8 +29,12 @@ export async function rlsFault(faults: QueryFaults, memory: SealedMemory, tenant
   );
 }
 
-/** After the search, before the first result: `ttfvDelayMs` of waiting (abortable), then a failed stream at `sseErrorRate`. */
-export async function firstResultFault(faults: QueryFaults, signal?: AbortSignal): Promise<void> {
+/**
+ * After the search, before the first result: `ttfvDelayMs` of waiting (abortable), then a failed
+ * stream at `sseErrorRate`, or when this is the process's `sseErrorEvery`-th query (`nth`, from 1).
+ */
+export async function firstResultFault(faults: QueryFaults, nth: number, signal?: AbortSignal): Promise<void> {
   if (faults.ttfvDelayMs > 0) await sleep(faults.ttfvDelayMs, undefined, signal ? { signal } : {});
   if (hit(faults.sseErrorRate)) throw new InjectedFault('injected fault: RELAY_FAULTS sse_error_rate');
+  if (faults.sseErrorEvery > 0 && nth % faults.sseErrorEvery === 0) throw new InjectedFault('injected fault: RELAY_FAULTS sse_error_every');
 }

@@ -113,6 +113,8 @@ export function requestHash(value: unknown): Buffer {
 export class MemoryService {
   private readonly rerank: Rerank;
   private readonly maxChunks: number;
+  /** Queries so far, for RELAY_FAULTS' sse_error_every. */
+  private queries = 0;
 
   constructor(private readonly opts: MemoryServiceOptions) {
     this.rerank = opts.rerank ?? keepSearchOrder;
@@ -195,7 +197,7 @@ export class MemoryService {
     t = process.hrtime.bigint();
     const ranked = reranking ? await this.rerank(input.query, candidates, { tenantId, userId, mode: input.rerank, signal }) : { results: candidates, reranked: 0 };
     const rerank_ms = ms(t);
-    if (faults) await firstResultFault(faults, signal);
+    if (faults) await firstResultFault(faults, ++this.queries, signal);
     return {
       results: ranked.results.slice(0, input.topK),
       skipped: found.skipped,
