@@ -9,6 +9,19 @@ export interface Outcome {
   ttfvMs: number | null;
   totalMs: number;
   error?: string;
+  /** The API's error code, from a JSON error body (`{error: {code}}`) or an `event: error` frame. */
+  code?: string;
+}
+
+/** `{error: {code}}` (an error body) or `{code}` (an `event: error` frame), if `text` is either. */
+export function errorCode(text: string): string | undefined {
+  try {
+    const v = JSON.parse(text) as { code?: unknown; error?: { code?: unknown } };
+    const code = v.error?.code ?? v.code;
+    return typeof code === 'string' ? code : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface SseTarget {
@@ -71,17 +84,30 @@ export function sseRequest(agent: http.Agent, target: SseTarget, body: string, t
     let failed: string | undefined;
     let status = 0;
     let settled = false;
+    let code: string | undefined;
+    let errBody = '';
     const finish = (error?: string) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       const err = error ?? failed;
-      resolve({ ok: !err && status === 200 && done, status, ttfvMs: ttfv, totalMs: performance.now() - started, ...(err || !done ? { error: err ?? 'stream ended without done' } : {}) });
+      if (status !== 200 && status !== 0) code ??= errorCode(errBody);
+      resolve({
+        ok: !err && status === 200 && done,
+        status,
+        ttfvMs: ttfv,
+        totalMs: performance.now() - started,
+        ...(err || !done ? { error: err ?? 'stream ended without done' } : {}),
+        ...(code ? { code } : {}),
+      });
     };
     const parser = new SseParser((f) => {
       if ((f.event === 'result' || f.event === 'done') && ttfv === null) ttfv = performance.now() - started;
       if (f.event === 'done') done = true;
-      if (f.event === 'error') failed = `error event: ${f.data.slice(0, 200)}`;
+      if (f.event === 'error') {
+        failed = `error event: ${f.data.slice(0, 200)}`;
+        code ??= errorCode(f.data);
+      }
     });
     const req = http.request(
       target.url,
@@ -89,7 +115,7 @@ export function sseRequest(agent: http.Agent, target: SseTarget, body: string, t
       (res) => {
         status = res.statusCode ?? 0;
         res.setEncoding('utf8');
-        res.on('data', (chunk: string) => parser.push(chunk));
+        res.on('data', (chunk: string) => (status === 200 ? parser.push(chunk) : (errBody = (errBody + chunk).slice(0, 4096))));
         res.on('end', () => finish(status === 200 ? undefined : `HTTP ${status}`));
         res.on('error', (e) => finish(e.message));
       },
@@ -99,6 +125,40 @@ export function sseRequest(agent: http.Agent, target: SseTarget, body: string, t
       finish(`timeout after ${timeoutMs} ms`);
     }, timeoutMs);
     req.on('error', (e) => finish(e.message));
+    req.end(body);
+  });
+}
+
+/** POSTs `body` as JSON and reads the whole answer; ok on a 2xx. Never rejects (failures are outcomes). */
+export function postJson(agent: http.Agent, target: SseTarget, body: string, timeoutMs = 10_000): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    let settled = false;
+    const finish = (status: number, text: string, error?: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      const ok = !error && status >= 200 && status < 300;
+      const code = ok ? undefined : errorCode(text);
+      const totalMs = performance.now() - started;
+      resolve({ ok, status, ttfvMs: null, totalMs, ...(ok ? {} : { error: error ?? `HTTP ${status}` }), ...(code ? { code } : {}) });
+    };
+    const req = http.request(
+      target.url,
+      { method: 'POST', agent, headers: { ...target.headers, 'content-type': 'application/json', accept: 'application/json', 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text = (text + chunk).slice(0, 4096)));
+        res.on('end', () => finish(res.statusCode ?? 0, text));
+        res.on('error', (e) => finish(res.statusCode ?? 0, text, e.message));
+      },
+    );
+    const timer = setTimeout(() => {
+      req.destroy(new Error('timeout'));
+      finish(0, '', `timeout after ${timeoutMs} ms`);
+    }, timeoutMs);
+    req.on('error', (e) => finish(0, '', e.message));
     req.end(body);
   });
 }

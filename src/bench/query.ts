@@ -1,10 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import net from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { mintToken } from '../auth/index.ts';
 import { closedLoop, openLoop, percentile, sseRequest, type Outcome } from './load.ts';
+import { child, freePort, sentence, vocabulary, waitFor } from './proc.ts';
 import { rng } from './synthetic.ts';
 
 export interface QueryBenchOptions {
@@ -20,64 +18,7 @@ export interface QueryBenchOptions {
   log: (line: string) => void;
 }
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const USERS = 200;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      s.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-/** A child process whose output is kept (and shown if it dies), stopped with SIGTERM then SIGKILL. */
-function child(args: string[], env: NodeJS.ProcessEnv): { proc: ChildProcess; output: () => string; stop: () => Promise<void> } {
-  const proc = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const keep = (b: Buffer) => {
-    out = (out + b.toString()).slice(-20_000);
-  };
-  proc.stdout!.on('data', keep);
-  proc.stderr!.on('data', keep);
-  const stop = async () => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-    proc.kill('SIGTERM');
-    const killer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(killer);
-  };
-  return { proc, output: () => out, stop };
-}
-
-async function waitFor(what: string, probe: () => Promise<boolean>, proc: ChildProcess, output: () => string, seconds = 120): Promise<void> {
-  const deadline = Date.now() + seconds * 1000;
-  while (Date.now() < deadline) {
-    if (proc.exitCode !== null) throw new Error(`${what} exited (${proc.exitCode}):\n${output()}`);
-    if (await probe().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${what} not ready after ${seconds} s:\n${output()}`);
-}
-
-/** Word-like tokens from syllables: the hash embedder needs words, and queries must share some with the notes. */
-function vocabulary(rand: () => number, size: number): string[] {
-  const syl = ['ka', 'lo', 'mi', 'ren', 'sa', 'tor', 'vi', 'del', 'an', 'bru', 'che', 'fo', 'gal', 'hin', 'jo', 'kel', 'mar', 'nu', 'pex', 'quin', 'ru', 'sol', 'tem', 'ul', 'wen', 'yar', 'zo'];
-  const words = new Set<string>();
-  while (words.size < size) {
-    const n = 2 + Math.floor(rand() * 2);
-    words.add(Array.from({ length: n }, () => syl[Math.floor(rand() * syl.length)]).join(''));
-  }
-  return [...words];
-}
-
-function sentence(rand: () => number, words: string[], n: number): string {
-  return Array.from({ length: n }, () => words[Math.floor(rand() * words.length)]).join(' ');
-}
 
 function summarise(outcomes: Outcome[]) {
   const ttfv = outcomes.filter((o) => o.ok && o.ttfvMs !== null).map((o) => o.ttfvMs!);
@@ -192,7 +133,7 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
     await server.stop();
     await bare.stop();
 
-    log('baseline: the same clients against one static SSE event');
+    log('baseline: the same closed loop, then the same open loop, against one static SSE event');
     const basePort = await freePort();
     baseline = child(['--import', 'tsx', 'src/bench/sse-baseline-main.ts'], { ...process.env, PORT: String(basePort) });
     const b = baseline;
@@ -201,6 +142,8 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
     await closedLoop({ clients: 8, durationS: 2, fire: () => sseRequest(agent, baseTarget, query()) });
     const floor = await closedLoop({ clients: opts.clients, durationS: opts.durationS, fire: () => sseRequest(agent, baseTarget, query()) });
     const floorOk = floor.outcomes.filter((o) => o.ok).length;
+    // The same open loop as the latency phase, against the static route: TTFV's floor.
+    const floorOpen = summarise(await openLoop({ rate: opts.rate, durationS: opts.durationS, fire: () => sseRequest(agent, baseTarget, query()) }));
 
     const qps = Math.round(closedOk / closed.seconds);
     const baselineQps = Math.round(floorOk / floor.seconds);
@@ -212,6 +155,8 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
       qps,
       baseline_qps: baselineQps,
       qps_ratio: Math.round((qps / baselineQps) * 1000) / 1000,
+      baseline_ttfv_p95_ms: floorOpen.p95,
+      ttfv_ratio: Math.round((open.p95 / floorOpen.p95) * 1000) / 1000,
       offered_rate: opts.rate,
       duration_s: opts.durationS,
       clients: opts.clients,

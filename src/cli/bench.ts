@@ -1,4 +1,4 @@
-import { benchAnn, benchQuery, benchRerank } from '../bench/index.ts';
+import { benchAnn, benchLoad, benchQuery, benchRerank } from '../bench/index.ts';
 import { loadConfig } from '../config/index.ts';
 import { Store, openStore } from '../store/index.ts';
 
@@ -74,6 +74,39 @@ export async function runBenchRerank(args: BenchRerankArgs): Promise<void> {
     console.log(`fp32 p50 ${summary.p50_ms} ms, p95 ${summary.p95_ms} ms; int8 p50 ${summary.p50_ms_int8} ms, p95 ${summary.p95_ms_int8} ms (${summary.candidates} candidates, ${summary.threads} threads)`);
     console.log(`efficiency ${summary.efficiency} fp32 (floor ${summary.floor_gflops} GFLOP/s), ${summary.efficiency_int8} int8 (floor ${summary.floor_gflops_int8} GFLOP/s)`);
     console.log(`maybeRerank at ${summary.budget_ms} ms: p95 ${summary.budget_p95_ms} ms, ${summary.reranked_mean} reranked on average; lexical p95 ${summary.lexical_p95_ms} ms`);
+  }
+  console.log(JSON.stringify(summary));
+}
+
+export interface BenchLoadArgs {
+  clients: number;
+  durationS: number;
+  long: boolean;
+  seed: number;
+  json: boolean;
+}
+
+/** `relay bench load`: mixed queries and writes from many clients against the service on a server store; see benchLoad. */
+export async function runBenchLoad(args: BenchLoadArgs): Promise<void> {
+  const config = loadConfig();
+  if (config.store.kind !== 'pg' || !config.store.migrateUrl) {
+    throw new Error('bench load runs on a server PostgreSQL: set DATABASE_URL and RELAY_MIGRATE_URL (see `relay db setup`)');
+  }
+  const summary = await benchLoad({
+    clients: args.clients,
+    perClientRate: 1,
+    durationS: args.durationS,
+    writeShare: 0.2,
+    tenants: 8,
+    seedChunks: 20,
+    warmupS: 5,
+    baselineS: Math.min(10, args.durationS),
+    seed: args.seed,
+    log: (line) => console.error(`bench load: ${line}`),
+  });
+  if (!args.json) {
+    console.log(`SSE success ${summary.sse_success}, TTFV p95 ${summary.ttfv_p95_ms} ms (static route ${summary.baseline_ttfv_p95_ms} ms), write p95 ${summary.write_p95_ms} ms at ${summary.offered_rate} requests/s offered`);
+    console.log(`RSS ${summary.rss_start_mb} → ${summary.rss_end_mb} MB (max ${summary.rss_max_mb}); errors ${JSON.stringify(summary.errors)}`);
   }
   console.log(JSON.stringify(summary));
 }

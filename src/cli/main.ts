@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/index.ts';
-import { runBenchAnn, runBenchQuery, runBenchRerank } from './bench.ts';
+import { runBenchAnn, runBenchLoad, runBenchQuery, runBenchRerank } from './bench.ts';
 import { canary, runBenchCanary } from './canary.ts';
 import { dbSetup } from './db-setup.ts';
 import { indexScopes } from './index-scopes.ts';
@@ -32,6 +32,8 @@ const USAGE = `usage: relay <command>
                                           filtered vector search vs exact search on a server PostgreSQL
   bench query [--chunks 20000] [--duration 30] [--rate 200] [--clients 50] [--seed 1] [--json]
                                           SSE query TTFV (open loop) and queries/s (closed loop) vs a static-event Fastify route
+  bench load [--clients 200] [--duration 60] [--long] [--seed 1] [--json]
+                                          200 clients × 1 request/s (80% SSE queries, 20% writes): SSE success, TTFV, errors, RSS
   bench rerank [--queries 100] [--candidates 20] [--budget 150] [--seed 1] [--json]
                                           ONNX cross-encoder (fp32, int8) vs the CPU's GEMM floor, lexical, and a rerank budget
   bench canary [--rate 200] [--duration 20] [--json]
@@ -78,6 +80,7 @@ async function main(argv: string[]): Promise<void> {
       json: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       reuse: { type: 'boolean', default: false },
+      long: { type: 'boolean', default: false },
       stable: { type: 'string' },
       candidate: { type: 'string' },
       listen: { type: 'string' },
@@ -141,6 +144,15 @@ async function main(argv: string[]): Promise<void> {
           json: values.json,
         });
       }
+      if (sub === 'load') {
+        return runBenchLoad({
+          clients: int(values.clients, 'clients', 200)!,
+          durationS: int(values.duration, 'duration', values.long ? 300 : 60)!,
+          long: values.long,
+          seed: int(values.seed, 'seed', 1)!,
+          json: values.json,
+        });
+      }
       if (sub === 'canary') return runBenchCanary({ rate: int(values.rate, 'rate', 200)!, durationS: int(values.duration, 'duration', 20)!, json: values.json });
       if (sub === 'rerank') {
         return runBenchRerank({
@@ -153,7 +165,7 @@ async function main(argv: string[]): Promise<void> {
       }
       if (sub !== 'ann') {
         throw new UsageError(
-          'usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench crypto [--json] | relay bench rerank [--queries N] [--candidates N] [--budget MS] [--json] | relay bench canary [--rate N] [--duration S] [--json]',
+          'usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench load [--clients N] [--duration S] [--long] [--json] | relay bench crypto [--json] | relay bench rerank [--queries N] [--candidates N] [--budget MS] [--json] | relay bench canary [--rate N] [--duration S] [--json]',
         );
       }
       return runBenchAnn({
