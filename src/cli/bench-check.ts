@@ -1,0 +1,171 @@
+// `npm run bench:check [-- --update] [-- --only crypto,query]`: short runs of the benchmarks,
+// each as `relay bench <name> --json` in a child process, their ratios against bench/baseline.json.
+// Exit 1 when a figure regressed past its bound; figures whose bench could not run are named,
+// never passed. --update rewrites the baseline from this run.
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { describe, judge, updated, type BaselineFigure, type BaselineFile } from '../bench/gate.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const BASELINE = `${ROOT}bench/baseline.json`;
+
+type Summary = Record<string, unknown>;
+type Def = Omit<BaselineFigure, 'value'> & { from: (s: Summary) => number };
+
+interface Bench {
+  name: string;
+  /** Short-form arguments after `relay bench <name>`. */
+  args: string[];
+  needsServer: boolean;
+  /** Runs whose figures are reduced to their median (1 unless a figure needs it). */
+  repeats: number;
+  figures: Record<string, Def>;
+}
+
+const num = (s: Summary, key: string) => Number(s[key]);
+
+/**
+ * The short forms and their figures. Every figure is a ratio against a baseline measured in the
+ * same run, so that a slower or busier machine moves both sides; tolerances above 0.2 are
+ * figures whose short form spreads more than that (docs/benchmarks.md, "bench:check").
+ */
+const BENCHES: Bench[] = [
+  {
+    name: 'crypto',
+    args: [],
+    needsServer: false,
+    repeats: 1,
+    figures: {
+      'crypto.seal_vs_raw': { better: 'higher', tolerance: 0.2, note: 'seal ops/s ÷ bare AES-256-GCM ops/s, 1 KiB, interleaved rounds', from: (s) => num(s, 'ratio_1k') },
+    },
+  },
+  {
+    name: 'ann',
+    args: ['--chunks', '12000', '--queries', '90'],
+    needsServer: true,
+    repeats: 1,
+    figures: {
+      'ann.p95_vs_exact': { better: 'lower', tolerance: 0.2, note: 'filtered search p95 ÷ exact search p95 of the same queries', from: (s) => num(s, 'p95_vs_exact') },
+      'ann.recall_at_10': { better: 'higher', tolerance: 0.2, note: 'recall@10 against exact search (deterministic for a seed)', from: (s) => num(s, 'recall_at_10') },
+    },
+  },
+  {
+    name: 'query',
+    args: ['--chunks', '2000', '--duration', '5'],
+    needsServer: true,
+    repeats: 1,
+    figures: {
+      'query.qps_ratio': { better: 'higher', tolerance: 0.2, note: 'closed-loop queries/s ÷ the static SSE route’s', from: (s) => num(s, 'qps_ratio') },
+      'query.ttfv_ratio': { better: 'lower', tolerance: 0.2, note: 'open-loop TTFV p95 ÷ the static SSE route’s at the same rate', from: (s) => num(s, 'ttfv_ratio') },
+    },
+  },
+  {
+    name: 'rerank',
+    args: ['--queries', '20'],
+    needsServer: false,
+    repeats: 1,
+    figures: {
+      'rerank.efficiency': { better: 'higher', tolerance: 0.2, note: 'fp32 cross-encoder FLOP/s ÷ the CPU’s fp32 GEMM floor', from: (s) => num(s, 'efficiency') },
+      'rerank.efficiency_int8': { better: 'higher', tolerance: 0.2, note: 'int8 cross-encoder FLOP/s ÷ the int8 GEMM floor', from: (s) => num(s, 'efficiency_int8') },
+      'rerank.budget_p95_ratio': { better: 'lower', tolerance: 0.2, note: 'maybeRerank p95 ÷ its budget (150 ms)', from: (s) => num(s, 'budget_p95_ms') / num(s, 'budget_ms') },
+    },
+  },
+  {
+    name: 'canary',
+    args: ['--duration', '5'],
+    needsServer: false,
+    repeats: 1,
+    figures: {
+      'canary.routed_vs_direct_p95': { better: 'lower', tolerance: 0.2, note: 'p95 through the router ÷ p95 direct, interleaved', from: (s) => num(s, 'routed_p95_ms') / num(s, 'direct_p95_ms') },
+    },
+  },
+];
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+/** `relay bench <name> <args> --json` in a child process; its last stdout line parsed. */
+function runBench(b: Bench, env: NodeJS.ProcessEnv): Promise<Summary> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, ['bin/relay.mjs', 'bench', b.name, ...b.args, '--json'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => {
+      err = (err + d.toString()).slice(-20_000);
+      process.stderr.write(d);
+    });
+    p.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`relay bench ${b.name} exited ${code}:\n${err}`));
+      try {
+        resolve(JSON.parse(out.trim().split('\n').at(-1)!) as Summary);
+      } catch {
+        reject(new Error(`relay bench ${b.name} printed no JSON line:\n${out.slice(-2000)}`));
+      }
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { update: { type: 'boolean', default: false }, only: { type: 'string' } } });
+  const only = values.only ? new Set(values.only.split(',')) : null;
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn' };
+  const server = Boolean(env.DATABASE_URL && env.RELAY_MIGRATE_URL);
+  const measured: Record<string, number> = {};
+  const skipped: Record<string, string> = {};
+  const started = Date.now();
+  for (const b of BENCHES) {
+    if (only && !only.has(b.name)) {
+      skipped[b.name] = 'left out by --only';
+      continue;
+    }
+    if (b.needsServer && !server) {
+      skipped[b.name] = 'needs a server store: DATABASE_URL and RELAY_MIGRATE_URL are not set';
+      continue;
+    }
+    const t0 = Date.now();
+    const runs: Summary[] = [];
+    try {
+      for (let i = 0; i < b.repeats; i++) runs.push(await runBench(b, env));
+    } catch (e) {
+      skipped[b.name] = `the bench failed: ${(e as Error).message.split('\n')[0]}`;
+      console.error(`bench:check: ${(e as Error).message}`);
+      continue;
+    }
+    for (const [name, def] of Object.entries(b.figures)) measured[name] = median(runs.map(def.from));
+    console.error(`bench:check: ${b.name} in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${Object.keys(b.figures).map((f) => `${f}=${measured[f]!.toFixed(4)}`).join(' ')}`);
+  }
+  const seconds = Math.round((Date.now() - started) / 1000);
+  const defs = Object.fromEntries(BENCHES.flatMap((b) => Object.entries(b.figures).map(([n, d]) => [n, { better: d.better, tolerance: d.tolerance, ...(d.note ? { note: d.note } : {}) }])));
+  let current: BaselineFile;
+  try {
+    current = JSON.parse(readFileSync(BASELINE, 'utf8')) as BaselineFile;
+  } catch {
+    current = { about: 'Ratios of each benchmark against its same-run baseline, from `npm run bench:check -- --update` (short forms). See docs/benchmarks.md.', updated: '', figures: {} };
+  }
+  if (values.update) {
+    const next = updated(current, defs, measured);
+    writeFileSync(BASELINE, `${JSON.stringify(next, null, 2)}\n`);
+    console.log(`bench:check: wrote ${Object.keys(measured).length} figures to bench/baseline.json in ${seconds} s${Object.keys(skipped).length ? `; kept the old values of ${Object.keys(skipped).join(', ')} (${Object.values(skipped).join('; ')})` : ''}`);
+    console.log(JSON.stringify({ updated: true, measured, skipped, seconds }));
+    return;
+  }
+  const verdicts = judge(current, measured, skipped);
+  for (const v of verdicts) console.log(describe(v));
+  const failed = verdicts.filter((v) => v.status === 'fail');
+  const notRun = verdicts.filter((v) => v.status === 'not_run');
+  console.log(
+    `bench:check: ${verdicts.length - failed.length - notRun.length} passed, ${failed.length} failed, ${notRun.length} not run, in ${seconds} s`,
+  );
+  console.log(JSON.stringify({ ok: failed.length === 0, failed: failed.map((v) => v.figure), not_run: notRun.map((v) => v.figure), measured, seconds }));
+  if (failed.length > 0) process.exitCode = 1;
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench:check: ${e instanceof Error ? e.message : String(e)}`);
+  process.exitCode = 1;
+});
