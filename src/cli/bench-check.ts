@@ -57,8 +57,8 @@ const BENCHES: Bench[] = [
     needsServer: true,
     repeats: 1,
     figures: {
-      'query.qps_ratio': { better: 'higher', tolerance: 0.2, note: 'closed-loop queries/s ÷ the static SSE route’s', from: (s) => num(s, 'qps_ratio') },
-      'query.ttfv_ratio': { better: 'lower', tolerance: 0.2, note: 'open-loop TTFV p95 ÷ the static SSE route’s at the same rate', from: (s) => num(s, 'ttfv_ratio') },
+      'query.qps_ratio': { better: 'higher', tolerance: 0.5, note: 'closed-loop queries/s ÷ the static SSE route’s — short form spread 0.034–0.055 over 3 runs (±25%): gated at 0.5', from: (s) => num(s, 'qps_ratio') },
+      'query.ttfv_ratio': { better: 'lower', tolerance: 0.5, note: 'open-loop TTFV p95 ÷ the static SSE route’s at the same rate — short form spread 6.5–9.1 over 3 runs: gated at 0.5', from: (s) => num(s, 'ttfv_ratio') },
     },
   },
   {
@@ -67,7 +67,7 @@ const BENCHES: Bench[] = [
     needsServer: false,
     repeats: 1,
     figures: {
-      'rerank.efficiency': { better: 'higher', tolerance: 0.2, note: 'fp32 cross-encoder FLOP/s ÷ the CPU’s fp32 GEMM floor', from: (s) => num(s, 'efficiency') },
+      'rerank.efficiency': { better: 'higher', tolerance: 0.5, note: 'fp32 cross-encoder FLOP/s ÷ the CPU’s fp32 GEMM floor — the fp32 floor moves ±25% between runs: short form 0.52–0.65, gated at 0.5', from: (s) => num(s, 'efficiency') },
       'rerank.efficiency_int8': { better: 'higher', tolerance: 0.2, note: 'int8 cross-encoder FLOP/s ÷ the int8 GEMM floor', from: (s) => num(s, 'efficiency_int8') },
       'rerank.budget_p95_ratio': { better: 'lower', tolerance: 0.2, note: 'maybeRerank p95 ÷ its budget (150 ms)', from: (s) => num(s, 'budget_p95_ms') / num(s, 'budget_ms') },
     },
@@ -78,7 +78,7 @@ const BENCHES: Bench[] = [
     needsServer: false,
     repeats: 1,
     figures: {
-      'canary.routed_vs_direct_p95': { better: 'lower', tolerance: 0.2, note: 'p95 through the router ÷ p95 direct, interleaved', from: (s) => num(s, 'routed_p95_ms') / num(s, 'direct_p95_ms') },
+      'canary.routed_vs_direct_p95': { better: 'lower', tolerance: 0.5, note: 'p95 through the router ÷ p95 direct, interleaved — tail of a 2-core machine with 3 processes: short form 2.1–2.7, gated at 0.5', from: (s) => num(s, 'routed_p95_ms') / num(s, 'direct_p95_ms') },
     },
   },
 ];
