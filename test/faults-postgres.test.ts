@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { createPgDriver, isConnectionError } from '../src/store/index.ts';
 import { postgresBinDir, startPgCluster, type PgCluster } from './helpers/pg-cluster.ts';
 import { openQueryStream, sseEvents } from './helpers/raw-stream.ts';
 import { startRelayProcess, type RelayProcess } from './helpers/relay-process.ts';
@@ -139,6 +140,32 @@ describe('database faults against relay serve on a PostgreSQL cluster of its own
     });
   }
 
+  it('a connection that breaks between two statements of a transaction is a connection error (503), whatever pg calls it', async () => {
+    const driver = createPgDriver({ appUrl: cluster.appUrl, poolMax: 2 });
+    try {
+      const failures: unknown[] = [];
+      // Terminated between statements (the server stopping under a write); the next statement
+      // meets pg's "not queryable" or "Connection terminated": errors with no SQLSTATE.
+      for (let i = 0; i < 2; i++) {
+        const err = await driver
+          .appTransaction([], async (sql) => {
+            const { rows } = await sql.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+            await withClient(cluster.adminUrl, (c) => c.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]));
+            await sleep(100);
+            await sql.query('SELECT 1');
+          })
+          .then(() => null, (e: unknown) => e);
+        assert.ok(err instanceof Error, 'the transaction failed');
+        failures.push(err);
+      }
+      for (const err of failures) assert.ok(isConnectionError(err), `not taken for a connection error: ${(err as Error).message}`);
+      // The pool dropped the broken clients: the next transaction is served.
+      assert.equal(await driver.appTransaction([], async (sql) => (await sql.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one), 1);
+    } finally {
+      await driver.close();
+    }
+  });
+
   it('PostgreSQL stopped and started under a write load: /readyz goes 503 then 200 by itself; every 201 is readable, keyed retries wrote once', async () => {
     const relay = await startRelayProcess(cluster, { RELAY_STATEMENT_TIMEOUT_MS: '5000' });
     const tenant = 'fault-restart';
@@ -191,7 +218,7 @@ describe('database faults against relay serve on a PostgreSQL cluster of its own
       assert.equal(whileDown.checks.store, 'unreachable');
       assert.ok(ackedWhileDown < WRITERS * PER_WRITER, 'the outage happened during the load');
       assert.ok(retries > 0, 'some writes met the outage and were retried');
-      assert.deepEqual(unexpected, []);
+      assert.deepEqual(unexpected, [], `relay serve logged:\n${relay.log().split('\n').filter((l) => /request failed/.test(l)).join('\n')}`);
       assert.equal(acked.size, WRITERS * PER_WRITER);
       // Nothing acknowledged is lost: every id of every 201 reads back, with its text.
       for (const [key, ids] of acked) {

@@ -16,12 +16,19 @@ export function isRlsError(err: unknown): boolean {
   return false;
 }
 
+/**
+ * pg's own errors for a connection that broke under a checked-out client (the server stopped
+ * between two statements of a transaction): they carry neither a SQLSTATE nor an errno.
+ */
+const PG_CONNECTION_LOST = /^(Connection terminated|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)/;
+
 /** The store could not be reached or the connection broke. */
 export function isConnectionError(err: unknown): boolean {
   const state = sqlState(err);
   if (!state) {
     const code = (err as { code?: unknown } | null)?.code;
-    return typeof code === 'string' && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND)$/.test(code);
+    if (typeof code === 'string' && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND)$/.test(code)) return true;
+    return err instanceof Error && PG_CONNECTION_LOST.test(err.message);
   }
   return state.startsWith('08') || state === '57P01' || state === '57P03';
 }
