@@ -58,13 +58,19 @@ export function bertWeights(seed: string, s: BertShape): BertWeights {
   return w;
 }
 
-/** Symmetric per-tensor int8, as onnxruntime's `quantize_dynamic` stores weights by default. */
-function quantize(data: Float32Array): { q: Int8Array; scale: number } {
+/**
+ * Symmetric per-tensor int8. `limit` 127 is onnxruntime's `quantize_dynamic` default; 63 is its
+ * `reduce_range` (7-bit weights), which MatMul weights need on CPUs without VNNI: there the
+ * AVX2 u8×s8 kernel adds pairs of products in int16 (vpmaddubsw), 2 × 255 × 127 overflows and
+ * saturates, and scores drift (0.32 from fp32 on the tiny model, on an AVX2-only EPYC);
+ * 2 × 255 × 63 fits.
+ */
+function quantize(data: Float32Array, limit: 127 | 63): { q: Int8Array; scale: number } {
   let max = 0;
   for (let i = 0; i < data.length; i++) max = Math.max(max, Math.abs(data[i]!));
-  const scale = max > 0 ? max / 127 : 1;
+  const scale = max > 0 ? max / limit : 1;
   const q = new Int8Array(data.length);
-  for (let i = 0; i < data.length; i++) q[i] = Math.max(-127, Math.min(127, Math.round(data[i]! / scale)));
+  for (let i = 0; i < data.length; i++) q[i] = Math.max(-limit, Math.min(limit, Math.round(data[i]! / scale)));
   return { q, scale };
 }
 
@@ -87,10 +93,10 @@ export function bertGraph(name: string, s: BertShape, w: BertWeights, quantized:
   };
   const f32 = (n: string) => g.init(n, weight(n).dims, weight(n).data);
   const quantizedInits = new Map<string, { q: string; scale: string; zp: string }>();
-  const q8 = (n: string) => {
+  const q8 = (n: string, limit: 127 | 63) => {
     let done = quantizedInits.get(n);
     if (!done) {
-      const { q, scale } = quantize(weight(n).data);
+      const { q, scale } = quantize(weight(n).data, limit);
       done = { q: g.init(`${n}_quantized`, weight(n).dims, q), scale: g.floats(`${n}_scale`, [scale], true), zp: g.init(`${n}_zero_point`, [], new Int8Array(1)) };
       quantizedInits.set(n, done);
     }
@@ -100,7 +106,7 @@ export function bertGraph(name: string, s: BertShape, w: BertWeights, quantized:
   const dense = (x: string, n: string, out: string): string => {
     let y: string;
     if (quantized) {
-      const wq = q8(`${n}.weight`);
+      const wq = q8(`${n}.weight`, 63);
       const [xq, xs, xzp] = g.op('DynamicQuantizeLinear', [x], `${out}_x`, {}, 3) as [string, string, string];
       const acc = g.one('MatMulInteger', [xq, wq.q, xzp, wq.zp], `${out}_int32`);
       const scale = g.one('Mul', [xs, wq.scale], `${out}_scale`);
@@ -115,7 +121,7 @@ export function bertGraph(name: string, s: BertShape, w: BertWeights, quantized:
   // Embeddings: positions are 0..S-1, a slice of the table as long as the input.
   let words: string;
   if (quantized) {
-    const wq = q8('embeddings.word_embeddings.weight');
+    const wq = q8('embeddings.word_embeddings.weight', 127);
     words = g.one('DequantizeLinear', [g.one('Gather', [wq.q, 'input_ids'], 'word_embeddings_int8', { axis: 0 }), wq.scale, wq.zp], 'word_embeddings');
   } else {
     words = g.one('Gather', [f32('embeddings.word_embeddings.weight'), 'input_ids'], 'word_embeddings', { axis: 0 });

@@ -8,7 +8,7 @@ import { buildVocab, tokenizerJson } from './vocab.ts';
 export { flopsPerToken, type BertShape } from './bert.ts';
 
 /** Bumped whenever the generator's output changes, so stale cached folders are rebuilt. */
-export const GENERATOR_VERSION = 1;
+export const GENERATOR_VERSION = 2;
 
 export const TEST_MODELS = {
   /** For unit tests of the real ONNX path: builds in milliseconds. */
