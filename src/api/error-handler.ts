@@ -39,7 +39,7 @@ export function toApiError(err: unknown, req: FastifyRequest): ApiError {
     if (err.code === 'embedder_failed') return new ApiError(502, ErrorCode.EmbedderFailed, 'the embedding model refused the request or answered badly');
     return new ApiError(503, ErrorCode.EmbedderUnavailable, 'the embedding model is unavailable; retry later', { 'retry-after': RETRY_AFTER_S });
   }
-  if (isConnectionError(err) || ['57014', '53300', '55P03'].includes(sqlState(err) ?? '') || /timeout exceeded when trying to connect/i.test(String((err as Error)?.message))) {
+  if (isConnectionError(err) || ['57014', '53300', '55P03'].includes(sqlState(err) ?? '')) {
     req.log.warn({ err: { code: sqlState(err) ?? (err as { code?: string }).code } }, 'store unavailable');
     return new ApiError(503, ErrorCode.StoreUnavailable, 'the memory store is unavailable; retry later', { 'retry-after': RETRY_AFTER_S });
   }

@@ -18,9 +18,11 @@ export function isRlsError(err: unknown): boolean {
 
 /**
  * pg's own errors for a connection that broke under a checked-out client (the server stopped
- * between two statements of a transaction): they carry neither a SQLSTATE nor an errno.
+ * between two statements of a transaction), and pg-pool's for a connection it could not open in
+ * time: they carry neither a SQLSTATE nor an errno.
  */
 const PG_CONNECTION_LOST = /^(Connection terminated|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)/;
+const PG_POOL_CONNECT_TIMEOUT = /timeout exceeded when trying to connect/i;
 
 /** The store could not be reached or the connection broke. */
 export function isConnectionError(err: unknown): boolean {
@@ -28,7 +30,7 @@ export function isConnectionError(err: unknown): boolean {
   if (!state) {
     const code = (err as { code?: unknown } | null)?.code;
     if (typeof code === 'string' && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND)$/.test(code)) return true;
-    return err instanceof Error && PG_CONNECTION_LOST.test(err.message);
+    return err instanceof Error && (PG_CONNECTION_LOST.test(err.message) || PG_POOL_CONNECT_TIMEOUT.test(err.message));
   }
   return state.startsWith('08') || state === '57P01' || state === '57P03';
 }
