@@ -42,21 +42,48 @@ function wrap(client: pg.PoolClient | pg.Client, signal?: AbortSignal): SqlClien
   };
 }
 
+/** The client's socket, to cork: pg keeps it on `connection.stream` (not in its types). */
+function socketOf(client: pg.PoolClient | pg.Client): { cork(): void; uncork(): void } | undefined {
+  const stream = (client as unknown as { connection?: { stream?: { cork?: unknown; uncork?: unknown } } }).connection?.stream;
+  return stream && typeof stream.cork === 'function' && typeof stream.uncork === 'function' ? (stream as { cork(): void; uncork(): void }) : undefined;
+}
+
+/**
+ * BEGIN, the scope statement, `fn`'s statements, COMMIT. The pool's clients pipeline (pg's
+ * `pipeline: true`): BEGIN and the scope statement are sent without waiting for their answers,
+ * and the socket stays corked until `fn` has queued its first statement, so all three leave in
+ * one write (a read is then one round trip and two writes, not four). PostgreSQL runs them in
+ * order: the first statement never runs before the scope is set, and when setting it fails the
+ * transaction is aborted, everything after it fails, and the scope statement's own error is
+ * the one thrown.
+ */
 async function inTransaction<T>(
   client: pg.PoolClient | pg.Client,
   first: { text: string; params: string[] } | null,
   fn: (sql: SqlClient) => Promise<T>,
   signal?: AbortSignal,
 ): Promise<T> {
-  await client.query('BEGIN');
+  const socket = client.pipeline ? socketOf(client) : undefined;
+  socket?.cork();
+  let started: Promise<unknown>;
   try {
-    if (first) await client.query(first.text, first.params);
+    started = Promise.all([client.query('BEGIN'), first ? client.query(first.text, first.params) : null]);
+  } finally {
+    if (socket) setImmediate(() => socket.uncork());
+  }
+  // Waited for below; without this, its rejection would count as unhandled while `fn` runs.
+  started.catch(() => undefined);
+  if (!client.pipeline) await started;
+  try {
     const result = await fn(wrap(client, signal));
+    await started;
     await client.query('COMMIT');
     return result;
   } catch (err) {
+    // The scope statement's failure explains the failures queued behind it.
+    const cause = await started.then(() => err, (e: unknown) => e);
     await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
+    throw cause;
   }
 }
 
@@ -88,6 +115,7 @@ export function createPgDriver(opts: PgDriverOptions): Driver {
     max: poolMax,
     statement_timeout: opts.statementTimeoutMs ?? 5000,
     application_name: 'relay-memory',
+    pipeline: true,
   });
   // An idle client's error (server restart, terminated backend) must not crash the process;
   // the pool drops that client and the next checkout gets a fresh one.
