@@ -114,8 +114,11 @@ async function stream(req: FastifyRequest, reply: FastifyReply, deps: ApiDeps, r
     firstValue();
     const done: QueryDone = { count: out.results.length, skipped: out.skipped.length, reranked: out.reranked, ttfv_ms, timings: out.timings };
     sse.send({ event: 'done', data: JSON.stringify(done) });
+    const outcome = signal.aborted || !sse.open ? 'client_abort' : 'success';
+    // Ended inside the cork: headers, events and the chunked terminator leave in one write.
+    sse.close();
     res.uncork();
-    deps.metrics.api.stream(signal.aborted || !sse.open ? 'client_abort' : 'success');
+    deps.metrics.api.stream(outcome);
   } catch (err) {
     if (signal.aborted) {
       deps.metrics.api.stream('client_abort');
