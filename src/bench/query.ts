@@ -18,7 +18,8 @@ export interface QueryBenchOptions {
   log: (line: string) => void;
 }
 
-const USERS = 200;
+/** Chunks per user: the shape of every query's scope, whatever `chunks` is (200 users at 20,000). */
+const CHUNKS_PER_USER = 100;
 
 function summarise(outcomes: Outcome[]) {
   const ttfv = outcomes.filter((o) => o.ok && o.ttfvMs !== null).map((o) => o.ttfvMs!);
@@ -30,10 +31,11 @@ function summarise(outcomes: Outcome[]) {
 
 /**
  * `relay bench query`: the real service in a child process on the server store (DATABASE_URL,
- * RELAY_MIGRATE_URL), seeded over HTTP with `chunks` chunks in a fresh tenant (200 users), then
- * distinct queries over SSE: an open loop at `rate`/s (TTFV and stream success), a closed loop
- * of `clients` (queries/s), and the same closed loop against a Fastify route that streams one
- * static event (the framework's floor on this machine).
+ * RELAY_MIGRATE_URL), seeded over HTTP with `chunks` chunks in a fresh tenant (100 per user, so a
+ * short run's queries search scopes of the same size as a long run's), then distinct queries
+ * over SSE: an open loop at `rate`/s (TTFV and stream success), and a closed loop of `clients`
+ * (queries/s) interleaved with the same closed loop against a Fastify route that streams one
+ * static event (the framework's floor on this machine). The tenant's rows are erased at the end.
  */
 export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string, unknown>> {
   const { log } = opts;
@@ -42,6 +44,7 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
   const secret = randomBytes(32).toString('base64url');
   const tenant = `bench-query-${randomBytes(4).toString('hex')}`;
   const masterKey = randomBytes(32).toString('base64');
+  const users = Math.max(1, Math.ceil(opts.chunks / CHUNKS_PER_USER));
   // Two copies of the service over the same database, keys and secret: metrics on (measured
   // throughout) and RELAY_METRICS=off (for the overhead of the metrics alone).
   const start = async (metrics: 'on' | 'off') => {
@@ -61,19 +64,22 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
   };
   const server = await start('on');
   const bare = await start('off');
+  // The framework's floor: a Fastify route that streams one static event, in a process of its own.
+  const basePort = await freePort();
+  const baseline = child(['--import', 'tsx', 'src/bench/sse-baseline-main.ts'], { ...process.env, PORT: String(basePort) });
   const base = server.base;
   const agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(opts.clients, 64) * 2 });
-  let baseline: ReturnType<typeof child> | null = null;
   try {
     await waitFor('relay serve', async () => (await fetch(`${base}/readyz`)).ok, server.proc, server.output);
     await waitFor('relay serve (metrics off)', async () => (await fetch(`${bare.base}/readyz`)).ok, bare.proc, bare.output);
+    await waitFor('baseline', async () => baseline.output().includes('listening'), baseline.proc, baseline.output, 60);
     const token = await mintToken({ secret, tenant, service: true, ttlSeconds: 3600 });
     const auth = { authorization: `Bearer ${token}` };
 
-    log(`seeding ${opts.chunks} chunks for ${USERS} users of tenant ${tenant}`);
-    const perUser = Math.ceil(opts.chunks / USERS);
+    log(`seeding ${opts.chunks} chunks for ${users} users of tenant ${tenant}`);
+    const perUser = Math.ceil(opts.chunks / users);
     const batches: Array<{ user: number; texts: string[] }> = [];
-    for (let u = 0, left = opts.chunks; u < USERS && left > 0; u++) {
+    for (let u = 0, left = opts.chunks; u < users && left > 0; u++) {
       const n = Math.min(perUser, left);
       left -= n;
       const texts = Array.from({ length: n }, (_, i) => `Note ${i} of user ${u}: ${sentence(rand, words, 8 + Math.floor(rand() * 8))}.`);
@@ -95,7 +101,7 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
     }
 
     let q = 0;
-    const query = () => JSON.stringify({ query: `${sentence(rand, words, 4 + (q % 3))} ${q++}`, user_id: `user-${Math.floor(rand() * USERS)}`, top_k: 10 });
+    const query = () => JSON.stringify({ query: `${sentence(rand, words, 4 + (q % 3))} ${q++}`, user_id: `user-${Math.floor(rand() * users)}`, top_k: 10 });
     const target = { url: new URL(`${base}/api/v1/memory/query`), headers: auth };
     const fire = () => sseRequest(agent, target, query());
 
@@ -106,11 +112,26 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
     const open = summarise(await openLoop({ rate: opts.rate, durationS: opts.durationS, fire }));
     log(`  ${JSON.stringify(open)}`);
 
-    log(`throughput: ${opts.clients} closed-loop clients for ${opts.durationS} s`);
-    const closed = await closedLoop({ clients: opts.clients, durationS: opts.durationS, fire });
-    const closedOk = closed.outcomes.filter((o) => o.ok).length;
-    const closedStats = summarise(closed.outcomes);
-    log(`  ${Math.round(closedOk / closed.seconds)} queries/s ${JSON.stringify(closedStats)}`);
+    // Queries/s against the floor's, in ABBA slices (service, floor, floor, service, …) so that
+    // drift on a shared machine hits both alike: the ratio is what bench:check gates.
+    const baseTarget = { url: new URL(`http://127.0.0.1:${basePort}/api/v1/memory/query`), headers: {} };
+    await closedLoop({ clients: 8, durationS: 2, fire: () => sseRequest(agent, baseTarget, query()) });
+    log(`throughput: ${opts.clients} closed-loop clients, ${opts.durationS} s on the service and ${opts.durationS} s on the floor, interleaved`);
+    const tput = { service: [] as Outcome[], serviceS: 0, floorOk: 0, floorS: 0 };
+    for (let i = 0; i < 8; i++) {
+      const onService = i % 4 === 0 || i % 4 === 3;
+      const slice = await closedLoop({ clients: opts.clients, durationS: opts.durationS / 4, fire: () => sseRequest(agent, onService ? target : baseTarget, query()) });
+      if (onService) {
+        tput.service.push(...slice.outcomes);
+        tput.serviceS += slice.seconds;
+      } else {
+        tput.floorOk += slice.outcomes.filter((o) => o.ok).length;
+        tput.floorS += slice.seconds;
+      }
+    }
+    const closedOk = tput.service.filter((o) => o.ok).length;
+    const closedStats = summarise(tput.service);
+    log(`  ${Math.round(closedOk / tput.serviceS)} queries/s against the floor's ${Math.round(tput.floorOk / tput.floorS)} ${JSON.stringify(closedStats)}`);
 
     // Metrics on against off in ABBA order (on, off, off, on, …), so that drift on a shared
     // machine hits both alike.
@@ -130,23 +151,23 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
     const qpsOn = served.on / served.onS;
     const qpsOff = served.off / served.offS;
     log(`  metrics on ${Math.round(qpsOn)} queries/s, off ${Math.round(qpsOff)}`);
+    // The run's rows go (as in `bench load`): the next run seeds a tenant of its own anyway.
+    for (let u = 0; u < users; u += 16) {
+      await Promise.all(
+        Array.from({ length: Math.min(16, users - u) }, (_, i) =>
+          fetch(`${base}/api/v1/users/user-${u + i}/memory`, { method: 'DELETE', headers: auth }).then((r) => r.body?.cancel(), () => undefined),
+        ),
+      );
+    }
     await server.stop();
     await bare.stop();
 
-    log('baseline: the same closed loop, then the same open loop, against one static SSE event');
-    const basePort = await freePort();
-    baseline = child(['--import', 'tsx', 'src/bench/sse-baseline-main.ts'], { ...process.env, PORT: String(basePort) });
-    const b = baseline;
-    await waitFor('baseline', async () => b.output().includes('listening'), b.proc, b.output, 60);
-    const baseTarget = { url: new URL(`http://127.0.0.1:${basePort}/api/v1/memory/query`), headers: {} };
-    await closedLoop({ clients: 8, durationS: 2, fire: () => sseRequest(agent, baseTarget, query()) });
-    const floor = await closedLoop({ clients: opts.clients, durationS: opts.durationS, fire: () => sseRequest(agent, baseTarget, query()) });
-    const floorOk = floor.outcomes.filter((o) => o.ok).length;
+    log('baseline: the same open loop against the static SSE event');
     // The same open loop as the latency phase, against the static route: TTFV's floor.
     const floorOpen = summarise(await openLoop({ rate: opts.rate, durationS: opts.durationS, fire: () => sseRequest(agent, baseTarget, query()) }));
 
-    const qps = Math.round(closedOk / closed.seconds);
-    const baselineQps = Math.round(floorOk / floor.seconds);
+    const qps = Math.round(closedOk / tput.serviceS);
+    const baselineQps = Math.round(tput.floorOk / tput.floorS);
     return {
       bench: 'query',
       ttfv_p50_ms: open.p50,
@@ -154,7 +175,7 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
       sse_success: Math.round((open.ok / open.n) * 10_000) / 10_000,
       qps,
       baseline_qps: baselineQps,
-      qps_ratio: Math.round((qps / baselineQps) * 1000) / 1000,
+      qps_ratio: Math.round((qps / baselineQps) * 10_000) / 10_000,
       baseline_ttfv_p95_ms: floorOpen.p95,
       ttfv_ratio: Math.round((open.p95 / floorOpen.p95) * 1000) / 1000,
       offered_rate: opts.rate,
@@ -164,7 +185,7 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
       ttfv_p99_ms: open.p99,
       open_loop_queries: open.n,
       open_loop_errors: open.errors,
-      closed_loop_success: Math.round((closedOk / closed.outcomes.length) * 10_000) / 10_000,
+      closed_loop_success: Math.round((closedOk / tput.service.length) * 10_000) / 10_000,
       closed_loop_ttfv_p95_ms: closedStats.p95,
       qps_metrics_on: Math.round(qpsOn),
       qps_metrics_off: Math.round(qpsOff),
@@ -175,6 +196,6 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
     agent.destroy();
     await server.stop();
     await bare.stop();
-    await baseline?.stop();
+    await baseline.stop();
   }
 }
