@@ -55,14 +55,19 @@ describe('bench:check gate', () => {
     assert.equal(next.updated, '2026-02-02T00:00:00.000Z');
   });
 
-  it('bench/baseline.json is well formed: every figure has a value, a direction and a tolerance', () => {
+  it('bench/baseline.json is well formed: every figure has a value, a direction and a tolerance of at most 20%', () => {
     const real = JSON.parse(readFileSync('bench/baseline.json', 'utf8')) as BaselineFile;
     assert.ok(Object.keys(real.figures).length >= 5);
     for (const [name, f] of Object.entries(real.figures)) {
       assert.match(name, /^(ann|crypto|query|rerank|canary|load)\./);
       assert.ok(Number.isFinite(f.value) && f.value > 0, name);
       assert.ok(f.better === 'higher' || f.better === 'lower', name);
-      assert.ok(f.tolerance > 0 && f.tolerance < 1, name);
+      // The gate's promise: a regression of more than 20% fails. A noisy figure is made steady
+      // (interleaving, the median of repeats); the one still wider is named here, with its reason
+      // in its note, so that no other widens quietly.
+      const wider = name === 'rerank.efficiency';
+      assert.ok(f.tolerance > 0 && f.tolerance <= (wider ? 0.5 : 0.2), `${name}: tolerance ${f.tolerance}`);
+      if (wider) assert.match(f.note ?? '', /gated at 0\.5/, name);
     }
   });
 });

@@ -28,8 +28,8 @@ const num = (s: Summary, key: string) => Number(s[key]);
 
 /**
  * The short forms and their figures. Every figure is a ratio against a baseline measured in the
- * same run, so that a slower or busier machine moves both sides; tolerances above 0.2 are
- * figures whose short form spreads more than that (docs/benchmarks.md, "bench:check").
+ * same run, so that a slower or busier machine moves both sides; a figure whose single short run
+ * spreads more than the 20% tolerance is the median of several (docs/benchmarks.md, "bench:check").
  */
 const BENCHES: Bench[] = [
   {
@@ -45,7 +45,8 @@ const BENCHES: Bench[] = [
     name: 'ann',
     args: ['--chunks', '12000', '--queries', '90'],
     needsServer: true,
-    repeats: 1,
+    // A first run on a cold cache spread 0.22–0.30 against warm ones: the median of three.
+    repeats: 3,
     figures: {
       'ann.p95_vs_exact': { better: 'lower', tolerance: 0.2, note: 'filtered search p95 ÷ exact search p95 of the same queries', from: (s) => num(s, 'p95_vs_exact') },
       'ann.recall_at_10': { better: 'higher', tolerance: 0.2, note: 'recall@10 against exact search (deterministic for a seed)', from: (s) => num(s, 'recall_at_10') },
@@ -55,20 +56,22 @@ const BENCHES: Bench[] = [
     name: 'query',
     args: ['--chunks', '2000', '--duration', '5'],
     needsServer: true,
-    repeats: 1,
+    // One short run's ratio spread ±13% (0.0212–0.0272 over three runs): the median of three.
+    repeats: 3,
     // TTFV at a fixed 200 queries/s is not gated: it measures how much headroom the machine has
     // at that rate (p95 10 ms on one CI machine, 76 ms on a slower one, same code), not the code.
     figures: {
-      'query.qps_ratio': { better: 'higher', tolerance: 0.5, note: 'closed-loop queries/s ÷ the static SSE route’s — short form spread 0.034–0.055 over 3 runs (±25%): gated at 0.5', from: (s) => num(s, 'qps_ratio') },
+      'query.qps_ratio': { better: 'higher', tolerance: 0.2, note: 'closed-loop queries/s ÷ the static SSE route’s, in interleaved slices; median of 3 short runs', from: (s) => num(s, 'qps_ratio') },
     },
   },
   {
     name: 'rerank',
     args: ['--queries', '20'],
     needsServer: false,
-    repeats: 1,
+    // The GEMM floors move ±25% between runs: the median of three.
+    repeats: 3,
     figures: {
-      'rerank.efficiency': { better: 'higher', tolerance: 0.5, note: 'fp32 cross-encoder FLOP/s ÷ the CPU’s fp32 GEMM floor — the fp32 floor moves ±25% between runs: short form 0.52–0.65, gated at 0.5', from: (s) => num(s, 'efficiency') },
+      'rerank.efficiency': { better: 'higher', tolerance: 0.5, note: 'fp32 cross-encoder FLOP/s ÷ the CPU’s fp32 GEMM floor; median of 3 short runs — single runs spread 0.39–0.82 on one machine (the floor is timed before the model, not interleaved): gated at 0.5', from: (s) => num(s, 'efficiency') },
       'rerank.efficiency_int8': { better: 'higher', tolerance: 0.2, note: 'int8 cross-encoder FLOP/s ÷ the int8 GEMM floor', from: (s) => num(s, 'efficiency_int8') },
       'rerank.budget_p95_ratio': { better: 'lower', tolerance: 0.2, note: 'maybeRerank p95 ÷ its budget (150 ms)', from: (s) => num(s, 'budget_p95_ms') / num(s, 'budget_ms') },
     },
@@ -79,7 +82,7 @@ const BENCHES: Bench[] = [
     needsServer: false,
     repeats: 1,
     figures: {
-      'canary.routed_vs_direct_p50': { better: 'lower', tolerance: 0.3, note: 'median through the router ÷ median direct, interleaved — the p95 ratio of 3 processes on 2 cores spread 2.1–3.5, the median 2.2–2.4', from: (s) => num(s, 'routed_p50_ms') / num(s, 'direct_p50_ms') },
+      'canary.routed_vs_direct_p50': { better: 'lower', tolerance: 0.2, note: 'median through the router ÷ median direct, interleaved — the p95 ratio of 3 processes on 2 cores spread 2.1–3.5, the median 2.2–2.4', from: (s) => num(s, 'routed_p50_ms') / num(s, 'direct_p50_ms') },
     },
   },
 ];
@@ -137,8 +140,13 @@ async function main(): Promise<void> {
       console.error(`bench:check: ${(e as Error).message}`);
       continue;
     }
-    for (const [name, def] of Object.entries(b.figures)) measured[name] = median(runs.map(def.from));
-    console.error(`bench:check: ${b.name} in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${Object.keys(b.figures).map((f) => `${f}=${measured[f]!.toFixed(4)}`).join(' ')}`);
+    const each: string[] = [];
+    for (const [name, def] of Object.entries(b.figures)) {
+      const values = runs.map(def.from);
+      measured[name] = median(values);
+      each.push(`${name}=${measured[name].toFixed(4)}${values.length > 1 ? ` (median of ${values.map((v) => v.toFixed(4)).join(', ')})` : ''}`);
+    }
+    console.error(`bench:check: ${b.name} in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${each.join(' ')}`);
   }
   const seconds = Math.round((Date.now() - started) / 1000);
   const defs = Object.fromEntries(BENCHES.flatMap((b) => Object.entries(b.figures).map(([n, d]) => [n, { better: d.better, tolerance: d.tolerance, ...(d.note ? { note: d.note } : {}) }])));
