@@ -195,6 +195,21 @@ export async function closedLoop(opts: { clients: number; durationS: number; fir
   return { outcomes, seconds: (performance.now() - t0) / 1000 };
 }
 
+/**
+ * The same closed loop against two targets taking turns in `slices` slices of `sliceS` seconds,
+ * in ABBA order (a, b, b, a, …), so that drift on a shared machine hits both alike.
+ */
+export async function abbaClosedLoops(opts: { clients: number; slices: number; sliceS: number; a: Fire; b: Fire }): Promise<Record<'a' | 'b', { outcomes: Outcome[]; seconds: number }>> {
+  const out = { a: { outcomes: [] as Outcome[], seconds: 0 }, b: { outcomes: [] as Outcome[], seconds: 0 } };
+  for (let i = 0; i < opts.slices; i++) {
+    const side = i % 4 === 0 || i % 4 === 3 ? 'a' : 'b';
+    const slice = await closedLoop({ clients: opts.clients, durationS: opts.sliceS, fire: opts[side] });
+    out[side].outcomes.push(...slice.outcomes);
+    out[side].seconds += slice.seconds;
+  }
+  return out;
+}
+
 /** Nearest-rank percentile of `values` (sorted here), in the same unit, two decimals. */
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return NaN;

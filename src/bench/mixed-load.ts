@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { mintToken } from '../auth/index.ts';
 import { openLoop, percentile, postJson, sseRequest, type Outcome } from './load.ts';
-import { child, freePort, sentence, vocabulary, waitFor } from './proc.ts';
+import { child, eraseUsers, freePort, sentence, vocabulary, waitFor } from './proc.ts';
 import { rng } from './synthetic.ts';
 
 export interface LoadBenchOptions {
@@ -139,13 +139,7 @@ export async function benchLoad(opts: LoadBenchOptions): Promise<Record<string, 
     if (rssEnd !== null) rss.push(rssEnd);
 
     // The run's rows go: a scratch database is not needed twice, and the test database stays small.
-    for (let i = 0; i < clients.length; i += 16) {
-      await Promise.all(
-        clients.slice(i, i + 16).map((c) =>
-          fetch(`${base}/api/v1/users/${c.user}/memory`, { method: 'DELETE', headers: c.auth }).then((r) => r.body?.cancel(), () => undefined),
-        ),
-      );
-    }
+    await eraseUsers(base, clients);
     await server.stop();
 
     const queries = outcomes.filter((o) => o.kind === 'query');

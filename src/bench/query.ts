@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { mintToken } from '../auth/index.ts';
-import { closedLoop, openLoop, percentile, sseRequest, type Outcome } from './load.ts';
-import { child, freePort, sentence, vocabulary, waitFor } from './proc.ts';
+import { abbaClosedLoops, closedLoop, openLoop, percentile, sseRequest, type Outcome } from './load.ts';
+import { child, eraseUsers, freePort, sentence, vocabulary, waitFor } from './proc.ts';
 import { rng } from './synthetic.ts';
 
 export interface QueryBenchOptions {
@@ -20,6 +20,8 @@ export interface QueryBenchOptions {
 
 /** Chunks per user: the shape of every query's scope, whatever `chunks` is (200 users at 20,000). */
 const CHUNKS_PER_USER = 100;
+
+const okCount = (outcomes: readonly Outcome[]) => outcomes.filter((o) => o.ok).length;
 
 function summarise(outcomes: Outcome[]) {
   const ttfv = outcomes.filter((o) => o.ok && o.ttfvMs !== null).map((o) => o.ttfvMs!);
@@ -117,48 +119,26 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
     const baseTarget = { url: new URL(`http://127.0.0.1:${basePort}/api/v1/memory/query`), headers: {} };
     await closedLoop({ clients: 8, durationS: 2, fire: () => sseRequest(agent, baseTarget, query()) });
     log(`throughput: ${opts.clients} closed-loop clients, ${opts.durationS} s on the service and ${opts.durationS} s on the floor, interleaved`);
-    const tput = { service: [] as Outcome[], serviceS: 0, floorOk: 0, floorS: 0 };
-    for (let i = 0; i < 8; i++) {
-      const onService = i % 4 === 0 || i % 4 === 3;
-      const slice = await closedLoop({ clients: opts.clients, durationS: opts.durationS / 4, fire: () => sseRequest(agent, onService ? target : baseTarget, query()) });
-      if (onService) {
-        tput.service.push(...slice.outcomes);
-        tput.serviceS += slice.seconds;
-      } else {
-        tput.floorOk += slice.outcomes.filter((o) => o.ok).length;
-        tput.floorS += slice.seconds;
-      }
-    }
-    const closedOk = tput.service.filter((o) => o.ok).length;
-    const closedStats = summarise(tput.service);
-    log(`  ${Math.round(closedOk / tput.serviceS)} queries/s against the floor's ${Math.round(tput.floorOk / tput.floorS)} ${JSON.stringify(closedStats)}`);
+    const tput = await abbaClosedLoops({ clients: opts.clients, slices: 8, sliceS: opts.durationS / 4, a: fire, b: () => sseRequest(agent, baseTarget, query()) });
+    const closedOk = okCount(tput.a.outcomes);
+    const floorOk = okCount(tput.b.outcomes);
+    const closedStats = summarise(tput.a.outcomes);
+    log(`  ${Math.round(closedOk / tput.a.seconds)} queries/s against the floor's ${Math.round(floorOk / tput.b.seconds)} ${JSON.stringify(closedStats)}`);
 
     // Metrics on against off in ABBA order (on, off, off, on, …), so that drift on a shared
     // machine hits both alike.
     const slices = 8;
     const sliceS = Math.max(1, opts.durationS / slices);
-    const served = { on: 0, off: 0, onS: 0, offS: 0 };
     log(`metrics overhead: ${slices} slices of ${sliceS} s, metrics on and off in ABBA order (after warming the second copy up)`);
     const bareTarget = { url: new URL(`${bare.base}/api/v1/memory/query`), headers: auth };
-    await closedLoop({ clients: opts.clients, durationS: 5, fire: () => sseRequest(agent, bareTarget, query()) });
-    for (let i = 0; i < slices; i++) {
-      const which = i % 4 === 0 || i % 4 === 3 ? 'on' : 'off';
-      const t = { url: new URL(`${which === 'on' ? base : bare.base}/api/v1/memory/query`), headers: auth };
-      const slice = await closedLoop({ clients: opts.clients, durationS: sliceS, fire: () => sseRequest(agent, t, query()) });
-      served[which] += slice.outcomes.filter((o) => o.ok).length;
-      served[which === 'on' ? 'onS' : 'offS'] += slice.seconds;
-    }
-    const qpsOn = served.on / served.onS;
-    const qpsOff = served.off / served.offS;
+    const fireBare = () => sseRequest(agent, bareTarget, query());
+    await closedLoop({ clients: opts.clients, durationS: 5, fire: fireBare });
+    const metricsAb = await abbaClosedLoops({ clients: opts.clients, slices, sliceS, a: fire, b: fireBare });
+    const qpsOn = okCount(metricsAb.a.outcomes) / metricsAb.a.seconds;
+    const qpsOff = okCount(metricsAb.b.outcomes) / metricsAb.b.seconds;
     log(`  metrics on ${Math.round(qpsOn)} queries/s, off ${Math.round(qpsOff)}`);
     // The run's rows go (as in `bench load`): the next run seeds a tenant of its own anyway.
-    for (let u = 0; u < users; u += 16) {
-      await Promise.all(
-        Array.from({ length: Math.min(16, users - u) }, (_, i) =>
-          fetch(`${base}/api/v1/users/user-${u + i}/memory`, { method: 'DELETE', headers: auth }).then((r) => r.body?.cancel(), () => undefined),
-        ),
-      );
-    }
+    await eraseUsers(base, Array.from({ length: users }, (_, u) => ({ user: `user-${u}`, auth })));
     await server.stop();
     await bare.stop();
 
@@ -166,8 +146,8 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
     // The same open loop as the latency phase, against the static route: TTFV's floor.
     const floorOpen = summarise(await openLoop({ rate: opts.rate, durationS: opts.durationS, fire: () => sseRequest(agent, baseTarget, query()) }));
 
-    const qps = Math.round(closedOk / tput.serviceS);
-    const baselineQps = Math.round(tput.floorOk / tput.floorS);
+    const qps = Math.round(closedOk / tput.a.seconds);
+    const baselineQps = Math.round(floorOk / tput.b.seconds);
     return {
       bench: 'query',
       ttfv_p50_ms: open.p50,
@@ -185,7 +165,7 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
       ttfv_p99_ms: open.p99,
       open_loop_queries: open.n,
       open_loop_errors: open.errors,
-      closed_loop_success: Math.round((closedOk / tput.service.length) * 10_000) / 10_000,
+      closed_loop_success: Math.round((closedOk / tput.a.outcomes.length) * 10_000) / 10_000,
       closed_loop_ttfv_p95_ms: closedStats.p95,
       qps_metrics_on: Math.round(qpsOn),
       qps_metrics_off: Math.round(qpsOff),
