@@ -5,7 +5,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { benchRerank } from '../src/bench/rerank.ts';
+import { benchRerank, timeInTurns, type Floor } from '../src/bench/rerank.ts';
+import type { RerankCandidate } from '../src/rerank/types.ts';
 
 let scratch: string | undefined;
 after(async () => {
@@ -38,4 +39,37 @@ test('benchRerank on the tiny model returns a complete, sane summary', async () 
 
 test('benchRerank refuses fewer than 2 candidates', async () => {
   await assert.rejects(benchRerank({ model: 'tiny', queries: 1, candidates: 1 }), RangeError);
+});
+
+test('the model and its floor are timed in turns (ABBA), each side settled by one untimed pass', async () => {
+  const events: string[] = [];
+  const provider = {
+    provider: 'lexical' as const,
+    id: 'recording',
+    async rerank(query: string, candidates: readonly RerankCandidate[]) {
+      events.push(`model ${query}`);
+      return candidates.map((c) => ({ id: c.id, score: c.score }));
+    },
+  };
+  const floor: Floor = {
+    flops: 1,
+    splits: 1,
+    async time(runs: number) {
+      events.push(`floor ×${runs}`);
+      return Array.from({ length: runs }, () => 1);
+    },
+    async close() {},
+  };
+  const queries = Array.from({ length: 4 }, (_, i) => ({ text: `q${i}`, candidates: [{ id: 'a', text: 'a', score: 1 }] }));
+  const out = await timeInTurns(provider, queries, floor, 8, 1);
+  assert.equal(out.model.length, 4, 'each query timed once');
+  assert.equal(out.floor.length, 8, 'every floor pass timed');
+  // Warm-up, then 4 slices: floor then model, model then floor, …; each side's first call untimed.
+  assert.deepEqual(events, [
+    'model q0',
+    'floor ×1', 'floor ×2', 'model q0', 'model q0',
+    'model q1', 'model q1', 'floor ×1', 'floor ×2',
+    'floor ×1', 'floor ×2', 'model q2', 'model q2',
+    'model q3', 'model q3', 'floor ×1', 'floor ×2',
+  ]);
 });

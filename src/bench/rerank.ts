@@ -27,7 +27,7 @@ export interface RerankBenchOptions {
   maxLength?: number;
   /** Untimed queries after `warm()`, per model. Default 5. */
   warmup?: number;
-  /** Timed runs of each floor graph. Default 30. */
+  /** Timed passes of each floor graph, in turns with the model's queries. Default 30. */
   floorRuns?: number;
   /** Model cache folder (tests); default the repository's `.cache/models`. */
   cacheDir?: string;
@@ -174,19 +174,24 @@ async function floorModel(hidden: number, inter: number, int8: boolean, seed: nu
   }).finish();
 }
 
-/** One FFN floor: the best FLOP/s and how many runs the query's tokens were split into for it. */
-interface Floor {
+/** One FFN floor, open beside the model so that the two are timed in turns. */
+export interface Floor {
+  /** FLOPs of one pass: the query's tokens through the FFN. */
   flops: number;
+  /** How many runs the pass splits the tokens into (1, 2 or 4): the fastest, chosen by `openFloor`. */
   splits: number;
+  /** Times `runs` passes, ms each. */
+  time(runs: number): Promise<number[]>;
+  close(): Promise<void>;
 }
 
 /**
- * The floor's FLOP/s on one query's tokens: FLOPs ÷ the median time to push them all through
- * the FFN. Measured whole and split into 2 and 4 equal runs, the best counting: on this CPU a
- * single [1250, 1536] intermediate (7.7 MB) falls out of cache and runs at ~60% of the split
- * runs' rate, and a floor the model's own batching beats would not be a floor.
+ * The FFN floor on one query's tokens, split whole, in 2 and in 4 equal runs, the fastest kept
+ * (by the median of `probeRuns` passes): on this CPU a single [1250, 1536] intermediate (7.7 MB)
+ * falls out of cache and runs at ~60% of the split runs' rate, and a floor the model's own
+ * batching beats would not be a floor. Its FLOP/s are measured later, in turns with the model.
  */
-async function floorFlops(hidden: number, inter: number, tokens: number, threads: number, int8: boolean, runs: number, seed: number): Promise<Floor> {
+async function openFloor(hidden: number, inter: number, tokens: number, threads: number, int8: boolean, probeRuns: number, seed: number): Promise<Floor> {
   const ort = await import('onnxruntime-node');
   const options: InferenceSession.SessionOptions = {
     executionProviders: ['cpu'],
@@ -195,29 +200,81 @@ async function floorFlops(hidden: number, inter: number, tokens: number, threads
     intraOpNumThreads: threads,
   };
   const session = await ort.InferenceSession.create(await floorModel(hidden, inter, int8, seed), options);
-  try {
-    const rand = rng(seed ^ 0xf1);
-    let best: Floor = { flops: 0, splits: 1 };
-    for (const splits of [1, 2, 4]) {
-      const rows = Array.from({ length: splits }, (_, i) => Math.floor(tokens / splits) + (i < tokens % splits ? 1 : 0)).filter((n) => n > 0);
-      const xs = rows.map((n) => new ort.Tensor('float32', Float32Array.from({ length: n * hidden }, () => rand() * 2 - 1), [n, hidden]));
-      const once = async () => {
-        for (const x of xs) await session.run({ x });
-      };
-      for (let i = 0; i < 3; i++) await once();
+  const rand = rng(seed ^ 0xf1);
+  const passOf = (splits: number) => {
+    const rows = Array.from({ length: splits }, (_, i) => Math.floor(tokens / splits) + (i < tokens % splits ? 1 : 0)).filter((n) => n > 0);
+    const xs = rows.map((n) => new ort.Tensor('float32', Float32Array.from({ length: n * hidden }, () => rand() * 2 - 1), [n, hidden]));
+    const time = async (runs: number) => {
       const times: number[] = [];
       for (let i = 0; i < runs; i++) {
         const t0 = performance.now();
-        await once();
+        for (const x of xs) await session.run({ x });
         times.push(performance.now() - t0);
       }
-      const flops = (2 * tokens * hidden * inter * 2) / (median(times) / 1000);
-      if (flops > best.flops) best = { flops, splits: rows.length };
+      return times;
+    };
+    return { splits: rows.length, time };
+  };
+  try {
+    let best: { splits: number; time: (runs: number) => Promise<number[]>; ms: number } | undefined;
+    for (const splits of [1, 2, 4]) {
+      const pass = passOf(splits);
+      await pass.time(3);
+      const ms = median(await pass.time(probeRuns));
+      if (!best || ms < best.ms) best = { ...pass, ms };
     }
-    return best;
-  } finally {
+    return { flops: 2 * tokens * hidden * inter * 2, splits: best!.splits, time: best!.time, close: () => session.release() };
+  } catch (e) {
     await session.release();
+    throw e;
   }
+}
+
+/**
+ * The model's reranks and the floor's passes in turns: `slices` slices in ABBA order, each a
+ * share of the queries and of `floorRuns`, so that a neighbour's load or a clock change lands on
+ * both sides of the efficiency ratio alike (timed one after the other, single runs of the fp32
+ * figure spread 0.39–0.82 within one bench:check). Each side starts settled: a 50 ms pause, then
+ * one untimed pass, because a floor timed straight after the model ran up to 2× slower for its
+ * first ~60 ms (the model's garbage and thread wake-ups, not the GEMM). ms per query and per pass.
+ */
+export async function timeInTurns(provider: RerankProvider, queries: readonly Query[], floor: Floor, floorRuns: number, warmup: number): Promise<{ model: number[]; floor: number[] }> {
+  for (let i = 0; i < warmup; i++) {
+    const q = queries[i % queries.length]!;
+    await provider.rerank(q.text, q.candidates);
+  }
+  const slices = Math.min(8, queries.length);
+  const model: number[] = [];
+  const floorTimes: number[] = [];
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+  for (let k = 0; k < slices; k++) {
+    const from = (n: number) => Math.floor((n * k) / slices);
+    const to = (n: number) => Math.floor((n * (k + 1)) / slices);
+    const runModel = async () => {
+      const mine = queries.slice(from(queries.length), to(queries.length));
+      await settle();
+      await provider.rerank(mine[0]!.text, mine[0]!.candidates);
+      for (const q of mine) {
+        const t0 = performance.now();
+        await provider.rerank(q.text, q.candidates);
+        model.push(performance.now() - t0);
+      }
+    };
+    const runFloor = async () => {
+      await settle();
+      await floor.time(1);
+      floorTimes.push(...(await floor.time(Math.max(1, to(floorRuns) - from(floorRuns)))));
+    };
+    // ABBA: floor, model, model, floor, …
+    if (k % 2 === 0) {
+      await runFloor();
+      await runModel();
+    } else {
+      await runModel();
+      await runFloor();
+    }
+  }
+  return { model, floor: floorTimes };
 }
 
 /**
@@ -236,6 +293,7 @@ export async function benchRerank(opts: RerankBenchOptions = {}): Promise<Rerank
   const maxLength = opts.maxLength ?? 128;
   const warmup = opts.warmup ?? 5;
   const floorRuns = opts.floorRuns ?? 30;
+  const probeRuns = Math.max(1, Math.min(10, floorRuns));
   const log = opts.log ?? (() => {});
   const shape = TEST_MODELS[modelName];
   if (!(queryCount >= 1 && candidateCount >= 2)) throw new RangeError(`bench rerank needs at least 1 query and 2 candidates, got ${queryCount} and ${candidateCount}`);
@@ -256,17 +314,14 @@ export async function benchRerank(opts: RerankBenchOptions = {}): Promise<Rerank
     const flopsPerQuery = meanQueryTokens * fp32.flopsPerToken;
     log(`${queryCount} queries × ${candidateCount} candidates, ${round(meanPairTokens, 1)} tokens a pair, ${round(flopsPerQuery / 1e9)} GFLOP a query; ${threads} threads, batch ${batchSize}`);
 
-    // The floors first, on an idle machine: both sessions of the model are opened after them.
+    // Each floor is opened beside its model and timed in turns with it (timeInTurns).
     const floorTokens = Math.max(1, Math.round(meanQueryTokens));
-    const floorFp32 = await floorFlops(shape.hidden, shape.intermediate, floorTokens, threads, false, floorRuns, seed);
-    const floorInt8Run = await floorFlops(shape.hidden, shape.intermediate, floorTokens, threads, true, floorRuns, seed);
-    const floor = floorFp32.flops;
-    const floorInt8 = floorInt8Run.flops;
-    log(`floors on ${floorTokens} tokens: ${round(floor / 1e9, 1)} GFLOP/s fp32 (in ${floorFp32.splits} runs), ${round(floorInt8 / 1e9, 1)} GFLOP/s int8 (in ${floorInt8Run.splits})`);
-
+    const floorFp32 = await openFloor(shape.hidden, shape.intermediate, floorTokens, threads, false, probeRuns, seed);
     await fp32.warm?.();
-    const fp32Times = await timeReranks(fp32, queries, warmup);
-    log(`fp32: p50 ${median(fp32Times)} ms, p95 ${percentile(fp32Times, 95)} ms`);
+    const fp32Run = await timeInTurns(fp32, queries, floorFp32, floorRuns, warmup).finally(() => floorFp32.close());
+    const fp32Times = fp32Run.model;
+    const floor = floorFp32.flops / (median(fp32Run.floor) / 1000);
+    log(`fp32: p50 ${median(fp32Times)} ms, p95 ${percentile(fp32Times, 95)} ms; floor on ${floorTokens} tokens in turns with it: ${round(floor / 1e9, 1)} GFLOP/s (in ${floorFp32.splits} runs)`);
 
     // The budget run straight after, on the same session, with the throughput it has measured.
     const maybe = createMaybeRerank({ reranker: fp32, budgetMs });
@@ -285,9 +340,12 @@ export async function benchRerank(opts: RerankBenchOptions = {}): Promise<Rerank
     fp32 = undefined;
 
     int8 = await open(true);
+    const floorInt8Run = await openFloor(shape.hidden, shape.intermediate, floorTokens, threads, true, probeRuns, seed);
     await int8.warm?.();
-    const int8Times = await timeReranks(int8, queries, warmup);
-    log(`int8: p50 ${median(int8Times)} ms, p95 ${percentile(int8Times, 95)} ms`);
+    const int8Run = await timeInTurns(int8, queries, floorInt8Run, floorRuns, warmup).finally(() => floorInt8Run.close());
+    const int8Times = int8Run.model;
+    const floorInt8 = floorInt8Run.flops / (median(int8Run.floor) / 1000);
+    log(`int8: p50 ${median(int8Times)} ms, p95 ${percentile(int8Times, 95)} ms; int8 floor in turns with it: ${round(floorInt8 / 1e9, 1)} GFLOP/s (in ${floorInt8Run.splits} runs)`);
     await int8.close?.();
     int8 = undefined;
 
