@@ -84,6 +84,27 @@ describe('createTokenVerifier: HS256 secret', async () => {
     await refused(verifier, `Bearer ${await hs(claims(), randomBytes(32).toString('base64url'))}`, 'bad_signature');
   });
 
+  it('remembers a verified token only until it expires, and only by its exact text', async () => {
+    // exp 28 s ago: accepted within the 30 s tolerance, refused 1–2 s later; the second verify
+    // answers from the remembered result, the third must not.
+    const token = await hs(claims({ exp: now() - 28 }));
+    assert.equal((await verifier.verify(`Bearer ${token}`)).subject, 'alice');
+    assert.equal((await verifier.verify(`Bearer ${token}`)).subject, 'alice');
+    await new Promise((r) => setTimeout(r, 3100));
+    await refused(verifier, `Bearer ${token}`, 'expired');
+    // A verified token's header and payload under another signature are checked, not remembered.
+    const good = await hs(claims());
+    assert.equal((await verifier.verify(`Bearer ${good}`)).subject, 'alice');
+    const [h, p, s] = good.split('.') as [string, string, string];
+    const flipped = `${s.slice(0, -2)}${s.at(-2) === 'A' ? 'B' : 'A'}${s.at(-1)}`;
+    await refused(verifier, `Bearer ${h}.${p}.${flipped}`, 'bad_signature');
+    await refused(verifier, `Bearer ${h}.${p}.${await hs(claims(), randomBytes(32).toString('base64url')).then((t) => t.split('.')[2])}`, 'bad_signature');
+    // What a verify returns cannot be changed for the next caller.
+    const principal = await verifier.verify(`Bearer ${good}`);
+    assert.throws(() => Object.assign(principal, { tenantId: 't2' }), TypeError);
+    assert.equal((await verifier.verify(`Bearer ${good}`)).tenantId, 't1');
+  });
+
   it('refuses alg none', async () => {
     const none = `${base64url.encode('{"alg":"none","typ":"JWT"}')}.${base64url.encode(JSON.stringify(claims()))}.`;
     await refused(verifier, `Bearer ${none}`, 'bad_signature');
