@@ -29,26 +29,31 @@ export function scoreLexical(query: string, candidates: readonly RerankCandidate
   const k1 = opts.k1 ?? 1.2;
   const b = opts.b ?? 0.75;
   const terms = [...new Set(hashWords(query))];
+  const termIndex = new Map(terms.map((t, i) => [t, i]));
+  // Only the query's words count: each candidate keeps their frequencies alone, not a map of all its words.
   const docs = candidates.map((c) => {
-    const tf = new Map<string, number>();
+    const tf = new Array<number>(terms.length).fill(0);
     const words = hashWords(c.text);
-    for (const w of words) tf.set(w, (tf.get(w) ?? 0) + 1);
+    for (const w of words) {
+      const i = termIndex.get(w);
+      if (i !== undefined) tf[i]!++;
+    }
     return { tf, length: words.length };
   });
   const n = docs.length;
   const avgdl = n === 0 ? 0 : docs.reduce((s, d) => s + d.length, 0) / n;
   // Lucene's IDF: never negative, so a word in more than half the candidates still helps a little.
-  const idf = terms.map((t) => {
-    const df = docs.reduce((s, d) => s + (d.tf.has(t) ? 1 : 0), 0);
+  const idf = terms.map((_, i) => {
+    const df = docs.reduce((s, d) => s + (d.tf[i]! > 0 ? 1 : 0), 0);
     return Math.log(1 + (n - df + 0.5) / (df + 0.5));
   });
   const bm25 = docs.map((d) => {
     const norm = avgdl > 0 ? 1 - b + (b * d.length) / avgdl : 1;
     let s = 0;
-    terms.forEach((t, i) => {
-      const f = d.tf.get(t) ?? 0;
+    for (let i = 0; i < terms.length; i++) {
+      const f = d.tf[i]!;
       if (f > 0) s += (idf[i]! * f * (k1 + 1)) / (f + k1 * norm);
-    });
+    }
     return s;
   });
   const best = Math.max(0, ...bm25);
