@@ -10,7 +10,8 @@ export function rerankWith(maybe: MaybeRerank): Rerank {
   return async (query, candidates, ctx) => {
     const r = await maybe(query, candidates, ctx);
     return {
-      results: r.candidates.map(({ rerankScore, ...c }) => (rerankScore === undefined ? c : { ...c, score: rerankScore })),
+      // One copy per reranked candidate (its rerankScore rides along unread: answers are built field by field).
+      results: r.candidates.map((c) => (c.rerankScore === undefined ? c : { ...c, score: c.rerankScore })),
       reranked: r.reranked,
       fallback: r.fallback,
     };

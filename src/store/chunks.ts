@@ -303,7 +303,7 @@ export class ScopedChunks {
     // The index answered alone with fewer than k: only possible if a search path lost rows
     // (every short HNSW answer is settled by the exact search). A tripwire that should stay 0.
     this.onSearch?.(seconds, strategy, strategy === 'hnsw' && neighbours.length < k);
-    const hits = neighbours.map((n) => ({ ...toChunk(n.row), distance: n.distance }));
+    const hits = neighbours.map((n) => Object.assign(toChunk(n.row), { distance: n.distance }));
     return { hits, strategy, seconds };
   }
 }
