@@ -219,62 +219,68 @@ export function createMaybeRerank(opts: MaybeRerankOptions): MaybeRerank {
     };
     if (ctx.mode === 'off') return keep();
     if (!enabled) return keep('disabled');
-    if (ctx.mode !== 'on' && rolloutBucket(ctx.tenantId, ctx.userId) >= percent) return keep('disabled');
+    if (ctx.mode !== 'on' && percent < 100 && rolloutBucket(ctx.tenantId, ctx.userId) >= percent) return keep('disabled');
     if (candidates.length < 2) return keep('few_candidates');
     if (ctx.signal?.aborted) return keep();
     const ticket: Ticket = breaker.admit();
     if (!ticket) return keep('circuit_open');
 
     const started = performance.now();
+    // One controller for the budget and the caller's own signal (linked by a listener, not
+    // AbortSignal.any, whose dependent signals are weak references for the GC to chase on
+    // every query); `ctx.signal.aborted` tells the two causes apart below.
     const budget = new AbortController();
+    const signal = budget.signal;
     const timer = setTimeout(() => budget.abort(new DOMException(`rerank budget of ${budgetMs} ms exceeded`, 'TimeoutError')), budgetMs);
-    const signal = ctx.signal ? AbortSignal.any([ctx.signal, budget.signal]) : budget.signal;
-    let provider: RerankProvider;
+    const onCallerAbort = () => budget.abort(ctx.signal?.reason);
+    ctx.signal?.addEventListener('abort', onCallerAbort, { once: true });
     try {
-      provider = await untilAborted(Promise.resolve().then(getProvider), signal);
-    } catch {
-      clearTimeout(timer);
-      // Waiting for a model to load says nothing about its health; a load that fails does.
-      if (signal.aborted) {
-        breaker.release(ticket);
-        return keep(ctx.signal?.aborted ? undefined : 'timeout');
+      let provider: RerankProvider;
+      try {
+        provider = await untilAborted(Promise.resolve().then(getProvider), signal);
+      } catch {
+        // Waiting for a model to load says nothing about its health; a load that fails does.
+        if (signal.aborted) {
+          breaker.release(ticket);
+          return keep(ctx.signal?.aborted ? undefined : 'timeout');
+        }
+        breaker.failure(ticket);
+        return keep('error');
       }
-      breaker.failure(ticket);
-      return keep('error');
-    }
 
-    let subset: readonly T[] = candidates;
-    const est = estimates(provider, query, candidates);
-    if (est) {
-      const allowance = safety * (budgetMs - (performance.now() - started));
-      let n = 0;
-      let total = 0;
-      while (n < candidates.length && total + est[n]! <= allowance) total += est[n++]!;
-      if (n < 2) {
-        clearTimeout(timer);
-        breaker.release(ticket);
-        return keep('timeout');
+      let subset: readonly T[] = candidates;
+      const est = estimates(provider, query, candidates);
+      if (est) {
+        const allowance = safety * (budgetMs - (performance.now() - started));
+        let n = 0;
+        let total = 0;
+        while (n < candidates.length && total + est[n]! <= allowance) total += est[n++]!;
+        if (n < 2) {
+          breaker.release(ticket);
+          return keep('timeout');
+        }
+        if (n < candidates.length) subset = candidates.slice(0, n);
       }
-      if (n < candidates.length) subset = candidates.slice(0, n);
-    }
 
-    const callStart = performance.now();
-    try {
-      const scores = await untilAborted(Promise.resolve().then(() => provider.rerank(query, subset, { signal })), signal);
-      hook(() => opts.hooks?.seconds?.(provider.provider, (performance.now() - callStart) / 1000));
-      const top = ranked(scores, subset);
-      breaker.success(ticket);
-      return { candidates: [...top, ...candidates.slice(subset.length)], reranked: subset.length };
-    } catch (err) {
-      if (!(err instanceof Garbage)) hook(() => opts.hooks?.seconds?.(provider.provider, (performance.now() - callStart) / 1000));
-      if (ctx.signal?.aborted) {
-        breaker.release(ticket);
-        return keep();
+      const callStart = performance.now();
+      try {
+        const scores = await untilAborted(Promise.resolve().then(() => provider.rerank(query, subset, { signal })), signal);
+        hook(() => opts.hooks?.seconds?.(provider.provider, (performance.now() - callStart) / 1000));
+        const top = ranked(scores, subset);
+        breaker.success(ticket);
+        return { candidates: [...top, ...candidates.slice(subset.length)], reranked: subset.length };
+      } catch (err) {
+        if (!(err instanceof Garbage)) hook(() => opts.hooks?.seconds?.(provider.provider, (performance.now() - callStart) / 1000));
+        if (ctx.signal?.aborted) {
+          breaker.release(ticket);
+          return keep();
+        }
+        breaker.failure(ticket);
+        return keep(signal.aborted ? 'timeout' : 'error');
       }
-      breaker.failure(ticket);
-      return keep(budget.signal.aborted ? 'timeout' : 'error');
     } finally {
       clearTimeout(timer);
+      ctx.signal?.removeEventListener('abort', onCallerAbort);
     }
   }
 
