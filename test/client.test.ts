@@ -179,7 +179,8 @@ for (const store of stores) {
       const err = await rejectsWith(collect(alice.query({ query: '   ' }, { requestId })), { code: 'validation_failed', status: 400 });
       assert.equal(err.requestId, requestId);
       assert.equal(err.attempts, 1);
-      assert.match(relay.log(), new RegExp(`"reqId":"${requestId}"`));
+      const line = new RegExp(`"reqId":"${requestId}"`);
+      assert.match(await relay.logged(line), line);
 
       const generated = await rejectsWith(alice.get('not-a-uuid'), { code: 'not_found', status: 404 });
       assert.match(generated.requestId ?? '', /^[0-9a-f-]{36}$/);

@@ -10,6 +10,11 @@ export interface RelayProcess {
   url: string;
   /** Everything the process wrote to stdout (its JSON log) so far. */
   log(): string;
+  /**
+   * The log once it matches `pattern`, waiting up to `ms` for it: a response can reach the test
+   * before the log line the server wrote for it has come through the pipe.
+   */
+  logged(pattern: RegExp, ms?: number): Promise<string>;
   /** Everything it wrote to stderr so far. */
   stderr(): string;
   /** A token of `tenant` for `user`, or a service token when `user` is omitted. */
@@ -103,6 +108,10 @@ export async function startRelayProcess(store: 'pglite' | 'pg' | ServerUrls, ext
     return {
       url,
       log: () => stdout,
+      async logged(pattern, ms = 5000) {
+        for (const deadline = Date.now() + ms; !pattern.test(stdout) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+        return stdout;
+      },
       stderr: () => stderr,
       token: (tenant, user) => mintToken({ secret, tenant, ...(user === undefined ? { service: true } : { user }), ttlSeconds: 3600 }),
       async metric(name, labels = {}) {
