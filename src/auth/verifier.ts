@@ -16,8 +16,10 @@ export const CLOCK_TOLERANCE_S = 30;
 export const MIN_SECRET_CHARS = 32;
 /** Longest a verified token is taken on trust before its signature is checked again. */
 export const VERIFIED_TTL_MS = 60_000;
-/** Verified tokens remembered at once (the least recently used go first). */
+/** Verified tokens remembered at once (the least recently used go first)… */
 export const VERIFIED_MAX = 10_000;
+/** …and their total length, in characters: tokens may be up to 8 KB each. */
+export const VERIFIED_MAX_CHARS = 8 * 1024 * 1024;
 
 export interface TokenVerifier {
   verify(authorizationHeader: string | undefined): Promise<Principal>;
@@ -140,7 +142,7 @@ export async function createTokenVerifier(cfg: AuthConfig, opts: CreateTokenVeri
   // query's CPU). An entry lasts until the token's exp (plus the clock tolerance, as jose counts
   // it) and never longer than VERIFIED_TTL_MS; past that the token is verified afresh, and an
   // expired one refused as before. Failures are never remembered.
-  const verified = new LRUCache<string, { principal: Principal; untilMs: number }>({ max: VERIFIED_MAX });
+  const verified = new LRUCache<string, { principal: Principal; untilMs: number }>({ max: VERIFIED_MAX, maxSize: VERIFIED_MAX_CHARS, sizeCalculation: (_v, token) => token.length });
 
   return {
     async verify(authorizationHeader) {
