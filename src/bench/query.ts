@@ -117,9 +117,10 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
     // Queries/s against the floor's, in ABBA slices (service, floor, floor, service, …) so that
     // drift on a shared machine hits both alike: the ratio is what bench:check gates.
     const baseTarget = { url: new URL(`http://127.0.0.1:${basePort}/api/v1/memory/query`), headers: {} };
-    await closedLoop({ clients: 8, durationS: 2, fire: () => sseRequest(agent, baseTarget, query()) });
+    const fireFloor = () => sseRequest(agent, baseTarget, query());
+    await closedLoop({ clients: 8, durationS: 2, fire: fireFloor });
     log(`throughput: ${opts.clients} closed-loop clients, ${opts.durationS} s on the service and ${opts.durationS} s on the floor, interleaved`);
-    const tput = await abbaClosedLoops({ clients: opts.clients, slices: 8, sliceS: opts.durationS / 4, a: fire, b: () => sseRequest(agent, baseTarget, query()) });
+    const tput = await abbaClosedLoops({ clients: opts.clients, slices: 8, sliceS: opts.durationS / 4, a: fire, b: fireFloor });
     const closedOk = okCount(tput.a.outcomes);
     const floorOk = okCount(tput.b.outcomes);
     const closedStats = summarise(tput.a.outcomes);
@@ -144,7 +145,7 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
 
     log('baseline: the same open loop against the static SSE event');
     // The same open loop as the latency phase, against the static route: TTFV's floor.
-    const floorOpen = summarise(await openLoop({ rate: opts.rate, durationS: opts.durationS, fire: () => sseRequest(agent, baseTarget, query()) }));
+    const floorOpen = summarise(await openLoop({ rate: opts.rate, durationS: opts.durationS, fire: fireFloor }));
 
     const qps = Math.round(closedOk / tput.a.seconds);
     const baselineQps = Math.round(floorOk / tput.b.seconds);

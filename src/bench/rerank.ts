@@ -124,12 +124,17 @@ function workload(queries: number, candidates: number, seed: number): Query[] {
 const median = (xs: readonly number[]) => percentile(xs, 50);
 const round = (x: number, d = 2) => Number(x.toFixed(d));
 
-/** Times `provider.rerank` over every query, after `warmup` untimed ones; ms per query. */
-async function timeReranks(provider: RerankProvider, queries: readonly Query[], warmup: number): Promise<number[]> {
+/** `warmup` untimed reranks, cycling through the queries. */
+async function warmUp(provider: RerankProvider, queries: readonly Query[], warmup: number): Promise<void> {
   for (let i = 0; i < warmup; i++) {
     const q = queries[i % queries.length]!;
     await provider.rerank(q.text, q.candidates);
   }
+}
+
+/** Times `provider.rerank` over every query, after `warmup` untimed ones; ms per query. */
+async function timeReranks(provider: RerankProvider, queries: readonly Query[], warmup: number): Promise<number[]> {
+  await warmUp(provider, queries, warmup);
   const out: number[] = [];
   for (const q of queries) {
     const t0 = performance.now();
@@ -239,10 +244,7 @@ async function openFloor(hidden: number, inter: number, tokens: number, threads:
  * first ~60 ms (the model's garbage and thread wake-ups, not the GEMM). ms per query and per pass.
  */
 export async function timeInTurns(provider: RerankProvider, queries: readonly Query[], floor: Floor, floorRuns: number, warmup: number): Promise<{ model: number[]; floor: number[] }> {
-  for (let i = 0; i < warmup; i++) {
-    const q = queries[i % queries.length]!;
-    await provider.rerank(q.text, q.candidates);
-  }
+  await warmUp(provider, queries, warmup);
   const slices = Math.min(8, queries.length);
   const model: number[] = [];
   const floorTimes: number[] = [];
@@ -251,14 +253,9 @@ export async function timeInTurns(provider: RerankProvider, queries: readonly Qu
     const from = (n: number) => Math.floor((n * k) / slices);
     const to = (n: number) => Math.floor((n * (k + 1)) / slices);
     const runModel = async () => {
-      const mine = queries.slice(from(queries.length), to(queries.length));
       await settle();
-      await provider.rerank(mine[0]!.text, mine[0]!.candidates);
-      for (const q of mine) {
-        const t0 = performance.now();
-        await provider.rerank(q.text, q.candidates);
-        model.push(performance.now() - t0);
-      }
+      // Its one untimed pass is the slice's first query.
+      model.push(...(await timeReranks(provider, queries.slice(from(queries.length), to(queries.length)), 1)));
     };
     const runFloor = async () => {
       await settle();
