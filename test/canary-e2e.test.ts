@@ -173,6 +173,10 @@ alerts:
     // below the 0.4% line, with no chance in it.
     const cand = await candidate('sse_error_every=260');
     const c = await controller(cand, 'stages: [{weight: 50, window: 1h}, {weight: 100, window: 1h}]\ninterval: 1s\nmin_samples: 10\n');
+    // The controller judges what comes after its first look at the candidate: the load waits for
+    // it, so that the judged streams start at the candidate's first (streams served before the
+    // look could put both the 260th and the 520th failure in a window of under 500).
+    await c.until('the first report', (x) => x.report !== null && x.report !== undefined, 60);
     const load = startLoad(c.url, all());
     const s = await c.until('300 candidate streams judged', (x) => x.status !== 'running' || (x.report?.guardrails.find((g) => g.name === 'sse_success')?.samples ?? 0) >= 300, 300);
     await load.stop();
