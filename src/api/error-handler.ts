@@ -21,6 +21,22 @@ function fastifyClientError(err: FastifyError): ApiError | null {
 }
 
 /**
+ * What the log says of an unexpected error, so an operator can act without the source: its
+ * type, code, message and stack. Only the error's own fields, never the request (no body, no
+ * headers, no token); memory text is sealed before it reaches the store, so a store error
+ * cannot quote it. Bounded, so one error cannot flood the log.
+ */
+export function internalErrorLog(err: unknown, code: string | undefined): { type: string; code?: string; message: string; stack?: string } {
+  const e = err instanceof Error ? err : null;
+  return {
+    type: e?.name ?? typeof err,
+    ...(code === undefined ? {} : { code }),
+    message: (e ? e.message : String(err)).slice(0, 1000),
+    ...(e?.stack ? { stack: e.stack.slice(0, 4000) } : {}),
+  };
+}
+
+/**
  * Every failure as the API answers it. Messages of unexpected errors stay in the log; the
  * client gets a code and a fixed message (no SQL, no stack, no secret).
  */
@@ -49,7 +65,8 @@ export function toApiError(err: unknown, req: FastifyRequest): ApiError {
   // CryptoError/KeyError here mean the tenant's keys cannot be used (shredded, master key
   // wrong): the request cannot be served, and the log says why, without secrets.
   const code = err instanceof CryptoError || err instanceof KeyError ? err.code : sqlState(err);
-  req.log.error({ err: { type: (err as Error)?.name, code } }, 'request failed');
+  // Under `error`, not `err`: pino's err serializer would rename the type to the object's class.
+  req.log.error({ error: internalErrorLog(err, code) }, 'request failed');
   return new ApiError(500, ErrorCode.Internal, 'internal error');
 }
 

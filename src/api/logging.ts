@@ -6,7 +6,8 @@ type LogRequest = { method: string; url: string; routeOptions?: { url?: string }
  * Fastify's logger settings for the service: pino JSON with the request id. A request is logged
  * by its route pattern (`/api/v1/users/:user_id/memory`), never its URL, whose path and query
  * can hold user ids; headers are never logged (tokens), and bodies never are (memory and query
- * text). Errors are logged by the error handler as type and code only.
+ * text). An unexpected error (a 500) is logged by the error handler with its type, code,
+ * message and stack, never the request it came with.
  */
 export function logOptions(level: string): NonNullable<Exclude<FastifyServerOptions['logger'], boolean>> {
   return {
