@@ -44,8 +44,15 @@ export async function serve(): Promise<void> {
   const reranker = trackModel(() => warmCrossEncoder(config.rerank), { onError: (err) => console.error(`relay: reranker failed to load: ${(err as Error).message}`) });
   if (config.rerank.enabled) reranker.load();
   const maybe = createMaybeRerank({ ...config.rerank, reranker: () => getCrossEncoder(config.rerank), hooks: metrics.rerank });
+  // Set once the server (and its logger) is up; a row dropped before that is still counted.
+  let serverLog: { error(obj: object, msg: string): void } | null = null;
   const memory = new MemoryService({
-    memory: new SealedMemory(store, keyring),
+    memory: new SealedMemory(store, keyring, {
+      onScopeViolation: ({ chunkId, mismatch }) => {
+        metrics.scopeViolation();
+        serverLog?.error({ chunkId, mismatch }, 'scope violation: a row outside the request scope was about to be served; dropped');
+      },
+    }),
     embedder,
     chunking: config.embed.chunk,
     rerank: rerankWith(maybe),
@@ -68,6 +75,7 @@ export async function serve(): Promise<void> {
     logger: logOptions(config.logLevel),
   });
   const log = server.app.log;
+  serverLog = log;
   if (config.faults) log.warn({ faults: config.faults }, 'RELAY_FAULTS is set: this process injects faults (tests only)');
   const shutdown = async (signal: string) => {
     log.info({ signal }, 'shutting down');

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { CryptoError, describeSealed, type Keyring, type OpenFailureReason, type SealContext } from '../crypto/index.ts';
 import type { Chunk, IdempotentReplay, Metadata, Scope, SearchOptions, SearchStrategy, Store } from '../store/index.ts';
+import { scopeMismatch, type ScopeViolationHook } from './scope-guard.ts';
 
 /** The purpose bound into the AAD of a chunk's text: a value sealed for anything else does not open as one. */
 export const CHUNK_TEXT_PURPOSE = 'chunk.text';
@@ -53,7 +54,21 @@ export class SealedMemory {
   constructor(
     readonly store: Store,
     readonly keyring: Keyring,
+    /** Every row served is checked against the request's scope first; a mismatch is dropped and reported here. */
+    private readonly opts: { onScopeViolation?: ScopeViolationHook } = {},
   ) {}
+
+  /** False (and reported) for a row whose tenant or user is not the scope's: it must not be served. */
+  private inScope(scope: Scope, chunk: Chunk): boolean {
+    const mismatch = scopeMismatch(scope, chunk);
+    if (mismatch === null) return true;
+    try {
+      this.opts.onScopeViolation?.({ chunkId: chunk.id, mismatch });
+    } catch {
+      // A hook must not throw; the row is dropped whatever it does.
+    }
+    return false;
+  }
 
   async scope(tenantId: string, userId: string): Promise<Scope> {
     return { tenantId, userHash: await this.keyring.hmacUser(tenantId, userId) };
@@ -115,7 +130,7 @@ export class SealedMemory {
   async get(tenantId: string, userId: string, id: string): Promise<OpenedChunk | null> {
     const scope = await this.scope(tenantId, userId);
     const chunk = await this.store.withScope(scope, (chunks) => chunks.get(id));
-    return chunk ? this.open(scope, chunk) : null;
+    return chunk && this.inScope(scope, chunk) ? this.open(scope, chunk) : null;
   }
 
   /** New text (re-sealed, with its new embedding) and/or metadata, in one transaction. */
@@ -158,11 +173,16 @@ export class SealedMemory {
     return { hits, skipped, strategy: outcome.strategy, searchSeconds: outcome.seconds, openSeconds };
   }
 
-  /** Opens chunks read from the store for `scope`; those that do not open are reported, not thrown. */
+  /**
+   * Opens chunks read from the store for `scope`; those that do not open are reported, not
+   * thrown. A row of another tenant or user is dropped before it is opened (and reported to
+   * `onScopeViolation`): every path that serves rows (query, list, export) comes through here.
+   */
   async openAll<C extends Chunk>(scope: Scope, chunks: readonly C[]): Promise<{ opened: Array<Omit<C, 'ciphertext'> & { text: string }>; skipped: Unreadable[] }> {
     const opened: Array<Omit<C, 'ciphertext'> & { text: string }> = [];
     const skipped: Unreadable[] = [];
     for (const chunk of chunks) {
+      if (!this.inScope(scope, chunk)) continue;
       try {
         opened.push(await this.open(scope, chunk));
       } catch (err) {

@@ -41,6 +41,8 @@ export interface Metrics {
   watchPool(stats: () => PoolStats): void;
   /** Counts sealed values that failed to open: pass as the keyring's `onOpenFailure`. */
   openFailure: OpenFailureHook;
+  /** Counts rows dropped because their tenant or user was not the request's (`relay_scope_violations_total`): only a bad release causes one. */
+  scopeViolation(): void;
   api: ApiObserver;
   rerank: RerankObserver;
   /** The registry itself, for tests and for adding process-specific metrics. */

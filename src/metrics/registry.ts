@@ -46,6 +46,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   const ttfv = new Histogram({ name: 'relay_ttfv_seconds', help: 'Query accepted → first result written (the done event when there is none)', buckets: TTFV_BUCKETS, registers });
   const streams = new Counter({ name: 'relay_sse_streams_total', help: 'Finished query streams by outcome (success, error, client_abort)', labelNames: ['outcome'] as const, registers });
   const crossTenant = new Counter({ name: 'relay_cross_tenant_attempts_total', help: "Requests whose body, query or path reached outside their token's tenant or user", registers });
+  const scopeViolations = new Counter({ name: 'relay_scope_violations_total', help: "Rows the service was about to serve whose tenant or user differs from the request's scope (dropped; only a bad release causes one)", registers });
   const writes = new Counter({ name: 'relay_memory_writes_total', help: 'POST /api/v1/memory by outcome (success, replayed, rejected, error)', labelNames: ['outcome'] as const, registers });
   const requests = new Counter({ name: 'relay_http_requests_total', help: 'HTTP requests by route pattern and status', labelNames: ['route', 'status'] as const, registers });
   const requestSeconds = new Histogram({ name: 'relay_http_request_duration_seconds', help: 'HTTP request accepted → response finished, by route pattern', labelNames: ['route'] as const, buckets: HTTP_BUCKETS, registers });
@@ -112,6 +113,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       poolStats = stats;
     },
     openFailure: on((reason) => openFailures.inc({ reason })),
+    scopeViolation: on(() => scopeViolations.inc()),
     api: {
       ttfv: on((seconds) => ttfv.observe(seconds)),
       stream: on((outcome) => streams.inc({ outcome })),

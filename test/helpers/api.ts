@@ -36,6 +36,11 @@ export interface TestApiOptions {
   rerankOptions?: Partial<Omit<MaybeRerankOptions, 'reranker' | 'hooks'>>;
   /** Or a whole Rerank seam of the test's own. */
   rerank?: Rerank;
+  /**
+   * The store the memory layer reads through (default: the real one). A test wraps it to play a
+   * release with a scope bug, e.g. statements run under another user's scope.
+   */
+  memoryStore?: (real: Store) => Store;
   models?: ApiDeps['models'];
   shutdownGraceMs?: number;
   sweepIntervalS?: number;
@@ -62,8 +67,15 @@ export async function startTestApi(target: Target, opts: TestApiOptions = {}): P
   const hash = await createHashEmbedder(store.embeddingDim);
   const embedder = opts.embedder ? opts.embedder(hash) : hash;
   const maybe = createMaybeRerank({ budgetMs: 1000, ...opts.rerankOptions, reranker: opts.reranker ?? createLexicalReranker(), hooks: metrics.rerank });
+  let serverLog: { error(obj: object, msg: string): void } | null = null;
   const memory = new MemoryService({
-    memory: new SealedMemory(store, keyring),
+    // As `relay serve` wires it: every row served is checked against the request's scope.
+    memory: new SealedMemory(opts.memoryStore ? opts.memoryStore(store) : store, keyring, {
+      onScopeViolation: ({ chunkId, mismatch }) => {
+        metrics.scopeViolation();
+        serverLog?.error({ chunkId, mismatch }, 'scope violation: a row outside the request scope was about to be served; dropped');
+      },
+    }),
     embedder,
     chunking: { maxChars: 200, overlapChars: 20 },
     rerank: opts.rerank ?? rerankWith(maybe),
@@ -83,6 +95,7 @@ export async function startTestApi(target: Target, opts: TestApiOptions = {}): P
     metricsToken: opts.metricsToken,
     scopeChecks: opts.scopeChecks,
   });
+  serverLog = server.app.log;
   const mint = (s: string, tenant: string, user?: string) =>
     mintToken({ secret: s, tenant, ...(user === undefined ? { service: true } : { user }), ttlSeconds: 3600 });
   return {
