@@ -78,6 +78,19 @@ for (const target of targets()) {
       { name: 'bad Idempotency-Key', method: 'POST', path: '/api/v1/memory', body: w({}), headers: { 'idempotency-key': 'has space' }, status: 400, code: 'invalid_header' },
       { name: 'oversize body', method: 'POST', path: '/api/v1/memory', body: w({ text: big(300 * 1024) }), status: 413, code: 'payload_too_large' },
       { name: 'form-encoded body', method: 'POST', path: '/api/v1/memory', body: 'text=a', headers: { 'content-type': 'application/x-www-form-urlencoded' }, status: 415, code: 'unsupported_media_type' },
+      { name: 'JSON sent as text/plain', method: 'POST', path: '/api/v1/memory', body: JSON.stringify(w({})), headers: { 'content-type': 'text/plain' }, status: 415, code: 'unsupported_media_type' },
+      { name: 'query sent as text/plain', method: 'POST', path: '/api/v1/memory/query', body: JSON.stringify(q({})), headers: { 'content-type': 'text/plain;charset=utf-8' }, status: 415, code: 'unsupported_media_type' },
+      { name: 'PATCH sent as text/plain', method: 'PATCH', path: '/api/v1/memory/{id}', body: '{"user_id":"ursula","text":"x"}', headers: { 'content-type': 'text/plain' }, status: 415, code: 'unsupported_media_type' },
+      { name: 'JSON in Latin-1', method: 'POST', path: '/api/v1/memory', body: JSON.stringify(w({})), headers: { 'content-type': 'application/json; charset=iso-8859-1' }, status: 415, code: 'unsupported_media_type' },
+      { name: 'a merge-patch body', method: 'PATCH', path: '/api/v1/memory/{id}', body: '{"user_id":"ursula","text":"x"}', headers: { 'content-type': 'application/merge-patch+json' }, status: 415, code: 'unsupported_media_type' },
+      { name: 'metadata nested 10,000 deep', method: 'POST', path: '/api/v1/memory', body: `{"text":"a","user_id":"ursula","metadata":{"k":${'{"k":'.repeat(10_000)}1${'}'.repeat(10_000)}}}`, status: 400, code: 'validation_failed' },
+      { name: 'metadata nested 100,000 deep', method: 'POST', path: '/api/v1/memory', body: `{"text":"a","user_id":"ursula","metadata":{"k":${'['.repeat(100_000)}${']'.repeat(100_000)}}}`, status: 400, code: 'validation_failed' },
+      { name: 'PATCH metadata nested 10,000 deep', method: 'PATCH', path: '/api/v1/memory/{id}', body: `{"user_id":"ursula","metadata":{"k":${'['.repeat(10_000)}${']'.repeat(10_000)}}}`, status: 400, code: 'validation_failed' },
+      { name: 'filter nested 100,000 deep', method: 'POST', path: '/api/v1/memory/query', body: `{"query":"a","user_id":"ursula","filter":{"k":${'['.repeat(100_000)}${']'.repeat(100_000)}}}`, status: 400, code: 'invalid_filter' },
+      { name: 'a body nested 100,000 deep', method: 'POST', path: '/api/v1/memory', body: `${'['.repeat(100_000)}${']'.repeat(100_000)}`, status: 400, code: 'validation_failed' },
+      { name: 'metadata with a __proto__ key', method: 'POST', path: '/api/v1/memory', body: '{"text":"a","user_id":"ursula","metadata":{"__proto__":{"polluted":true}}}', status: 400, code: 'validation_failed' },
+      { name: 'metadata with an escaped __proto__ key', method: 'POST', path: '/api/v1/memory', body: '{"text":"a","user_id":"ursula","metadata":{"a":[{"\\u005f_proto__":1}]}}', status: 400, code: 'validation_failed' },
+      { name: 'a JSON null body', method: 'POST', path: '/api/v1/memory', body: 'null', status: 400, code: 'validation_failed' },
       { name: 'no token', method: 'POST', path: '/api/v1/memory', body: w({}), token: 'none', status: 401, code: 'unauthorized' },
       { name: 'garbage token', method: 'POST', path: '/api/v1/memory', body: w({}), token: 'not.a.jwt', status: 401, code: 'unauthorized' },
       { name: 'empty query', method: 'POST', path: '/api/v1/memory/query', body: q({ query: '' }), status: 400, code: 'validation_failed' },
@@ -90,6 +103,9 @@ for (const target of targets()) {
       { name: 'filter not an object', method: 'POST', path: '/api/v1/memory/query', body: q({ filter: 'k = 1' }), status: 400, code: 'invalid_filter' },
       { name: 'filter with NUL in a value', method: 'POST', path: '/api/v1/memory/query', body: q({ filter: { k: 'a\u0000' } }), status: 400, code: 'invalid_filter' },
       { name: 'unacceptable Accept', method: 'POST', path: '/api/v1/memory/query', body: q({}), headers: { accept: 'text/html' }, status: 406, code: 'not_acceptable' },
+      { name: 'Accept refusing both', method: 'POST', path: '/api/v1/memory/query', body: q({}), headers: { accept: 'text/event-stream;q=0, application/json;q=0, */*' }, status: 406, code: 'not_acceptable' },
+      { name: 'list with limit=abc', method: 'GET', path: '/api/v1/memory?user_id=ursula&limit=abc', status: 400, code: 'validation_failed' },
+      { name: 'a path with bad percent-encoding', method: 'DELETE', path: '/api/v1/users/%zz/memory', status: 400, code: 'bad_request' },
       { name: 'PATCH with nothing to change', method: 'PATCH', path: '/api/v1/memory/{id}', body: { user_id: 'ursula' }, status: 400, code: 'validation_failed' },
       { name: 'PATCH with unknown field', method: 'PATCH', path: '/api/v1/memory/{id}', body: { user_id: 'ursula', version: 9 }, status: 400, code: 'validation_failed' },
       { name: 'PATCH a forged id', method: 'PATCH', path: '/api/v1/memory/../../etc', body: { user_id: 'ursula', text: 'x' }, status: 404, code: 'not_found' },
@@ -115,6 +131,43 @@ for (const target of targets()) {
         assert.deepEqual(await snapshot(), before, 'nothing written');
       });
     }
+
+    it("validation messages name the field and what it takes, in the API's words (one per field, at most three)", async () => {
+      const before = await snapshot();
+      const said: [string, string, unknown, string][] = [
+        ['POST', '/api/v1/memory', 'null', 'the body must be a JSON object, not null'],
+        ['POST', '/api/v1/memory', [1], 'the body must be a JSON object, not an array'],
+        ['GET', '/api/v1/memory?user_id=ursula&limit=abc', undefined, 'limit: must be an integer from 1 to 100'],
+        ['GET', '/api/v1/memory?user_id=ursula&limit=1.5', undefined, 'limit: must be an integer from 1 to 100'],
+        ['POST', '/api/v1/memory/query', q({ top_k: '5', rerank: 'maybe' }), 'top_k: must be an integer from 1 to 100; rerank: must be one of "auto", "on", "off"'],
+        ['POST', '/api/v1/memory', w({ text: 42 }), 'text: must be a string, not a number'],
+        ['POST', '/api/v1/memory', { user_id: 'ursula', chunks: ['ok', ' '] }, 'chunks[1]: must not be empty or blank'],
+        ['POST', '/api/v1/memory', w({ colour: 'red' }), 'unknown field "colour" (allowed: user_id, tenant_id, text, chunks, metadata, ttl_s)'],
+        ['POST', '/api/v1/memory', w({ metadata: { a: { b: 'x\u0000' } } }), 'metadata.a.b: strings must be well-formed Unicode without NUL'],
+        ['POST', '/api/v1/memory', w({ metadata: { 'a b': [1, 'x\u0000'] } }), 'metadata["a b"][1]: strings must be well-formed Unicode without NUL'],
+        ['POST', '/api/v1/memory', w({ metadata: { '': 1 } }), 'metadata: keys must be 1 to 128 characters'],
+        ['POST', '/api/v1/memory', w({ metadata: { k: [[[[[[[[[1]]]]]]]]] } }), 'metadata: nested deeper than 8 levels'],
+        ['POST', '/api/v1/memory', `{"text":"a","user_id":"ursula","metadata":{"k":${'['.repeat(10_000)}${']'.repeat(10_000)}}}`, 'metadata: nested deeper than 8 levels'],
+        ['POST', '/api/v1/memory', '{"text":"a","user_id":"ursula","metadata":{"__proto__":{"polluted":true}}}', 'metadata: the key "__proto__" is not allowed'],
+        ['POST', '/api/v1/memory', w({ user_id: '', text: 5, ttl_s: 0, chunks: {} }), 'user_id: must not be empty; text: must be a string, not a number; chunks: must be an array, not an object'],
+      ];
+      for (const [method, path, body, message] of said) {
+        const res = await call(`${api.url}${path}`, method, service, body);
+        assert.equal(res.status, 400, path);
+        assert.deepEqual(res.body, { error: { code: 'validation_failed', message } });
+      }
+      assert.deepEqual(await snapshot(), before, 'nothing written');
+    });
+
+    it('constructor and prototype are plain metadata keys: stored and read back as data, nothing polluted', async () => {
+      const res = await call(`${api.url}/api/v1/memory`, 'POST', service, '{"text":"Ursula builds things.","user_id":"ursula","metadata":{"constructor":{"prototype":{"polluted":true}}}}');
+      assert.equal(res.status, 201);
+      const id = (res.body as { ids: string[] }).ids[0]!;
+      const got = await call(`${api.url}/api/v1/memory/${id}?user_id=ursula`, 'GET', service);
+      assert.deepEqual((got.body as { metadata: unknown }).metadata, { constructor: { prototype: { polluted: true } } });
+      assert.equal(({} as Record<string, unknown>).polluted, undefined);
+      assert.equal((await call(`${api.url}/api/v1/memory/${id}?user_id=ursula`, 'DELETE', service)).status, 204);
+    });
 
     it('an expired token, one without exp, and one with alg none are 401', async () => {
       const secretless = [

@@ -1,10 +1,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { registerBodyParser } from './body-parser.ts';
 import type { ApiDeps } from './context.ts';
 import { ApiError, ErrorCode } from './errors.ts';
 import { registerCors } from './cors.ts';
-import { installErrorHandler } from './error-handler.ts';
+import { frameworkError, installErrorHandler } from './error-handler.ts';
 import { registerOpenApi } from './openapi.ts';
 import { Health, Readiness } from './responses.ts';
 import { documented } from './route-docs.ts';
@@ -37,6 +38,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     bodyLimit: opts.limits.bodyLimitBytes,
     // A user id (up to 256 characters, percent-encoded up to 9 bytes each) fits in a path parameter.
     routerOptions: { maxParamLength: 2400 },
+    frameworkErrors: frameworkError,
     // Never log the Authorization header (pino's default request serializer logs no headers).
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -58,6 +60,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     reply.header('x-request-id', req.id);
   });
   installErrorHandler(app);
+  registerBodyParser(app);
   await registerCors(app, opts.limits.corsOrigins);
   await registerOpenApi(app);
 

@@ -13,11 +13,11 @@ export interface ErrorCodeDoc {
  * Typed by `ErrorCode`, so a new code does not compile until it is described here.
  */
 export const ERROR_CATALOG: { readonly [C in ErrorCode]: ErrorCodeDoc } = {
-  [ErrorCode.BadRequest]: { status: 400, when: 'a malformed request the codes below do not cover' },
+  [ErrorCode.BadRequest]: { status: 400, when: 'a malformed request the codes below do not cover, such as a path that is not valid percent-encoded UTF-8' },
   [ErrorCode.InvalidJson]: { status: 400, when: 'the body is not valid JSON, or is empty' },
   [ErrorCode.ValidationFailed]: {
     status: 400,
-    when: 'a field is missing, of the wrong type, out of range, unknown, or a text is blank; the message names the first problems (at most three)',
+    when: 'a field is missing, of the wrong type, out of range, unknown, or a text is blank; a body nested deeper than 32 levels or with a `__proto__` key; the message names each field and what it takes (at most three)',
   },
   [ErrorCode.InvalidFilter]: { status: 400, when: "the query's `filter` is not a valid metadata filter ([filters.md](filters.md)); the message names the JSON path" },
   [ErrorCode.InvalidCursor]: { status: 400, when: 'a list `cursor` this API did not give out' },
@@ -31,10 +31,10 @@ export const ERROR_CATALOG: { readonly [C in ErrorCode]: ErrorCodeDoc } = {
     when: "the request names a tenant other than the token's, or a user token names another user; counted in `relay_cross_tenant_attempts_total`",
   },
   [ErrorCode.NotFound]: { status: 404, when: "no such route, or no such chunk in the caller's scope (also: not a UUID, expired, or does not open)" },
-  [ErrorCode.NotAcceptable]: { status: 406, when: "the query's `Accept` allows neither `text/event-stream` nor `application/json`" },
+  [ErrorCode.NotAcceptable]: { status: 406, when: "the query's `Accept` allows neither `text/event-stream` nor `application/json` (q-values and `text/*`, `application/*` count, [api.md](api.md))" },
   [ErrorCode.VersionMismatch]: { status: 412, when: '`If-Match` names a version the chunk no longer has' },
   [ErrorCode.PayloadTooLarge]: { status: 413, when: 'body over `RELAY_BODY_LIMIT_BYTES` (1 MiB)' },
-  [ErrorCode.UnsupportedMediaType]: { status: 415, when: 'a body that is not `application/json`' },
+  [ErrorCode.UnsupportedMediaType]: { status: 415, when: 'a body, on any route, that is not `application/json` in UTF-8 (`text/plain` and `application/*+json` included)' },
   [ErrorCode.IdempotencyKeyReused]: { status: 422, when: 'an `Idempotency-Key` already used for a different request' },
   [ErrorCode.RateLimited]: { status: 429, when: 'over `RELAY_RATE_LIMIT_PER_MIN` requests for the tenant; with `Retry-After`' },
   [ErrorCode.Internal]: { status: 500, when: 'anything unexpected; details only in the log' },

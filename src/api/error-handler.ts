@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AuthError } from '../auth/index.ts';
 import { CryptoError, KeyError } from '../crypto/index.ts';
 import { EmbedderError } from '../embed/index.ts';
@@ -68,6 +68,15 @@ export function toApiError(err: unknown, req: FastifyRequest): ApiError {
   // Under `error`, not `err`: pino's err serializer would rename the type to the object's class.
   req.log.error({ error: internalErrorLog(err, code) }, 'request failed');
   return new ApiError(500, ErrorCode.Internal, 'internal error');
+}
+
+/**
+ * Fastify's `frameworkErrors`: what fails before routing (a path with bad percent-encoding such
+ * as `/api/v1/users/%zz/memory`) answers in the API's shape too.
+ */
+export function frameworkError(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+  const e = err.code === 'FST_ERR_BAD_URL' ? new ApiError(400, ErrorCode.BadRequest, 'the path is not valid percent-encoded UTF-8') : new ApiError(400, ErrorCode.BadRequest, 'the request could not be routed');
+  void reply.code(e.statusCode).send(errorBody(e.code, e.message));
 }
 
 export function installErrorHandler(app: FastifyInstance): void {

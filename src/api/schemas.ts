@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ApiError, ErrorCode, badRequest } from './errors.ts';
+import { bodyNotObject, fieldName, inProjectWords } from './validation-messages.ts';
 
 /** Limits on what a client may send; docs/api.md lists the same. */
 export const LIMITS = {
@@ -49,27 +50,35 @@ export const JsonValue: z.ZodType<Json> = z
   .lazy(() => z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(JsonValue), z.record(z.string(), JsonValue)]))
   .meta({ id: 'JsonValue', description: 'any JSON value' });
 
+/** An integer field: every way to miss it (wrong type, fraction, out of range) gets the one message. */
+const integer = (min: number, max: number, coerce = false) => {
+  const error = `must be an integer from ${min} to ${max}`;
+  return (coerce ? z.coerce.number({ error }) : z.number({ error })).int({ error }).min(min, { error }).max(max, { error });
+};
+
 /**
  * Checks a JSON value can be stored as jsonb as it is: finite numbers, strings without NUL
- * (PostgreSQL's jsonb refuses \u0000) or lone surrogates, bounded depth.
+ * (PostgreSQL's jsonb refuses \u0000) or lone surrogates, bounded depth. Issues carry the
+ * path below the field (parse() names it); the depth is said once, of the field.
  */
-function storableJson(value: unknown, depth: number, ctx: z.RefinementCtx, path: string): void {
+function storableJson(value: unknown, depth: number, ctx: z.RefinementCtx, path: (string | number)[]): boolean {
   if (depth > LIMITS.metadataDepth) {
-    ctx.addIssue({ code: 'custom', message: `${path}: nested deeper than ${LIMITS.metadataDepth}` });
-    return;
+    ctx.addIssue({ code: 'custom', message: `nested deeper than ${LIMITS.metadataDepth} levels`, path: [] });
+    return false;
   }
   if (typeof value === 'string') {
-    if (value.includes('\0') || !WELL_FORMED.test(value)) ctx.addIssue({ code: 'custom', message: `${path}: strings must be well-formed Unicode without NUL` });
+    if (value.includes('\0') || !WELL_FORMED.test(value)) ctx.addIssue({ code: 'custom', message: 'strings must be well-formed Unicode without NUL', path });
   } else if (typeof value === 'number') {
-    if (!Number.isFinite(value)) ctx.addIssue({ code: 'custom', message: `${path}: numbers must be finite` });
+    if (!Number.isFinite(value)) ctx.addIssue({ code: 'custom', message: 'numbers must be finite', path });
   } else if (Array.isArray(value)) {
-    value.forEach((v, i) => storableJson(v, depth + 1, ctx, `${path}[${i}]`));
+    return value.every((v, i) => storableJson(v, depth + 1, ctx, [...path, i]));
   } else if (value && typeof value === 'object') {
     for (const [k, v] of Object.entries(value)) {
-      if (k.includes('\0') || !WELL_FORMED.test(k)) ctx.addIssue({ code: 'custom', message: `${path}: keys must be well-formed Unicode without NUL` });
-      storableJson(v, depth + 1, ctx, `${path}.${k.slice(0, 64)}`);
+      if (k.includes('\0') || !WELL_FORMED.test(k)) ctx.addIssue({ code: 'custom', message: 'keys must be well-formed Unicode without NUL', path });
+      if (!storableJson(v, depth + 1, ctx, [...path, k])) return false;
     }
   }
+  return true;
 }
 
 export const Metadata = z
@@ -79,9 +88,9 @@ export const Metadata = z
     maxProperties: LIMITS.metadataKeys,
   })
   .superRefine((m, ctx) => {
-    if (Object.keys(m).length > LIMITS.metadataKeys) ctx.addIssue({ code: 'custom', message: `at most ${LIMITS.metadataKeys} keys` });
-    if (Buffer.byteLength(JSON.stringify(m)) > LIMITS.metadataBytes) ctx.addIssue({ code: 'custom', message: `at most ${LIMITS.metadataBytes} bytes as JSON` });
-    storableJson(m, 0, ctx, 'metadata');
+    if (Object.keys(m).length > LIMITS.metadataKeys) ctx.addIssue({ code: 'custom', message: `must have at most ${LIMITS.metadataKeys} keys` });
+    if (Buffer.byteLength(JSON.stringify(m)) > LIMITS.metadataBytes) ctx.addIssue({ code: 'custom', message: `must be at most ${LIMITS.metadataBytes} bytes as JSON` });
+    storableJson(m, 0, ctx, []);
   });
 
 export const WriteBody = z
@@ -91,7 +100,7 @@ export const WriteBody = z
     text: text(LIMITS.textChars).optional(),
     chunks: z.array(text(LIMITS.chunkChars)).min(1).max(LIMITS.chunksPerWrite).optional(),
     metadata: Metadata.optional(),
-    ttl_s: z.number().int().min(1).max(LIMITS.ttlSeconds).optional(),
+    ttl_s: integer(1, LIMITS.ttlSeconds).optional(),
   })
   .refine((b) => (b.text === undefined) !== (b.chunks === undefined), { message: 'give exactly one of text or chunks' })
   // The refinement above, as JSON Schema says it (the OpenAPI document shows this).
@@ -108,7 +117,7 @@ export const QueryBody = z
     query: text(LIMITS.queryChars),
     user_id: UserId.optional(),
     tenant_id: TenantId.optional(),
-    top_k: z.number().int().min(1).max(LIMITS.topK).default(10),
+    top_k: integer(1, LIMITS.topK).default(10),
     // Checked by parseFilter, which names the JSON path of what it refuses.
     filter: z.unknown().optional().meta({ type: 'object', description: 'metadata filter: $eq $ne $in $nin $gt $gte $lt $lte $exists $and $or (docs/filters.md)' }),
     rerank: z.enum(['auto', 'on', 'off']).default('auto'),
@@ -136,15 +145,23 @@ export const ItemQuery = z.strictObject({ user_id: UserId.optional(), tenant_id:
 export const ListQuery = z.strictObject({
   user_id: UserId.optional(),
   tenant_id: TenantId.optional(),
-  limit: z.coerce.number().int().min(1).max(LIMITS.listLimit).default(20),
+  limit: integer(1, LIMITS.listLimit, true).default(20),
   cursor: z.string().max(512).optional(),
 });
 
-/** Validates `input`, or throws 400 `validation_failed` naming the first problems. */
+/** Validates `input`, or throws 400 `validation_failed` naming the first problems (at most three fields, one problem each). */
 export function parse<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
-  const res = schema.safeParse(input ?? undefined);
+  const res = schema.safeParse(input, { error: inProjectWords });
   if (res.success) return res.data;
-  const problems = res.error.issues.slice(0, 3).map((i) => (i.path.length > 0 ? `${i.path.join('.')}: ${i.message}` : i.message));
+  const byField = new Map<string, string>();
+  for (const issue of res.error.issues) {
+    // A record's bad key is a problem of the record: "metadata: keys must be …".
+    const path = issue.code === 'invalid_key' ? issue.path.slice(0, -1) : issue.path;
+    const field = fieldName(path);
+    if (!byField.has(field)) byField.set(field, path.length === 0 && issue.code === 'invalid_type' ? bodyNotObject(input) : issue.message);
+    if (byField.size === 3) break;
+  }
+  const problems = [...byField].map(([field, message]) => (field ? `${field}: ${message}` : message));
   // Bounded: an issue can name a client's unknown keys.
   throw badRequest(ErrorCode.ValidationFailed, problems.join('; ').slice(0, 500));
 }

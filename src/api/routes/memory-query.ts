@@ -15,18 +15,43 @@ import { SseWriter } from '../sse.ts';
 
 type Format = 'sse' | 'json';
 
-/** Accept: text/event-stream streams; application/json, anything-goes or no Accept answers in one body. */
+/** How well one media range matches a type: 2 exact, 1 a type's wildcard (text/ + *), 0 the full wildcard, -1 not at all. */
+function specificity(range: string, type: string): number {
+  if (range === type) return 2;
+  if (range === '*/*') return 0;
+  return range.endsWith('/*') && type.startsWith(range.slice(0, -1)) ? 1 : -1;
+}
+
+/**
+ * The answer's format by the Accept header (RFC 9110 §12.5.1): each of text/event-stream and
+ * application/json gets the q of the most specific range that matches it (`text/*` matches the
+ * stream, `application/*` the JSON), and the higher q wins. On a tie the more specific match
+ * wins, and between equals the stream, except that the full wildcard alone (or no Accept) means JSON.
+ * Neither acceptable: 406.
+ */
 export function negotiate(accept: string | undefined): Format {
   if (!accept || !accept.trim()) return 'json';
-  const types = accept.split(',').map((part) => {
-    const [type = '', ...params] = part.split(';').map((s) => s.trim().toLowerCase());
-    const q = params.find((p) => p.startsWith('q='));
-    return { type, q: q ? Number(q.slice(2)) : 1 };
+  const ranges = accept.split(',').flatMap((part) => {
+    const [range = '', ...params] = part.split(';').map((s) => s.trim().toLowerCase());
+    const q = params.find((p) => /^q\s*=/.test(p));
+    const weight = q === undefined ? 1 : Number(q.slice(q.indexOf('=') + 1).trim());
+    // A malformed q is not a preference anyone can act on: that range is left out.
+    return range && Number.isFinite(weight) && weight >= 0 && weight <= 1 ? [{ range, q: weight }] : [];
   });
-  const ok = (t: string) => types.some((m) => m.type === t && m.q > 0);
-  if (ok('text/event-stream')) return 'sse';
-  if (ok('application/json') || ok('application/*') || ok('*/*')) return 'json';
-  throw new ApiError(406, ErrorCode.NotAcceptable, 'this endpoint answers text/event-stream or application/json');
+  const score = (type: string) => {
+    let best = { q: 0, specificity: -1 };
+    for (const r of ranges) {
+      const s = specificity(r.range, type);
+      if (s > best.specificity) best = { q: r.q, specificity: s };
+    }
+    return best;
+  };
+  const sse = score('text/event-stream');
+  const json = score('application/json');
+  if (sse.q === 0 && json.q === 0) throw new ApiError(406, ErrorCode.NotAcceptable, 'this endpoint answers text/event-stream or application/json');
+  if (sse.q !== json.q) return sse.q > json.q ? 'sse' : 'json';
+  if (sse.specificity !== json.specificity) return sse.specificity > json.specificity ? 'sse' : 'json';
+  return sse.specificity === 0 ? 'json' : 'sse';
 }
 
 function compiled(filter: unknown): Predicate | undefined {
@@ -49,7 +74,7 @@ const eventStream = {
 const doc = documented({
   summary: 'Recall: the chunks that best answer a query, streamed or in one body',
   description:
-    'Accept: text/event-stream streams the results as they are ready; application/json, */* or no Accept answers in one body; anything else is 406. A failure before the first event is a plain HTTP error.',
+    'Accept: text/event-stream (or text/*) streams the results as they are ready; application/json (or application/*), */* or no Accept answers in one body; q-values choose between the two (the most specific range that matches each counts); anything else is 406. A failure before the first event is a plain HTTP error.',
   tag: 'memory',
   bearer: 'required',
   body: QueryBody,
