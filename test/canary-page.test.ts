@@ -23,6 +23,8 @@ function snap(n: number, rls = 0): Snapshot {
     sse: { success: n, error: 0, client_abort: 0 },
     rlsErrors: rls,
     crossTenant: 0,
+    scopeViolations: 0,
+    requests: n,
     poolUtilization: 0.1,
   };
 }
@@ -79,8 +81,14 @@ describe('canary status page and CLI', { timeout: 300_000 }, () => {
     await page.locator('body[data-status="running"]').waitFor();
     assert.match(await page.textContent('#headline') ?? '', /running · stage 1 of 2 · weight 5%/);
     assert.match(await page.textContent('#summary') ?? '', /page-candidate against page-stable/);
-    assert.equal(await page.locator('#guardrails tbody tr').count(), 6);
+    assert.equal(await page.locator('#guardrails tbody tr').count(), 7);
     assert.match(await page.textContent('[data-guardrail="ttfv_p95"]') ?? '', /pass/);
+    // Units in every cell: ms, %, per-request rates, counts.
+    assert.match(await page.textContent('[data-guardrail="ttfv_p95"]') ?? '', /\d ms.*< 1\.5 s.*\d+ streams/);
+    assert.match(await page.textContent('[data-guardrail="sse_success"]') ?? '', /100%.*≥ 99\.6%/);
+    assert.match(await page.textContent('[data-guardrail="cross_tenant_attempts"]') ?? '', /0 per 1k req \(0 refused\).*≤ 2× stable's rate.*\d+ req/);
+    assert.match(await page.textContent('[data-guardrail="scope_violations"]') ?? '', /≤ 0 events/);
+    assert.match(await page.textContent('[data-guardrail="pool_utilization"]') ?? '', /10%.*warn ≤ 85%/);
     assert.ok((await page.locator('#chart polyline').count()) >= 3, 'threshold, TTFV and SSE lines');
     const green = await headerColor();
 
@@ -103,7 +111,10 @@ describe('canary status page and CLI', { timeout: 300_000 }, () => {
     const status = await relay('status');
     assert.equal(status.status, 0, status.stderr);
     assert.match(status.stdout, /rolled_back/);
-    assert.match(status.stdout, /rls_errors/);
+    assert.match(status.stdout, /^rls_errors +1 +1 +0 +≤ 0 events +1 events +fail$/m);
+    assert.match(status.stdout, /^ttfv_p95 +\d+(\.\d)? ms .*< 1\.5 s +\d+ streams +pass$/m);
+    assert.match(status.stdout, /^sse_success +100% .*≥ 99\.6% /m);
+    assert.match(status.stdout, /^cross_tenant_attempts +0 per 1k req \(0 refused\) /m);
     assert.match(status.stdout, /last decisions:/);
     const json = await relay('status', '--json');
     assert.equal((JSON.parse(json.stdout) as { weight: number }).weight, 0);

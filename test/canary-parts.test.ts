@@ -8,12 +8,13 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { buildRouter, CanaryController, parsePlan, runHooks, sendAlerts, StateStore, type MetricsSource, type Side, type Snapshot } from '../src/rollout/index.ts';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import { buildRouter, CanaryController, CANARY_STATUSES, createRouterMetrics, DECISION_ACTIONS, parsePlan, runHooks, sendAlerts, StateStore, type MetricsSource, type Side, type Snapshot } from '../src/rollout/index.ts';
 
 const LE = [0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, Infinity];
 
 /** A snapshot whose TTFV histogram holds `fast` streams of 10 ms and `slow` of 2 s. */
-function snap(o: { fast?: number; slow?: number; ok?: number; failed?: number; rls?: number } = {}): Snapshot {
+function snap(o: { fast?: number; slow?: number; ok?: number; failed?: number; rls?: number; xt?: number; req?: number; sv?: number } = {}): Snapshot {
   const fast = o.fast ?? 0;
   const slow = o.slow ?? 0;
   return {
@@ -23,7 +24,9 @@ function snap(o: { fast?: number; slow?: number; ok?: number; failed?: number; r
     ann: { buckets: LE.map((le) => [le, 0]), count: 0, sum: 0 },
     sse: { success: o.ok ?? fast + slow, error: o.failed ?? 0, client_abort: 0 },
     rlsErrors: o.rls ?? 0,
-    crossTenant: 0,
+    crossTenant: o.xt ?? 0,
+    scopeViolations: o.sv ?? 0,
+    requests: o.req ?? fast + slow,
     poolUtilization: 0,
   };
 }
@@ -126,6 +129,73 @@ describe('canary controller state', () => {
     assert.ok(audit.some((e) => e.action === 'rollback' && /rls_errors/.test(String(e.reason))));
   });
 
+  it('refused cross-tenant attempts: alerted to security at once (then at most once per security_every), judged only against stable; a scope violation rolls back at once', async () => {
+    const got: Array<{ text: string; event: Record<string, unknown> }> = [];
+    const hook = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d));
+      req.on('end', () => {
+        got.push(JSON.parse(body) as (typeof got)[number]);
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+    const webhook = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`;
+    const p = parsePlan(`stages: [{weight: 5, window: 1h}, {weight: 100, window: 1h}]\ninterval: 1h\nmin_samples: 10\nalerts: {webhooks: ["${webhook}"], security_every: 1h}\n`);
+    const source = fakeSource();
+    const dir = tmp('canary-attempts-');
+    const c = new CanaryController({ plan: p, source, store: new StateStore(dir), targets });
+    const events: string[] = [];
+    c.onEvent((e) => events.push(e.kind === 'decision' ? e.action : e.kind === 'analysis' ? `analysis:${e.verdict}` : e.kind));
+    c.start();
+    await c.tick();
+    // The issue's case: one user sends 3 requests naming another user, and they land on the candidate.
+    source.now.candidate = snap({ fast: 20, xt: 3, req: 23 });
+    source.now.stable = snap({ fast: 200 });
+    await c.tick();
+    assert.equal(c.state.status, 'running', JSON.stringify(c.state.rollback));
+    const g = c.state.lastReport!.guardrails.find((x) => x.name === 'cross_tenant_attempts')!;
+    assert.equal(g.verdict, 'pass');
+    assert.deepEqual(g.counts, { candidate: 3, stable: 0, allowance: 0, stableRequests: 200 });
+    for (let i = 0; i < 100 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(got.length, 1, 'security heard of it');
+    assert.equal(got[0]!.event.event, 'cross_tenant_attempts');
+    assert.deepEqual(got[0]!.event.attempts, { candidate: 3, stable: 0 });
+    assert.match(got[0]!.text, /3 request\(s\) refused .*r2: 3, r1: 0.*judges it against stable \(pass/s);
+    // More on both sides at the same rate: no new alert within security_every, and no rollback.
+    source.now.candidate = snap({ fast: 40, xt: 13, req: 53 });
+    source.now.stable = snap({ fast: 400, xt: 80 });
+    await c.tick();
+    assert.equal(c.state.status, 'running');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(got.length, 1, 'one alert per security_every');
+    assert.deepEqual(events.filter((e) => e === 'security_alert'), ['security_alert']);
+    // A row served outside its scope: zero tolerance.
+    source.now.candidate = snap({ fast: 41, xt: 13, req: 54, sv: 1 });
+    await c.tick();
+    assert.equal(c.state.status, 'rolled_back');
+    assert.match(c.state.rollback!.reason, /^guardrail breached: scope_violations 1 /);
+    await c.stop();
+    hook.close();
+    assert.deepEqual(events.filter((e) => e.startsWith('analysis:')), ['analysis:pass', 'analysis:pass', 'analysis:fail']);
+    assert.ok(events.includes('rollback'));
+    const audit = readFileSync(join(dir, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.ok(audit.some((e) => e.type === 'security_alert_sent' && (e.alerts as Array<{ ok: boolean }>)[0]!.ok));
+  });
+
+  it('refused cross-tenant attempts clearly above stable\'s rate roll back', async () => {
+    const source = fakeSource();
+    const c = new CanaryController({ plan, source, store: new StateStore(tmp('canary-attempts-rb-')), targets });
+    c.start();
+    await c.tick();
+    source.now.candidate = snap({ fast: 60, xt: 30, req: 90 });
+    source.now.stable = snap({ fast: 1000, xt: 10, req: 1010 });
+    await c.tick();
+    assert.equal(c.state.status, 'rolled_back');
+    assert.match(c.state.rollback!.reason, /cross_tenant_attempts .*30 refused of 90 requests on the candidate vs 10 of 1010 on stable/);
+    await c.stop();
+  });
+
   it('blind reads: N in a row roll back; retry waits for the cool-down unless forced', async () => {
     const source = fakeSource();
     const c = new CanaryController({ plan, source, store: new StateStore(tmp('canary-blind-')), targets });
@@ -225,5 +295,54 @@ describe('canary router', () => {
     assert.equal((statSync(store.tokenPath).mode & 0o777).toString(8), '600');
     const status = (await (await fetch(`${proxy}/canary/status`)).json()) as { status: string; weight: number };
     assert.deepEqual([status.status, status.weight], ['paused', 100]);
+
+    // The router's own metrics: Prometheus can alert on a rollback.
+    const scrape = async () => {
+      const r = await fetch(`${proxy}/canary/metrics`);
+      assert.equal(r.status, 200);
+      assert.match(r.headers.get('content-type') ?? '', /^text\/plain/);
+      const families = parsePrometheusTextFormat(await r.text());
+      return (name: string, labels: Record<string, string> = {}) => {
+        const m = families.find((f) => f.name === name)?.metrics.find((x) => Object.entries(labels).every(([k, v]) => x.labels?.[k] === v));
+        assert.ok(m, `${name}${JSON.stringify(labels)} is exported`);
+        return Number(m.value);
+      };
+    };
+    let read = await scrape();
+    assert.equal(read('relay_canary_stage'), 1);
+    assert.equal(read('relay_canary_candidate_weight_ratio'), 1);
+    assert.equal(read('relay_canary_status', { status: 'paused' }), 1);
+    assert.equal(read('relay_canary_status', { status: 'rolled_back' }), 0);
+    assert.equal(read('relay_canary_decisions_total', { action: 'pause' }), 1);
+    assert.equal(read('relay_canary_decisions_total', { action: 'abort' }), 0);
+    assert.equal(read('relay_canary_info', { stable: 'r1', candidate: 'r2' }), 1);
+    const aborted = await fetch(`${proxy}/canary/admin/abort`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}` } });
+    assert.equal(aborted.status, 200);
+    await aborted.body?.cancel();
+    read = await scrape();
+    assert.equal(read('relay_canary_status', { status: 'aborted' }), 1);
+    assert.equal(read('relay_canary_status', { status: 'paused' }), 0);
+    assert.equal(read('relay_canary_candidate_weight_ratio'), 0);
+    assert.equal(read('relay_canary_decisions_total', { action: 'abort' }), 1);
+  });
+
+  it('the router metrics: every label value exported from the start, and docs/canary.md lists exactly these', async () => {
+    const controller = new CanaryController({ plan: parsePlan('stages: [{weight: 100, window: 1h}]\ninterval: 1h\n'), source: fakeSource(), store: new StateStore(tmp('canary-rm-')), targets });
+    const m = createRouterMetrics(controller);
+    controller.start();
+    await controller.tick();
+    await controller.tick();
+    const json = await m.registry.getMetricsAsJSON();
+    const values = (name: string) => json.find((x) => x.name === name)!.values;
+    assert.deepEqual(values('relay_canary_status').map((v) => v.labels.status).sort(), [...CANARY_STATUSES].sort());
+    assert.deepEqual(values('relay_canary_decisions_total').map((v) => v.labels.action).sort(), [...DECISION_ACTIONS].sort());
+    assert.equal(values('relay_canary_decisions_total').find((v) => v.labels.action === 'start')!.value, 1);
+    assert.equal(values('relay_canary_analyses_total').find((v) => v.labels.verdict === 'insufficient_data')!.value, 1, 'the first tick is the baseline, the second an analysis');
+    await controller.stop();
+    m.close();
+    const doc = readFileSync('docs/canary.md', 'utf8');
+    const section = doc.slice(doc.indexOf('## Router metrics'));
+    const documented = [...section.slice(0, section.indexOf('\n## ', 3) === -1 ? undefined : section.indexOf('\n## ', 3)).matchAll(/^\| `(relay_canary_[a-z_]+)`/gm)].map((x) => x[1]);
+    assert.deepEqual(documented.sort(), json.map((x) => x.name).sort());
   });
 });

@@ -21,7 +21,7 @@ function freePort(): Promise<number> {
   });
 }
 
-const comparable = (s: Snapshot) => ({ ttfvCount: s.ttfv.count, ttfvBuckets: s.ttfv.buckets, annCount: s.ann.count, sse: s.sse, rls: s.rlsErrors, xt: s.crossTenant });
+const comparable = (s: Snapshot) => ({ ttfvCount: s.ttfv.count, ttfvBuckets: s.ttfv.buckets, annCount: s.ann.count, sse: s.sse, rls: s.rlsErrors, xt: s.crossTenant, sv: s.scopeViolations, requests: s.requests });
 
 describe('canary metrics through a real Prometheus', { timeout: 300_000 }, () => {
   const keys = sharedKeys();
@@ -66,16 +66,27 @@ scrape_configs:
   it('reads each release as a direct scrape does', async () => {
     const token = await stable.token('prom', 'pia');
     for (let i = 0; i < 5; i++) assert.equal((await queryStream(stable.url, token)).ok, true);
+    // Two refused requests on stable (a user token naming another user): the inputs of the
+    // cross_tenant_attempts rule, read per release the same way through PromQL.
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(`${stable.url}/api/v1/memory?user_id=someone-else`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(res.status, 403);
+      await res.body?.cancel();
+    }
     assert.equal((await queryStream(candidate.url, token)).status, 500, 'the candidate meets an RLS refusal');
     const source = prometheusSource({ url: promUrl, releases: { stable: 'p-stable', candidate: 'p-candidate' } });
     const direct = scrapeSource({ urls: { stable: stable.url, candidate: candidate.url } });
     const s = await settled('stable', source, direct);
     assert.equal(s.p.sse.success, 5);
     assert.equal(s.p.ttfv.count, 5);
+    assert.equal(s.p.crossTenant, 2);
+    assert.equal(s.p.requests, 7, 'API requests only: 5 queries and 2 refused lists, not the scrapes');
+    assert.equal(s.p.scopeViolations, 0, 'exported (at 0), so the candidate can be judged on it');
     assert.equal(s.p.release, 'p-stable');
     const c = await settled('candidate', source, direct);
     assert.equal(c.p.rlsErrors, 1);
     assert.equal(c.p.sse.success, 0);
+    assert.equal(c.p.requests, 1);
   });
 
   it('a release Prometheus does not know, or a Prometheus that does not answer, is an error', async () => {

@@ -2,7 +2,7 @@
 // (quantiles as Prometheus computes them, minimum samples, zero tolerance, comparison).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { analyze, bucketOf, defaultPlan, histogramQuantile, parsePlan, PlanError, resolvableSample, routeToCandidate, stickyKey, type Delta, type Histogram } from '../src/rollout/index.ts';
+import { analyze, bucketOf, defaultPlan, formatValue, guardrailTable, histogramQuantile, parsePlan, PlanError, resolvableSample, routeToCandidate, stickyKey, type Delta, type Histogram } from '../src/rollout/index.ts';
 import { mintToken } from '../src/auth/index.ts';
 
 const TTFV_LE = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10, Infinity];
@@ -13,7 +13,7 @@ function hist(values: number[], les = TTFV_LE): Histogram {
 }
 
 function delta(over: Partial<Delta> = {}): Delta {
-  return { ttfv: hist([]), ann: hist([]), sse: { success: 0, error: 0, client_abort: 0 }, rlsErrors: 0, crossTenant: 0, poolUtilization: 0, seconds: 1, ...over };
+  return { ttfv: hist([]), ann: hist([]), sse: { success: 0, error: 0, client_abort: 0 }, rlsErrors: 0, crossTenant: 0, scopeViolations: 0, requests: 0, poolUtilization: 0, seconds: 1, ...over };
 }
 
 const plan = defaultPlan();
@@ -34,6 +34,21 @@ describe('canary plan files', () => {
     assert.equal(plan.cooldownMs, 86_400_000);
     assert.deepEqual(plan.guardrails.ttfv_p95, { threshold: 1.5, severity: 'rollback' });
     assert.deepEqual(plan.guardrails.ann_p95, { threshold: 0.25, severity: 'warn' });
+    assert.deepEqual(plan.guardrails.rls_errors, { threshold: 0, severity: 'rollback' });
+    assert.deepEqual(plan.guardrails.scope_violations, { threshold: 0, severity: 'rollback' });
+    assert.deepEqual(plan.guardrails.cross_tenant_attempts, { threshold: 2, minCount: 20, severity: 'rollback' });
+    assert.equal(plan.alerts.securityEveryMs, 300_000);
+  });
+
+  it('reads the cross-tenant attempts rule (factor, minimum count) and refuses the old cross_tenant guardrail, saying what it became', () => {
+    const p = parsePlan('guardrails:\n  cross_tenant_attempts: {threshold: 3, min_count: 50}\nalerts:\n  security_every: 1m\n');
+    assert.deepEqual(p.guardrails.cross_tenant_attempts, { threshold: 3, minCount: 50, severity: 'rollback' });
+    assert.equal(p.alerts.securityEveryMs, 60_000);
+    assert.throws(
+      () => parsePlan('interval: 1s\nguardrails:\n  cross_tenant: {threshold: 0}\n', 'old.yaml'),
+      (e: unknown) => e instanceof PlanError && e.line === 3 && e.field === 'guardrails.cross_tenant' && /cross_tenant_attempts.*scope_violations/.test(e.problem),
+    );
+    assert.throws(() => parsePlan('guardrails:\n  cross_tenant_attempts: {threshold: 0.5}\n'), PlanError, 'a factor under 1 would fail a candidate as good as stable');
   });
 
   it('reads stages, durations, guardrail overrides, hooks and webhooks', () => {
@@ -171,13 +186,79 @@ describe('canary analysis', () => {
     assert.equal(verdict(judge({ sse: { success: 997, error: 3, client_abort: 0 } }), 'sse_success'), 'pass');
   });
 
-  it('zero-tolerance guardrails trip on the first event since the candidate was watched, whatever the sample', () => {
+  it('zero-tolerance guardrails (RLS errors, scope violations) trip on the first event since the candidate was watched, whatever the sample', () => {
     const rls = judge({}, { watch: { rlsErrors: 1 } });
     assert.equal(verdict(rls, 'rls_errors'), 'fail');
     assert.deepEqual(rls.breaches.map((b) => b.name), ['rls_errors']);
-    const xt = judge({}, { watch: { crossTenant: 1 } });
-    assert.deepEqual(xt.breaches.map((b) => b.name), ['cross_tenant']);
+    const sv = judge({}, { watch: { scopeViolations: 1 } });
+    assert.deepEqual(sv.breaches.map((b) => b.name), ['scope_violations']);
+    assert.match(sv.breaches[0]!.why, /another tenant or user/);
     assert.equal(judge({}, { watch: {} }).breaches.length, 0);
+    // A candidate that does not export the counter cannot be judged on it: no promotion.
+    const blind = judge({ ttfv: hist(new Array(60).fill(0.02)), sse: { success: 60, error: 0, client_abort: 0 } }, { watch: { scopeViolations: null } });
+    assert.equal(verdict(blind, 'scope_violations'), 'insufficient_data');
+    assert.equal(blind.breaches.length, 0);
+    assert.equal(blind.promotable, false);
+  });
+
+  it('refused cross-tenant attempts never roll back alone: the issue\'s three forbidden_scope requests, or a hundred with no stable to compare, are no breach', () => {
+    // The rollback this issue reports: 3 refused requests, and nothing else known.
+    const three = judge({ crossTenant: 3, requests: 3 }, { watch: { crossTenant: 3 } });
+    assert.equal(three.breaches.length, 0);
+    assert.equal(verdict(three, 'cross_tenant_attempts'), 'insufficient_data');
+    // Many, but stable could not be read, or stable saw too few requests: no verdict from them.
+    assert.equal(verdict(judge({ crossTenant: 100, requests: 1000 }, { stable: null }), 'cross_tenant_attempts'), 'insufficient_data');
+    assert.equal(verdict(judge({ crossTenant: 100, requests: 1000 }, { stable: { requests: 49 } }), 'cross_tenant_attempts'), 'insufficient_data');
+    // And no verdict does not hold promotion (at 100% stable serves nobody).
+    const healthy = { ttfv: hist(new Array(60).fill(0.02)), sse: { success: 60, error: 0, client_abort: 0 }, crossTenant: 5, requests: 60 };
+    assert.equal(judge(healthy, { stable: { requests: 0 } }).promotable, true);
+  });
+
+  it('refused cross-tenant attempts roll back only when the candidate\'s per-request rate is clearly above stable\'s: over 2× its allowance by at least 20', () => {
+    // Same clients, same rate on both sides: pass, however many.
+    const same = judge({ crossTenant: 100, requests: 1000 }, { stable: { crossTenant: 1000, requests: 10_000 } });
+    assert.equal(verdict(same, 'cross_tenant_attempts'), 'pass');
+    const g = same.guardrails.find((x) => x.name === 'cross_tenant_attempts')!;
+    assert.equal(g.value, 0.1);
+    assert.equal(g.stable, 0.1);
+    assert.equal(g.unit, 'per_request');
+    assert.deepEqual(g.counts, { candidate: 100, stable: 1000, allowance: 200, stableRequests: 10_000 });
+    // 2× stable's rate is still within the allowance; 2× + 19 is not clearly above; 2× + 20 is.
+    const at = (n: number) => verdict(judge({ crossTenant: n, requests: 1000 }, { stable: { crossTenant: 1000, requests: 10_000 } }), 'cross_tenant_attempts');
+    assert.equal(at(200), 'pass');
+    assert.equal(at(219), 'pass');
+    assert.equal(at(220), 'fail');
+    // Stable refuses none: 19 on the candidate pass, 20 fail.
+    assert.equal(verdict(judge({ crossTenant: 19, requests: 100 }, { stable: { requests: 5000 } }), 'cross_tenant_attempts'), 'pass');
+    const clear = judge({ crossTenant: 20, requests: 100 }, { stable: { requests: 5000 } });
+    assert.deepEqual(clear.breaches.map((b) => b.name), ['cross_tenant_attempts']);
+    assert.match(clear.breaches[0]!.why, /20 refused of 100 requests on the candidate vs 0 of 5000 on stable/);
+    // The factor and the minimum count come from the plan.
+    const strict = parsePlan('guardrails:\n  cross_tenant_attempts: {threshold: 1.5, min_count: 5}\n');
+    const r = analyze({ plan: strict, candidate: { stage: delta({ crossTenant: 19, requests: 100 }), window: null, watch: delta() }, stable: delta({ crossTenant: 100, requests: 1000 }) });
+    assert.equal(verdict(r, 'cross_tenant_attempts'), 'pass', '19 < 1.5 × 0.1 × 100 + 5');
+    const r2 = analyze({ plan: strict, candidate: { stage: delta({ crossTenant: 20, requests: 100 }), window: null, watch: delta() }, stable: delta({ crossTenant: 100, requests: 1000 }) });
+    assert.equal(verdict(r2, 'cross_tenant_attempts'), 'fail');
+  });
+
+  it('the status tables show every value with its unit', () => {
+    assert.equal(formatValue(0.0123, 'seconds'), '12.3 ms');
+    assert.equal(formatValue(1.5, 'seconds'), '1.5 s');
+    assert.equal(formatValue(0.99612, 'ratio'), '99.61%');
+    assert.equal(formatValue(0.0045, 'per_request'), '4.5 per 1k req');
+    assert.equal(formatValue(3, 'count'), '3');
+    assert.equal(formatValue(null, 'seconds'), '–');
+    const report = judge(
+      { ttfv: hist(new Array(60).fill(0.02)), ann: hist(new Array(60).fill(0.004)), sse: { success: 59, error: 1, client_abort: 0 }, crossTenant: 9, requests: 2000, poolUtilization: 0.5 },
+      { stable: { crossTenant: 40, requests: 8000 } },
+    );
+    const table = guardrailTable(report).join('\n');
+    assert.match(table, /^guardrail +candidate \(stage\) +last interval +stable +threshold +samples +verdict$/m);
+    assert.match(table, /^ttfv_p95 +\d+(\.\d)? ms +– +– +< 1\.5 s +60 streams +pass$/m);
+    assert.match(table, /^sse_success +98\.33% .*≥ 99\.6% +60 streams +insufficient_data$/m);
+    assert.match(table, /^cross_tenant_attempts +4\.5 per 1k req \(9 refused\) +– +5 per 1k req \(40 refused\) +≤ 2× stable's rate +2000 req +pass$/m);
+    assert.match(table, /^scope_violations +0 +– +0 +≤ 0 events +0 events +pass$/m);
+    assert.match(table, /^pool_utilization +50% .*warn ≤ 85% +1 read +pass$/m);
   });
 
   it('ANN p95 and pool utilisation only warn; a candidate 3× slower than stable is a warning too', () => {

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { defaultPlan, parsePlan, readAdminToken, startCanary, StateStore, statusView, type StatusView } from '../rollout/index.ts';
+import { defaultPlan, guardrailTable, parsePlan, readAdminToken, startCanary, StateStore, statusView, type StatusView } from '../rollout/index.ts';
 import { UsageError } from './migrate.ts';
 
 export interface CanaryArgs {
@@ -91,11 +91,8 @@ function print(view: StatusView, live: boolean): void {
     for (const h of ending.hooks) console.log(`  hook ${h.name}: ${h.skipped ? 'skipped' : h.timedOut ? 'timed out' : `exit ${h.exitCode}`} (${h.ms} ms)`);
   }
   if (view.report) {
-    console.log('guardrail          candidate   last-interval  stable      threshold   samples  verdict');
-    for (const g of view.report.guardrails) {
-      const f = (v: number | null) => String(v ?? '–').padEnd(12);
-      console.log(`${g.name.padEnd(19)}${f(g.value)}${f(g.windowValue).padEnd(15)}${f(g.stable)}${`${g.severity === 'warn' ? 'warn ' : ''}${g.threshold}`.padEnd(12)}${String(g.samples).padEnd(9)}${g.verdict}`);
-    }
+    // Every value with its unit: ms or s, %, per 1k requests, counts (src/rollout/format.ts).
+    for (const line of guardrailTable(view.report)) console.log(line);
     for (const w of view.report.warnings) console.log(`warning: ${w}`);
   }
   console.log('last decisions:');

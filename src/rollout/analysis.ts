@@ -1,4 +1,4 @@
-import type { GuardrailName, Plan, Severity } from './plan.ts';
+import type { GuardrailName, GuardrailSpec, Plan, Severity } from './plan.ts';
 import type { Delta, Histogram } from './snapshot.ts';
 
 /**
@@ -7,18 +7,25 @@ import type { Delta, Histogram } from './snapshot.ts';
  */
 export type Verdict = 'pass' | 'fail' | 'warn' | 'insufficient_data';
 
+/** What a guardrail's value, stable value and threshold are in (the status tables print it). */
+export type Unit = 'seconds' | 'ratio' | 'count' | 'per_request';
+
 export interface GuardrailResult {
   name: GuardrailName;
   severity: Severity;
   threshold: number;
-  /** The candidate over the stage so far (latencies in seconds, ratios 0..1, counts). */
+  /** `value`, `windowValue` and `stable`'s unit. The threshold is in it too, except for cross_tenant_attempts (a factor over stable's rate). */
+  unit: Unit;
+  /** The candidate over the stage so far (latencies in seconds, ratios 0..1, counts, per-request rates). */
   value: number | null;
   /** The candidate over the last interval. */
   windowValue: number | null;
   /** Stable over the same span as `value`. */
   stable: number | null;
-  /** Streams, searches or events the value stands on. */
+  /** Streams, searches, events or API requests the value stands on. */
   samples: number;
+  /** cross_tenant_attempts: the refused requests behind the rates, and the candidate's allowance (factor × stable's rate × its requests). */
+  counts?: { candidate: number; stable: number | null; allowance: number | null; stableRequests: number | null };
   verdict: Verdict;
   why: string;
 }
@@ -39,7 +46,7 @@ export interface Report {
   /** Rollback-severity guardrails that failed: any one rolls back. */
   breaches: GuardrailResult[];
   warnings: string[];
-  /** Every rollback-severity guardrail passed on a big enough sample. */
+  /** Every rollback-severity guardrail passed on a big enough sample (see `holdsPromotion`). */
   promotable: boolean;
 }
 
@@ -116,6 +123,48 @@ function successVerdict(ok: number, failed: number, threshold: number, minSample
   return 'insufficient_data';
 }
 
+const rate = (events: number, requests: number) => (requests > 0 ? round(events / requests, 6) : null);
+
+/**
+ * Refused cross-tenant attempts are a client signal: the stable release sees the same clients, so
+ * the candidate is judged only against stable's per-request rate over the same span, never alone.
+ * With factor F (`threshold`, default 2) and minimum count M (`minCount`, default 20): fails when
+ * the candidate's refused requests exceed F × stable's rate × the candidate's API requests by at
+ * least M — its rate is over F× stable's and the surplus is more than a few requests. Both sides
+ * need `minSamples` API requests (and stable must be readable), else insufficient_data.
+ */
+export function attemptsVerdict(
+  spec: GuardrailSpec,
+  minSamples: number,
+  stage: Delta,
+  window: Delta | null,
+  stable: Delta | null,
+): ['pass' | 'fail' | 'insufficient_data', Omit<GuardrailResult, 'name' | 'severity' | 'threshold' | 'verdict'>] {
+  const factor = spec.threshold;
+  const minCount = spec.minCount ?? 20;
+  const ac = stage.crossTenant;
+  const nc = stage.requests;
+  const base = {
+    unit: 'per_request' as const,
+    value: rate(ac, nc),
+    windowValue: window ? rate(window.crossTenant, window.requests) : null,
+    stable: stable ? rate(stable.crossTenant, stable.requests) : null,
+    samples: nc,
+  };
+  if (!stable) return ['insufficient_data', { ...base, counts: { candidate: ac, stable: null, allowance: null, stableRequests: null }, why: `${ac} refused on the candidate; stable could not be read, and this is judged only against stable` }];
+  const as = stable.crossTenant;
+  const ns = stable.requests;
+  if (nc < minSamples || ns < minSamples) {
+    return ['insufficient_data', { ...base, counts: { candidate: ac, stable: as, allowance: null, stableRequests: ns }, why: `${nc} candidate and ${ns} stable API requests, ${minSamples} each needed to compare` }];
+  }
+  const allowance = Math.round(factor * (as / ns) * nc * 100) / 100;
+  const counts = { candidate: ac, stable: as, allowance, stableRequests: ns };
+  if (ac - allowance >= minCount) {
+    return ['fail', { ...base, counts, why: `${ac} refused of ${nc} requests on the candidate vs ${as} of ${ns} on stable: ${Math.round((ac - allowance) * 100) / 100} over ${factor}× stable's rate (${allowance}), at least ${minCount} over makes it clearly above` }];
+  }
+  return ['pass', { ...base, counts, why: `${ac} refused of ${nc} requests on the candidate vs ${as} of ${ns} on stable: not clearly above ${factor}× stable's rate (allowance ${allowance} + ${minCount})` }];
+}
+
 const worse = (a: 'pass' | 'fail' | 'insufficient_data', b: 'pass' | 'fail' | 'insufficient_data') => (a === 'fail' || b === 'fail' ? 'fail' : a);
 
 export interface AnalysisInput {
@@ -131,6 +180,16 @@ export interface AnalysisInput {
   /** Stable over the same span as `candidate.stage`; null when it could not be read. */
   stable: Delta | null;
   now?: Date;
+}
+
+/**
+ * A rollback guardrail that has not passed holds promotion, except cross_tenant_attempts without
+ * a verdict: it is a comparison with stable, and gives none on too little traffic (or at 100%,
+ * where stable serves nobody); only its `fail` counts.
+ */
+export function holdsPromotion(g: GuardrailResult): boolean {
+  if (g.severity !== 'rollback' || g.verdict === 'pass') return false;
+  return !(g.name === 'cross_tenant_attempts' && g.verdict === 'insufficient_data');
 }
 
 /** Judges every guardrail of the plan, and compares the candidate with stable. */
@@ -154,6 +213,7 @@ export function analyze(input: AnalysisInput): Report {
     const windowV = candidate.window ? latencyVerdict(pick(candidate.window), t, min) : 'insufficient_data';
     const verdict = worse(stageV, windowV);
     finish(name, verdict, {
+      unit: 'seconds',
       value: p95(h),
       windowValue: candidate.window ? p95(pick(candidate.window)) : null,
       stable: stable ? p95(pick(stable)) : null,
@@ -177,6 +237,7 @@ export function analyze(input: AnalysisInput): Report {
     const ratio = (x: { success: number; error: number } | undefined) => (x && x.success + x.error > 0 ? round(x.success / (x.success + x.error), 5) : null);
     const n = s.success + s.error;
     finish('sse_success', verdict, {
+      unit: 'ratio',
       value: ratio(s),
       windowValue: ratio(w),
       stable: stable ? ratio(stable.sse) : null,
@@ -190,26 +251,42 @@ export function analyze(input: AnalysisInput): Report {
     });
   }
 
-  for (const [name, pick] of [
-    ['rls_errors', (d: Delta) => d.rlsErrors],
-    ['cross_tenant', (d: Delta) => d.crossTenant],
+  // Zero tolerance, for what only a bad release causes: every event since the controller began
+  // watching the candidate counts, the first one rolls back.
+  for (const [name, pick, what] of [
+    ['rls_errors', (d: Delta) => d.rlsErrors, 'RLS error(s)'],
+    ['scope_violations', (d: Delta) => d.scopeViolations, 'row(s) of another tenant or user about to be served'],
   ] as const) {
     const t = g[name].threshold;
-    // Zero tolerance: every event since the controller began watching the candidate counts.
     const seen = pick(candidate.watch);
+    if (seen === null) {
+      finish(name, 'insufficient_data', {
+        unit: 'count',
+        value: null,
+        windowValue: null,
+        stable: stable ? pick(stable) : null,
+        samples: 0,
+        why: 'the candidate does not export relay_scope_violations_total: it cannot be judged (an older release?)',
+      });
+      continue;
+    }
     finish(name, seen > t ? 'fail' : 'pass', {
+      unit: 'count',
       value: seen,
       windowValue: candidate.window ? pick(candidate.window) : null,
       stable: stable ? pick(stable) : null,
       samples: seen,
-      why: seen > t ? `${seen} event(s) on the candidate since it was first watched (allowed: ${t})` : `no more than ${t} event(s)`,
+      why: seen > t ? `${seen} ${what} on the candidate since it was first watched (allowed: ${t})` : `no more than ${t} ${what}`,
     });
   }
+
+  finish('cross_tenant_attempts', ...attemptsVerdict(g.cross_tenant_attempts, min, candidate.stage, candidate.window, stable));
 
   {
     const t = g.pool_utilization.threshold;
     const v = candidate.stage.poolUtilization;
     finish('pool_utilization', v > t ? 'fail' : 'pass', {
+      unit: 'ratio',
       value: round(v),
       windowValue: candidate.window ? round(candidate.window.poolUtilization) : null,
       stable: stable ? round(stable.poolUtilization) : null,
@@ -241,6 +318,6 @@ export function analyze(input: AnalysisInput): Report {
     comparisons,
     breaches,
     warnings,
-    promotable: breaches.length === 0 && results.filter((r) => r.severity === 'rollback').every((r) => r.verdict === 'pass'),
+    promotable: breaches.length === 0 && !results.some(holdsPromotion),
   };
 }

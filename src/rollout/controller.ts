@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sendAlerts } from './alerts.ts';
-import { analyze, type Report } from './analysis.ts';
+import { analyze, holdsPromotion, type Report } from './analysis.ts';
+import { guardrailRows, type GuardrailRow } from './format.ts';
 import { hookSucceeded, runHooks } from './hooks.ts';
 import type { MetricsSource, Side } from './metrics-source.ts';
 import type { Plan } from './plan.ts';
@@ -27,6 +28,24 @@ export class CanaryActionError extends Error {
   }
 }
 
+/**
+ * What the controller did: a decision (its action), an analysis (`pass`: promotable, `fail`: a
+ * rollback guardrail breached, `insufficient_data`: neither yet, `error`: the candidate's metrics
+ * were unreadable), or a security alert about refused cross-tenant attempts.
+ */
+export type ControllerEvent =
+  | { kind: 'decision'; action: string }
+  | { kind: 'analysis'; verdict: AnalysisOutcome }
+  | { kind: 'security_alert' };
+
+export type AnalysisOutcome = 'pass' | 'fail' | 'insufficient_data' | 'error';
+export const ANALYSIS_OUTCOMES: readonly AnalysisOutcome[] = ['pass', 'fail', 'insufficient_data', 'error'];
+/** Every decision action the controller records. */
+export const DECISION_ACTIONS = [
+  'start', 'resume_after_restart', 'stage', 'hold', 'source_error', 'rollback', 'rollback_hooks', 'promoted', 'promotion_hooks',
+  'pause', 'resume', 'abort', 'force_promote', 'retry',
+] as const;
+
 const TERMINAL = new Set(['rolled_back', 'promoted', 'aborted']);
 
 /**
@@ -45,6 +64,9 @@ export class CanaryController {
   private queue: Promise<unknown> = Promise.resolve();
   private stopped = false;
   private readonly listeners = new Set<() => void>();
+  private readonly eventListeners = new Set<(e: ControllerEvent) => void>();
+  /** Security alerts on their way (stop() waits for them). */
+  private readonly pending = new Set<Promise<void>>();
 
   constructor(private readonly opts: ControllerOptions) {
     this.plan = opts.plan;
@@ -57,6 +79,22 @@ export class CanaryController {
 
   get targets(): CanaryState['targets'] {
     return this.state.targets;
+  }
+
+  /** Calls `fn` with every decision's action and every analysis' outcome (the router's own metrics count them). */
+  onEvent(fn: (e: ControllerEvent) => void): () => void {
+    this.eventListeners.add(fn);
+    return () => this.eventListeners.delete(fn);
+  }
+
+  private emit(e: ControllerEvent): void {
+    for (const fn of this.eventListeners) {
+      try {
+        fn(e);
+      } catch {
+        // A listener must not break a decision.
+      }
+    }
   }
 
   /** Calls `fn` after every saved change (tests and the bench wait on it instead of sleeping). */
@@ -106,6 +144,7 @@ export class CanaryController {
       rollback: null,
       promotion: null,
       cooldownUntil: null,
+      securityAlertAt: null,
     };
   }
 
@@ -113,6 +152,7 @@ export class CanaryController {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.queue.catch(() => undefined);
+    await Promise.allSettled([...this.pending]);
   }
 
   private schedule(): void {
@@ -139,6 +179,7 @@ export class CanaryController {
     this.state.decisions.push(d);
     this.opts.store.audit({ type: 'decision', ...d, ...extra });
     this.opts.log?.({ msg: `canary: ${action}`, ...d });
+    this.emit({ kind: 'decision', action });
   }
 
   /** One analysis: read, judge, and roll back, hold or promote. */
@@ -152,6 +193,7 @@ export class CanaryController {
       this.lastTickAt = null;
       const reason = `candidate metrics unreadable (${this.state.sourceErrors}/${this.plan.maxSourceErrors}): ${(cand.reason as Error).message}`;
       this.opts.store.audit({ type: 'analysis', error: reason, stage: this.state.stageIndex + 1, weight: this.state.weight });
+      this.emit({ kind: 'analysis', verdict: 'error' });
       if (this.state.sourceErrors >= this.plan.maxSourceErrors) {
         await this.rollBack('rolled_back', `metrics source failed ${this.state.sourceErrors} times in a row: a blind canary is not a healthy one (${(cand.reason as Error).message})`, {});
       } else {
@@ -173,15 +215,19 @@ export class CanaryController {
       this.save();
       return null;
     }
+    const window = this.lastSnap.candidate ? deltaOf(cand.value, this.lastSnap.candidate) : null;
+    const stableWindow = snaps.stable && this.lastSnap.stable ? deltaOf(snaps.stable, this.lastSnap.stable) : null;
     const report = analyze({
       plan: this.plan,
       candidate: {
         stage: deltaOf(cand.value, b.stage.candidate),
-        window: this.lastSnap.candidate ? deltaOf(cand.value, this.lastSnap.candidate) : null,
+        window,
         watch: deltaOf(cand.value, b.watch.candidate),
       },
       stable: snaps.stable && b.stage.stable ? deltaOf(snaps.stable, b.stage.stable) : null,
     });
+    this.emit({ kind: 'analysis', verdict: report.breaches.length > 0 ? 'fail' : report.promotable ? 'pass' : 'insufficient_data' });
+    this.securityAlert(report, window?.crossTenant ?? 0, stableWindow?.crossTenant ?? 0);
     if (this.lastTickAt !== null && this.state.status === 'running') this.state.observedMs += Math.min(now - this.lastTickAt, 2 * this.plan.intervalMs);
     this.lastTickAt = now;
     this.lastSnap = snaps;
@@ -207,12 +253,36 @@ export class CanaryController {
     if (this.state.status === 'running' && this.state.observedMs >= stage.windowMs) {
       if (report.promotable) await this.advance(report);
       else if (this.state.decisions.at(-1)?.action !== 'hold') {
-        const waiting = report.guardrails.filter((g) => g.severity === 'rollback' && g.verdict !== 'pass').map((g) => `${g.name}: ${g.verdict} (${g.why})`);
+        const waiting = report.guardrails.filter(holdsPromotion).map((g) => `${g.name}: ${g.verdict} (${g.why})`);
         this.decide('hold', `window over, not promoted: ${waiting.join('; ')}`);
       }
     }
     this.save();
     return report;
+  }
+
+  /**
+   * Refused cross-tenant attempts go to security whichever release refused them (a client asked
+   * for what its token may not have), at most once per `alerts.security_every`; the release is
+   * judged on them only against stable (analysis.ts). Sent in the background: a slow webhook
+   * does not delay the next analysis.
+   */
+  private securityAlert(report: Report, candidate: number, stable: number): void {
+    if (candidate + stable === 0) return;
+    const last = this.state.securityAlertAt ? Date.parse(this.state.securityAlertAt) : 0;
+    if (Date.now() - last < this.plan.alerts.securityEveryMs) return;
+    this.state.securityAlertAt = new Date().toISOString();
+    const g = report.guardrails.find((x) => x.name === 'cross_tenant_attempts');
+    const { candidate: cr, stable: sr } = this.state.targets;
+    const text = `:warning: Relay security: ${candidate + stable} request(s) refused for reaching outside their token's tenant or user in the last interval (${cr.release}: ${candidate}, ${sr.release}: ${stable}). A client signal, not a release fault: the canary judges it against stable (${g ? `${g.verdict}: ${g.why}` : 'not judged yet'}). See relay_cross_tenant_attempts_total and the services' "request outside its token scope" log lines.`;
+    const event = { ...this.alertEvent('cross_tenant_attempts', g?.why ?? ''), attempts: { candidate, stable }, verdict: g?.verdict ?? null, rates: { candidate: g?.value ?? null, stable: g?.stable ?? null } };
+    this.opts.store.audit({ type: 'security_alert', stage: this.state.stageIndex + 1, attempts: { candidate, stable } });
+    this.emit({ kind: 'security_alert' });
+    const sent = sendAlerts(this.plan.alerts.webhooks, text, event, this.plan.alerts.timeoutMs).then((alerts) => {
+      this.opts.store.audit({ type: 'security_alert_sent', alerts });
+    });
+    this.pending.add(sent);
+    void sent.finally(() => this.pending.delete(sent));
   }
 
   private values(report: Report | null): Record<string, number | null> {
@@ -346,6 +416,8 @@ export interface StatusView {
   stage_started_at: string;
   source_errors: number;
   report: Report | null;
+  /** The report's guardrails with units (ms, %, per 1k requests, counts), as the status tables show them. */
+  guardrail_rows: GuardrailRow[];
   chart: CanaryState['chart'];
   decisions: CanaryState['decisions'];
   rollback: Ending | null;
@@ -369,6 +441,7 @@ export function statusView(state: CanaryState, plan: Plan): StatusView {
     stage_started_at: state.stageStartedAt,
     source_errors: state.sourceErrors,
     report: state.lastReport,
+    guardrail_rows: guardrailRows(state.lastReport),
     chart: state.chart,
     decisions: state.decisions.slice(-50),
     rollback: state.rollback,

@@ -1,11 +1,13 @@
-export { analyze, histogramQuantile, resolvableSample, type AnalysisInput, type Comparison, type GuardrailResult, type Report, type Verdict } from './analysis.ts';
+export { analyze, attemptsVerdict, histogramQuantile, holdsPromotion, resolvableSample, type AnalysisInput, type Comparison, type GuardrailResult, type Report, type Unit, type Verdict } from './analysis.ts';
 export { redactUrl, sendAlerts, type AlertResult } from './alerts.ts';
 export { bucketOf, routeToCandidate, stickyKey } from './bucket.ts';
-export { CanaryActionError, CanaryController, statusView, type ControllerOptions, type StatusView } from './controller.ts';
+export { ANALYSIS_OUTCOMES, CanaryActionError, CanaryController, DECISION_ACTIONS, statusView, type AnalysisOutcome, type ControllerEvent, type ControllerOptions, type StatusView } from './controller.ts';
+export { formatValue, guardrailRows, guardrailTable, type GuardrailRow } from './format.ts';
 export { runHook, runHooks, type HookResult } from './hooks.ts';
-export { MetricsSourceError, parseMetricsSourceSpec, prometheusSource, scrapeSource, snapshotFromText, type MetricsSource, type Side } from './metrics-source.ts';
+export { API_ROUTE_MATCHER, MetricsSourceError, parseMetricsSourceSpec, prometheusSource, scrapeSource, snapshotFromText, type MetricsSource, type Side } from './metrics-source.ts';
 export { DEFAULT_GUARDRAILS, defaultPlan, parseDuration, parsePlan, PlanError, type GuardrailName, type Hook, type Plan, type Severity, type Stage } from './plan.ts';
 export { buildRouter, type RouterOptions } from './router.ts';
+export { CANARY_STATUSES, createRouterMetrics } from './router-metrics.ts';
 export { startCanary, type CanaryRun, type CanaryRunOptions } from './run.ts';
 export { deltaOf, histogramIncrease, type Delta, type Histogram, type Snapshot } from './snapshot.ts';
 export { bearerMatches, readAdminToken, StateStore, type CanaryState, type Decision, type Status } from './state.ts';

@@ -29,6 +29,11 @@ async function fetchText(url: string, timeoutMs: number, headers: Record<string,
   return res.text();
 }
 
+/** The routes whose requests are the denominator of the per-request rates (not /metrics, /healthz, …). */
+const API_ROUTE = /^\/api\//;
+/** The same in PromQL. */
+export const API_ROUTE_MATCHER = 'route=~"/api/.*"';
+
 const num = (v: string | undefined) => (v === undefined ? 0 : v === '+Inf' ? Infinity : Number(v));
 
 /** Reads one release's snapshot out of Prometheus text (`/metrics/memory`). */
@@ -46,9 +51,9 @@ export function snapshotFromText(text: string, at = Date.now()): Snapshot {
     buckets.sort((a, b) => a[0] - b[0]);
     return { buckets, count: num(m.count), sum: num(m.sum) };
   };
-  const counter = (name: string, labels: Record<string, string> = {}) =>
+  const counter = (name: string, labels: Record<string, string | RegExp> = {}) =>
     need(name)
-      .metrics.filter((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))
+      .metrics.filter((m) => Object.entries(labels).every(([k, v]) => (typeof v === 'string' ? m.labels?.[k] === v : v.test(m.labels?.[k] ?? ''))))
       .reduce((s, m) => s + num(m.value), 0);
   return {
     at,
@@ -62,6 +67,9 @@ export function snapshotFromText(text: string, at = Date.now()): Snapshot {
     },
     rlsErrors: counter('relay_rls_errors_total'),
     crossTenant: counter('relay_cross_tenant_attempts_total'),
+    // An older release has no row check: null, which the analysis reports instead of a silent 0.
+    scopeViolations: families.has('relay_scope_violations_total') ? counter('relay_scope_violations_total') : null,
+    requests: families.has('relay_http_requests_total') ? counter('relay_http_requests_total', { route: API_ROUTE }) : 0,
     poolUtilization: counter('relay_db_pool_utilization'),
   };
 }
@@ -133,7 +141,7 @@ export function prometheusSource(opts: PrometheusSourceOptions): MetricsSource {
       const at = Date.now();
       const info = await query(`count(relay_build_info{release="${release}"})`);
       if (info.result.length === 0) throw new MetricsSourceError(`prometheus has no relay_build_info{release="${opts.releases[side]}"}: is it scraping the ${side} release?`);
-      const [ttfv, ann, success, error, clientAbort, rlsErrors, crossTenant, pool] = await Promise.all([
+      const [ttfv, ann, success, error, clientAbort, rlsErrors, crossTenant, pool, requests, violations] = await Promise.all([
         histogram('relay_ttfv_seconds'),
         histogram('relay_ann_query_seconds'),
         scalar(`sum ${of('relay_sse_streams_total{outcome="success"}')}`),
@@ -142,8 +150,12 @@ export function prometheusSource(opts: PrometheusSourceOptions): MetricsSource {
         scalar(`sum ${of('relay_rls_errors_total')}`),
         scalar(`sum ${of('relay_cross_tenant_attempts_total')}`),
         scalar(`max ${of('relay_db_pool_utilization')}`),
+        scalar(`sum ${of(`relay_http_requests_total{${API_ROUTE_MATCHER}}`)}`),
+        query(`sum ${of('relay_scope_violations_total')}`),
       ]);
-      return { at, release: opts.releases[side], ttfv, ann, sse: { success, error, client_abort: clientAbort }, rlsErrors, crossTenant, poolUtilization: pool };
+      // An empty answer: no instance of the release exports the counter (an older release).
+      const scopeViolations = violations.result.length === 0 ? null : Number(violations.result[0]!.value[1]);
+      return { at, release: opts.releases[side], ttfv, ann, sse: { success, error, client_abort: clientAbort }, rlsErrors, crossTenant, scopeViolations, requests, poolUtilization: pool };
     },
   };
 }

@@ -4,12 +4,18 @@ import { z } from 'zod';
 /** How a breach of a guardrail is answered. */
 export type Severity = 'rollback' | 'warn';
 
-export type GuardrailName = 'ttfv_p95' | 'rls_errors' | 'sse_success' | 'cross_tenant' | 'ann_p95' | 'pool_utilization';
+export type GuardrailName = 'ttfv_p95' | 'rls_errors' | 'scope_violations' | 'sse_success' | 'cross_tenant_attempts' | 'ann_p95' | 'pool_utilization';
 
 export interface GuardrailSpec {
-  /** Seconds for latencies, a ratio (0..1) for sse_success and pool_utilization, a count for the zero-tolerance ones. */
+  /**
+   * Seconds for latencies, a ratio (0..1) for sse_success and pool_utilization, a count for the
+   * zero-tolerance ones (rls_errors, scope_violations), and for cross_tenant_attempts the factor
+   * over stable's per-request rate the candidate may reach.
+   */
   threshold: number;
   severity: Severity;
+  /** cross_tenant_attempts only: refused requests over the factor's allowance that make "clearly above". */
+  minCount?: number;
 }
 
 export interface Hook {
@@ -41,14 +47,16 @@ export interface Plan {
   slowerFactor: number;
   guardrails: Record<GuardrailName, GuardrailSpec>;
   hooks: { rollback: Hook[]; promote: Hook[] };
-  alerts: { webhooks: string[]; timeoutMs: number };
+  /** `securityEveryMs`: at most one security alert (refused cross-tenant attempts) per this long. */
+  alerts: { webhooks: string[]; timeoutMs: number; securityEveryMs: number };
 }
 
 export const DEFAULT_GUARDRAILS: Record<GuardrailName, GuardrailSpec> = {
   ttfv_p95: { threshold: 1.5, severity: 'rollback' },
   rls_errors: { threshold: 0, severity: 'rollback' },
+  scope_violations: { threshold: 0, severity: 'rollback' },
   sse_success: { threshold: 0.996, severity: 'rollback' },
-  cross_tenant: { threshold: 0, severity: 'rollback' },
+  cross_tenant_attempts: { threshold: 2, minCount: 20, severity: 'rollback' },
   ann_p95: { threshold: 0.25, severity: 'warn' },
   pool_utilization: { threshold: 0.85, severity: 'warn' },
 };
@@ -81,6 +89,11 @@ const guardrail = (kind: 'seconds' | 'ratio' | 'count') =>
     .strict()
     .partial();
 
+const relative = z
+  .object({ threshold: z.number().min(1), min_count: z.number().int().min(1), severity: z.enum(['rollback', 'warn']) })
+  .strict()
+  .partial();
+
 const hook = z
   .object({ name: z.string().min(1).optional(), run: z.string().min(1), timeout: positiveDuration.optional() })
   .strict();
@@ -105,15 +118,21 @@ const PlanSchema = z
       .object({
         ttfv_p95: guardrail('seconds'),
         rls_errors: guardrail('count'),
+        scope_violations: guardrail('count'),
         sse_success: guardrail('ratio'),
-        cross_tenant: guardrail('count'),
+        cross_tenant_attempts: relative,
+        // Renamed: refused attempts are judged against stable now, rows served outside the scope are zero-tolerance.
+        cross_tenant: z
+          .unknown()
+          .refine(() => false, 'cross_tenant was split: cross_tenant_attempts (refused requests, judged against stable) and scope_violations (rows served outside the scope, zero tolerance)')
+          .optional(),
         ann_p95: guardrail('seconds'),
         pool_utilization: guardrail('ratio'),
       })
       .strict()
       .partial(),
     hooks: z.object({ rollback: z.array(hook), promote: z.array(hook) }).strict().partial(),
-    alerts: z.object({ webhooks: z.array(z.url({ protocol: /^https?$/ })), timeout: positiveDuration }).strict().partial(),
+    alerts: z.object({ webhooks: z.array(z.url({ protocol: /^https?$/ })), timeout: positiveDuration, security_every: duration }).strict().partial(),
   })
   .strict()
   .partial();
@@ -141,8 +160,9 @@ function toPlan(raw: RawPlan): Plan {
   const hooks = (list: z.infer<typeof hook>[] | undefined, kind: string): Hook[] =>
     (list ?? []).map((h, i) => ({ name: h.name ?? `${kind}-${i + 1}`, run: h.run, timeoutMs: h.timeout ?? 60_000 }));
   const guardrails = { ...DEFAULT_GUARDRAILS };
-  for (const [name, spec] of Object.entries(raw.guardrails ?? {}) as [GuardrailName, Partial<GuardrailSpec>][]) {
-    guardrails[name] = { ...guardrails[name], ...Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== undefined)) };
+  for (const [name, spec] of Object.entries(raw.guardrails ?? {}) as [GuardrailName, Partial<GuardrailSpec> & { min_count?: number }][]) {
+    const { min_count: minCount, ...rest } = spec;
+    guardrails[name] = { ...guardrails[name], ...Object.fromEntries(Object.entries({ ...rest, minCount }).filter(([, v]) => v !== undefined)) };
   }
   return {
     stages: (raw.stages ?? [
@@ -157,7 +177,7 @@ function toPlan(raw: RawPlan): Plan {
     slowerFactor: raw.slower_factor ?? 3,
     guardrails,
     hooks: { rollback: hooks(raw.hooks?.rollback, 'rollback'), promote: hooks(raw.hooks?.promote, 'promote') },
-    alerts: { webhooks: raw.alerts?.webhooks ?? [], timeoutMs: raw.alerts?.timeout ?? 5000 },
+    alerts: { webhooks: raw.alerts?.webhooks ?? [], timeoutMs: raw.alerts?.timeout ?? 5000, securityEveryMs: raw.alerts?.security_every ?? 300_000 },
   };
 }
 

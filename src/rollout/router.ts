@@ -5,6 +5,7 @@ import { CanaryActionError, statusView, type CanaryController } from './controll
 import type { Side } from './metrics-source.ts';
 import type { Plan } from './plan.ts';
 import { bearerMatches } from './state.ts';
+import { createRouterMetrics } from './router-metrics.ts';
 import { statusPage } from './status-page.ts';
 
 declare module 'fastify' {
@@ -25,6 +26,7 @@ type AdminAction = (typeof ADMIN_ACTIONS)[number];
 
 /**
  * The controller's HTTP side, on one port: `/canary/status` (JSON), `/canary` (the page),
+ * `/canary/metrics` (the router's own Prometheus metrics),
  * `POST /canary/admin/:action` (bearer token), and every other request reverse-proxied
  * (@fastify/http-proxy over undici) to the release the user's bucket picks at this moment's weight.
  * Responses stream as they come (SSE unbuffered); a client that goes away closes the upstream
@@ -37,6 +39,13 @@ export async function buildRouter(opts: RouterOptions): Promise<FastifyInstance>
   app.get('/canary/status', async (_req, reply) => {
     reply.header('cache-control', 'no-store');
     return statusView(controller.state, opts.plan);
+  });
+  // The router's own metrics: stage, weight, status, decisions and analyses (router-metrics.ts).
+  const metrics = createRouterMetrics(controller);
+  app.addHook('onClose', async () => metrics.close());
+  app.get('/canary/metrics', async (_req, reply) => {
+    reply.header('content-type', metrics.registry.contentType).header('cache-control', 'no-store');
+    return metrics.registry.metrics();
   });
   app.get('/canary', async (_req, reply) => {
     reply

@@ -58,8 +58,9 @@ export async function startCanary(opts: CanaryRunOptions): Promise<CanaryRun> {
     targets: { stable: { url: urls.stable, release: releases.stable }, candidate: { url: urls.candidate, release: releases.candidate } },
     log: opts.log,
   });
-  controller.start();
+  // The router (and its metrics) first, so they count the controller's first decision too.
   const router = await buildRouter({ controller, plan: opts.plan, adminToken });
+  controller.start();
   const [host, port] = (opts.listen ?? '127.0.0.1:8080').split(/:(?=\d+$)/);
   try {
     await router.listen({ host: host || '127.0.0.1', port: Number(port ?? 8080) });

@@ -15,7 +15,12 @@ export interface Snapshot {
   ann: Histogram;
   sse: { success: number; error: number; client_abort: number };
   rlsErrors: number;
+  /** relay_cross_tenant_attempts_total: requests refused for reaching outside their token's scope (a client signal). */
   crossTenant: number;
+  /** relay_scope_violations_total: rows dropped for another tenant or user (only a bad release); null when the release does not export it. */
+  scopeViolations: number | null;
+  /** relay_http_requests_total over the API routes (`/api/…`): the denominator of the per-request rates. */
+  requests: number;
   poolUtilization: number;
 }
 
@@ -44,6 +49,9 @@ export interface Delta {
   sse: { success: number; error: number; client_abort: number };
   rlsErrors: number;
   crossTenant: number;
+  /** null when either snapshot lacks the counter (a release without the check). */
+  scopeViolations: number | null;
+  requests: number;
   /** The gauge's value at the later snapshot. */
   poolUtilization: number;
   seconds: number;
@@ -59,6 +67,9 @@ export function deltaOf(cur: Snapshot, base: Snapshot): Delta {
       : { success: increase(cur.sse.success, base.sse.success), error: increase(cur.sse.error, base.sse.error), client_abort: increase(cur.sse.client_abort, base.sse.client_abort) },
     rlsErrors: increase(cur.rlsErrors, base.rlsErrors),
     crossTenant: increase(cur.crossTenant, base.crossTenant),
+    scopeViolations: typeof cur.scopeViolations === 'number' && typeof base.scopeViolations === 'number' ? increase(cur.scopeViolations, base.scopeViolations) : null,
+    // A state saved before requests were read has none: its first delta counts from 0.
+    requests: increase(cur.requests, base.requests ?? 0),
     poolUtilization: cur.poolUtilization,
     seconds: Math.max(0, (cur.at - base.at) / 1000),
   };

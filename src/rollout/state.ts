@@ -57,6 +57,8 @@ export interface CanaryState {
   rollback: Ending | null;
   promotion: Ending | null;
   cooldownUntil: string | null;
+  /** When the last security alert (refused cross-tenant attempts) went out; absent in older state files. */
+  securityAlertAt?: string | null;
 }
 
 const CHART_MAX = 720;

@@ -35,7 +35,7 @@ export function statusPage(): string {
   <section><h2>Guardrails</h2><table id="guardrails"><thead><tr><th>guardrail</th><th>candidate (stage)</th><th>last interval</th><th>stable</th><th>threshold</th><th>samples</th><th>verdict</th></tr></thead><tbody></tbody></table>
   <div id="warnings" class="mute"></div></section>
   <section><h2>TTFV p95 and SSE success over the run</h2><svg id="chart" viewBox="0 0 1000 220" preserveAspectRatio="none" role="img" aria-label="chart of TTFV p95 and SSE success"></svg>
-  <div class="mute"><span style="color:#1f5fbf">■</span> TTFV p95 (s, left) <span style="color:#8a3ffc">■</span> SSE success (right, 0.99–1) <span style="color:#b3261e">┊</span> TTFV threshold</div></section>
+  <div class="mute"><span style="color:#1f5fbf">■</span> TTFV p95 (s, left) <span style="color:#8a3ffc">■</span> SSE success (right, 99–100%) <span style="color:#b3261e">┊</span> TTFV threshold</div></section>
   <section><h2>Decisions</h2><table id="decisions"><thead><tr><th>when</th><th>action</th><th>stage</th><th>weight</th><th>reason</th></tr></thead><tbody></tbody></table></section>
 </main>
 <script>
@@ -77,10 +77,11 @@ export function statusPage(): string {
     if (ending) $('reason').textContent = ending.reason + ' — hooks: ' + (ending.hooks.map((h) => h.name + (h.skipped ? ' skipped' : h.exitCode === 0 ? ' ok' : h.timedOut ? ' timed out' : ' exit ' + h.exitCode)).join(', ') || 'none');
     const tbody = $('guardrails').tBodies[0];
     tbody.replaceChildren();
-    for (const g of (s.report ? s.report.guardrails : [])) {
+    // Rows formatted by the controller (format.ts): every value with its unit.
+    for (const g of (s.guardrail_rows || [])) {
       const r = tbody.insertRow();
       r.dataset.guardrail = g.name;
-      cell(r, g.name); cell(r, g.value); cell(r, g.windowValue); cell(r, g.stable); cell(r, (g.severity === 'warn' ? 'warn ' : '') + g.threshold); cell(r, g.samples);
+      cell(r, g.name); cell(r, g.candidate); cell(r, g.lastInterval); cell(r, g.stable); cell(r, g.threshold); cell(r, g.samples);
       cell(r, g.verdict.replace('_', ' '), 'v-' + g.verdict).title = g.why;
     }
     $('warnings').textContent = s.report && s.report.warnings.length ? 'Warnings: ' + s.report.warnings.join(' · ') : '';
