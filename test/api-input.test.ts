@@ -159,6 +159,27 @@ for (const target of targets()) {
       assert.deepEqual(await snapshot(), before, 'nothing written');
     });
 
+    it('Accept: text/* streams, application/* answers in one body, q-values choose', async () => {
+      for (const [accept, type] of [
+        ['text/*', 'text/event-stream'],
+        ['application/*', 'application/json'],
+        ['*/*', 'application/json'],
+        ['text/event-stream;q=0.2, application/json;q=0.8', 'application/json'],
+        ['text/event-stream;q=0, */*', 'application/json'],
+      ]) {
+        const res = await fetch(`${api.url}/api/v1/memory/query`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${user}`, 'content-type': 'application/json', accept },
+          body: JSON.stringify({ query: 'what does ursula have?' }),
+        });
+        assert.equal(res.status, 200, accept);
+        assert.match(res.headers.get('content-type') ?? '', new RegExp(`^${type.replace('/', '\\/')}`), accept);
+        const text = await res.text();
+        if (type === 'text/event-stream') assert.match(text, /event: done/);
+        else assert.equal((JSON.parse(text) as { count: number }).count, 1);
+      }
+    });
+
     it('constructor and prototype are plain metadata keys: stored and read back as data, nothing polluted', async () => {
       const res = await call(`${api.url}/api/v1/memory`, 'POST', service, '{"text":"Ursula builds things.","user_id":"ursula","metadata":{"constructor":{"prototype":{"polluted":true}}}}');
       assert.equal(res.status, 201);

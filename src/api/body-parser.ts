@@ -84,7 +84,8 @@ function protoKeyField(value: unknown): { field: string | null } | undefined {
       for (const item of v) stack.push([item, field]);
       continue;
     }
-    if (Object.hasOwn(v, '__proto__')) return { field };
+    // At the top, the key is the field itself.
+    if (Object.hasOwn(v, '__proto__')) return { field: field ?? '__proto__' };
     for (const [k, item] of Object.entries(v)) stack.push([item, field ?? k]);
   }
   return undefined;
