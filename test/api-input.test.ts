@@ -160,13 +160,14 @@ for (const target of targets()) {
     });
 
     it('Accept: text/* streams, application/* answers in one body, q-values choose', async () => {
-      for (const [accept, type] of [
+      const cases: [string, string][] = [
         ['text/*', 'text/event-stream'],
         ['application/*', 'application/json'],
         ['*/*', 'application/json'],
         ['text/event-stream;q=0.2, application/json;q=0.8', 'application/json'],
         ['text/event-stream;q=0, */*', 'application/json'],
-      ]) {
+      ];
+      for (const [accept, type] of cases) {
         const res = await fetch(`${api.url}/api/v1/memory/query`, {
           method: 'POST',
           headers: { authorization: `Bearer ${user}`, 'content-type': 'application/json', accept },
