@@ -68,15 +68,17 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.get('/healthz', health, async () => ({ status: 'ok' }));
 
   const readiness = documented({
-    summary: 'Ready to serve: store reachable, migrations current, models loaded',
+    summary: 'Ready to serve: store reachable, migrations current, master key right, models loaded',
     tag: 'operations',
-    answers: { 200: { description: 'ready', json: Readiness }, 503: { description: 'not ready (store unreachable, schema behind, a model not loaded)', json: Readiness } },
+    answers: { 200: { description: 'ready', json: Readiness }, 503: { description: 'not ready (store unreachable, schema behind, wrong master key, a model not loaded)', json: Readiness } },
     errors: [],
   });
   app.get('/readyz', readiness, async (_req, reply) => {
     const r = await opts.store.readiness();
     const models = Object.entries(opts.models ?? {}).map(([name, m]) => [name, m.check()] as const);
-    const ok = r.ok && models.every(([, m]) => m.ok);
+    // The master key must open the key catalog, or every data request would fail (a wrong key).
+    const masterKey = !opts.masterKeyCheck ? null : r.ok ? await opts.masterKeyCheck().catch(() => ({ ok: false, detail: 'unchecked' })) : { ok: false, detail: 'unchecked' };
+    const ok = r.ok && models.every(([, m]) => m.ok) && masterKey?.ok !== false;
     const body: Readiness = {
       status: ok ? 'ready' : 'not_ready',
       checks: {
@@ -84,6 +86,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
         migrations: r.schemaVersion === r.expectedVersion ? 'current' : `at ${r.schemaVersion}, expected ${r.expectedVersion}`,
         // The embedder (and its model, if any) is loaded before the app is built.
         embedder: opts.memory.embedderId,
+        ...(masterKey ? { master_key: masterKey.detail } : {}),
         ...Object.fromEntries(models.map(([name, m]) => [name, m.detail])),
       },
     };

@@ -16,6 +16,8 @@ export interface ApiDeps {
   metricsToken?: string;
   /** Models loaded in the background (the reranker): /readyz is not ready until each is. */
   models?: Record<string, { check(): { ok: boolean; detail: string } }>;
+  /** Whether the configured master key opens the key catalog (`checkMasterKey`): /readyz is not ready until it does. */
+  masterKeyCheck?: () => Promise<{ ok: boolean; detail: string }>;
   /** Tests only: the scope checks of `actingFor`; default both on (`relay serve` never sets it). */
   scopeChecks?: Readonly<ScopeChecks>;
 }

@@ -32,6 +32,10 @@ export const ERROR_CATALOG: { readonly [C in ErrorCode]: ErrorCodeDoc } = {
   },
   [ErrorCode.NotFound]: { status: 404, when: "no such route, or no such chunk in the caller's scope (also: not a UUID, expired, or does not open)" },
   [ErrorCode.NotAcceptable]: { status: 406, when: "the query's `Accept` allows neither `text/event-stream` nor `application/json` (q-values and `text/*`, `application/*` count, [api.md](api.md))" },
+  [ErrorCode.TenantShredded]: {
+    status: 410,
+    when: "the tenant's keys were destroyed (`relay keys shred`): nothing of it can be read or written again, by anyone; erasure still answers 200 and deletes what is left ([crypto.md](crypto.md))",
+  },
   [ErrorCode.VersionMismatch]: { status: 412, when: '`If-Match` names a version the chunk no longer has' },
   [ErrorCode.PayloadTooLarge]: { status: 413, when: 'body over `RELAY_BODY_LIMIT_BYTES` (1 MiB)' },
   [ErrorCode.UnsupportedMediaType]: { status: 415, when: 'a body, on any route, that is not `application/json` in UTF-8 (`text/plain` and `application/*+json` included)' },

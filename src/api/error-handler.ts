@@ -49,6 +49,10 @@ export function toApiError(err: unknown, req: FastifyRequest): ApiError {
     return new ApiError(400, ErrorCode.ValidationFailed, err.message);
   }
   if (err instanceof ScopeError) return new ApiError(400, ErrorCode.ValidationFailed, err.message);
+  // The tenant's keys were destroyed: nothing of it can be read or written again (docs/crypto.md).
+  if (err instanceof CryptoError && err.reason === 'key_shredded') {
+    return new ApiError(410, ErrorCode.TenantShredded, "this tenant's keys were destroyed (crypto-shredded): its memory can no longer be read or written");
+  }
   if (err instanceof EmbedderError) {
     req.log.warn({ err: { code: err.code, status: err.statusCode } }, 'embedder failed');
     // Down or overloaded: worth a retry. Answered but refused or garbled: a retry won't help.

@@ -11,6 +11,7 @@ export const ErrorCode = {
   NotFound: 'not_found',
   NotAcceptable: 'not_acceptable',
   VersionMismatch: 'version_mismatch',
+  TenantShredded: 'tenant_shredded',
   PayloadTooLarge: 'payload_too_large',
   UnsupportedMediaType: 'unsupported_media_type',
   IdempotencyKeyReused: 'idempotency_key_reused',

@@ -76,7 +76,7 @@ export const Health = z.strictObject({ status: z.literal('ok') });
 
 export const Readiness = z.strictObject({
   status: z.enum(['ready', 'not_ready']),
-  checks: z.record(z.string(), z.string()).meta({ description: 'store, migrations, embedder, and each background model' }),
+  checks: z.record(z.string(), z.string()).meta({ description: 'store, migrations, embedder, master_key (`ok`, `wrong key` or `unchecked`), and each background model' }),
 });
 
 export type WriteAnswer = z.infer<typeof WriteAnswer>;

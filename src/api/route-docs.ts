@@ -66,7 +66,7 @@ export function sharedSchemas(): Record<string, JsonSchema> {
 }
 
 /** What every /api/v1 route can answer: the token, its scope, the parsed input, the rate limit, the store. */
-export const API_ERRORS = [ErrorCode.Unauthorized, ErrorCode.ForbiddenScope, ErrorCode.ValidationFailed, ErrorCode.RateLimited, ErrorCode.Internal, ErrorCode.StoreUnavailable] as const;
+export const API_ERRORS = [ErrorCode.Unauthorized, ErrorCode.ForbiddenScope, ErrorCode.ValidationFailed, ErrorCode.TenantShredded, ErrorCode.RateLimited, ErrorCode.Internal, ErrorCode.StoreUnavailable] as const;
 /** Routes with a JSON body: Fastify's body parser and size limit. */
 export const BODY_ERRORS = [ErrorCode.InvalidJson, ErrorCode.BadRequest, ErrorCode.PayloadTooLarge, ErrorCode.UnsupportedMediaType] as const;
 /** Routes that embed text. */

@@ -1,8 +1,8 @@
 import { rename, writeFile } from 'node:fs/promises';
 import { SingleBar, Presets } from 'cli-progress';
 import { loadConfig, type Config } from '../config/index.ts';
-import { decodeMasterKey, LocalKeyProvider, loadMasterKey } from '../crypto/index.ts';
-import { ownerKeyring, resealTenant, rotateMasterKey, shredTenant } from '../memory/index.ts';
+import { decodeMasterKey, LocalKeyProvider, loadMasterKey, type KeyProvider } from '../crypto/index.ts';
+import { checkMasterKey, ownerKeyring, resealTenant, rotateMasterKey, shredTenant, wrongMasterKeyMessage } from '../memory/index.ts';
 import type { Store } from '../store/index.ts';
 import { masterKeyFor } from './master-key.ts';
 import { UsageError } from './migrate.ts';
@@ -16,14 +16,19 @@ export interface KeysArgs {
 
 const USAGE = `usage: relay keys rotate --tenant T | reseal --tenant T [--batch-size 500] | shred --tenant T --yes | rotate-master`;
 
-/** The owner's store, migrated (embedded) and at the schema this release needs. */
-function withKeyStore<T>(config: Config, fn: (store: Store) => Promise<T>): Promise<T> {
+/**
+ * The owner's store, migrated (embedded) and at the schema this release needs, once the master
+ * key has proved to be the catalog's (a wrong one would mint keys no service can unwrap).
+ * Each command's key change is announced to running services by a key event (docs/crypto.md).
+ */
+function withKeyStore<T>(config: Config, provider: KeyProvider | null, fn: (store: Store) => Promise<T>): Promise<T> {
   return withOwnerStore(config, 'key maintenance runs as the owner login', async (store) => {
     if (config.store.kind === 'pglite') await store.migrate();
     const ready = await store.readiness();
     if (!ready.ok) {
       throw new Error(`the schema is at version ${ready.schemaVersion}, this release needs ${ready.expectedVersion}${ready.error ? ` (${ready.error})` : ''}: run relay migrate up`);
     }
+    if (provider && !(await checkMasterKey(store.driver, provider)).ok) throw new Error(wrongMasterKeyMessage(provider));
     return fn(store);
   });
 }
@@ -40,7 +45,7 @@ export async function keys(action: string | undefined, args: KeysArgs): Promise<
     case 'rotate': {
       const tenant = needTenant(args);
       const { provider } = masterKeyFor(config);
-      await withKeyStore(config, async (store) => {
+      await withKeyStore(config, provider, async (store) => {
         const version = await ownerKeyring(store.driver, provider).rotate(tenant);
         console.log(`tenant ${tenant}: new writes use data key version ${version}; older rows still open (relay keys reseal moves them)`);
       });
@@ -49,7 +54,7 @@ export async function keys(action: string | undefined, args: KeysArgs): Promise<
     case 'reseal': {
       const tenant = needTenant(args);
       const { provider } = masterKeyFor(config);
-      await withKeyStore(config, async (store) => {
+      await withKeyStore(config, provider, async (store) => {
         const bar = new SingleBar({ format: 'reseal |{bar}| {value}/{total} rows, {skipped} skipped, eta {eta}s', stream: process.stderr }, Presets.shades_classic);
         let started = false;
         const report = await resealTenant(store.driver, ownerKeyring(store.driver, provider), tenant, {
@@ -78,7 +83,8 @@ export async function keys(action: string | undefined, args: KeysArgs): Promise<
       if (!args.yes) {
         throw new UsageError(`keys shred destroys every key of tenant ${tenant}: nothing of it can be read again, by anyone. Add --yes to do it.`);
       }
-      await withKeyStore(config, async (store) => {
+      // Destroying keys needs no master key (and works when it was lost).
+      await withKeyStore(config, null, async (store) => {
         const report = await shredTenant(store.driver, null, tenant);
         console.log(`tenant ${tenant}: destroyed ${report.keysDestroyed} keys, then deleted ${report.rowsDeleted} rows (unreadable since the keys went)`);
       });
@@ -101,7 +107,7 @@ export async function keys(action: string | undefined, args: KeysArgs): Promise<
       // and moved over it once all are.
       const embeddedFile = master.source === 'embedded_default' ? master.path : undefined;
       if (embeddedFile) await writeFile(`${embeddedFile}.next`, `${nextKey.toString('base64')}\n`, { mode: 0o600 });
-      await withKeyStore(config, async (store) => {
+      await withKeyStore(config, provider, async (store) => {
         const n = await rotateMasterKey(store.driver, provider, next);
         if (embeddedFile) {
           await rename(`${embeddedFile}.next`, embeddedFile);

@@ -1,7 +1,8 @@
 import { Presets, SingleBar } from 'cli-progress';
 import { loadConfig } from '../config/index.ts';
 import { createEmbedder } from '../embed/index.ts';
-import { ownerKeyring, reindexTenant, type ReindexProgress } from '../memory/index.ts';
+import { checkMasterKey, ownerKeyring, reindexTenant, wrongMasterKeyMessage, type ReindexProgress } from '../memory/index.ts';
+import { announceKeyEvent } from '../store/index.ts';
 import { masterKeyFor } from './master-key.ts';
 import { UsageError } from './migrate.ts';
 import { withOwnerStore } from './owner-store.ts';
@@ -37,6 +38,7 @@ export async function reindex(args: ReindexArgs): Promise<void> {
       if (!ready.ok) {
         throw new Error(`the schema is at version ${ready.schemaVersion}, this release needs ${ready.expectedVersion}${ready.error ? ` (${ready.error})` : ''}: run relay migrate up`);
       }
+      if (!(await checkMasterKey(store.driver, provider)).ok) throw new Error(wrongMasterKeyMessage(provider));
       const bar = new SingleBar({ format: 'reindex |{bar}| {value}/{total} rows, {skipped} skipped, eta {eta}s', stream: process.stderr }, Presets.shades_classic);
       let last: ReindexProgress = { done: 0, total: 0, skipped: 0 };
       let started = false;
@@ -54,6 +56,8 @@ export async function reindex(args: ReindexArgs): Promise<void> {
           },
         });
         if (started) bar.stop();
+        // Done: running services drop the tenant's cached keys (a key event, docs/crypto.md).
+        await announceKeyEvent(store.driver, { tenantId: tenant, kind: 'reindex' });
         const failures = Object.entries(report.failures).map(([r, n]) => `${n} ${r}`).join(', ');
         console.log(
           `tenant ${tenant}: re-embedded ${report.done} rows with ${report.embedderId}${report.skipped ? `; ${report.skipped} did not open and were left as they are (${failures})` : ''}`,

@@ -4,10 +4,10 @@ import { createTokenVerifier, mintToken, signingSecret } from '../auth/index.ts'
 import { loadConfig } from '../config/index.ts';
 import { Keyring } from '../crypto/index.ts';
 import { createEmbedder } from '../embed/index.ts';
-import { MemoryService, rerankWith, SealedMemory } from '../memory/index.ts';
+import { checkMasterKey, MemoryService, rerankWith, SealedMemory, wrongMasterKeyMessage } from '../memory/index.ts';
 import { closeCrossEncoders, createMaybeRerank, getCrossEncoder, trackModel, warmCrossEncoder } from '../rerank/index.ts';
 import { createMetrics } from '../metrics/index.ts';
-import { openStore, SqlKeyRepository } from '../store/index.ts';
+import { KeyEvents, openStore, SqlKeyRepository } from '../store/index.ts';
 import { masterKeyFor } from './master-key.ts';
 
 function packageVersion(): string {
@@ -37,8 +37,32 @@ export async function serve(): Promise<void> {
   metrics.watchPool(() => store.poolStats());
   const canMigrate = config.store.kind === 'pglite' || Boolean(config.store.migrateUrl);
   if (config.migrateOnStart && canMigrate) await store.migrate();
+  // A wrong master key would pass every other check and fail every data request: refuse it here.
+  // (A schema that is behind is /readyz's to report; the check is made once it is current.)
+  if ((await store.readiness()).ok) {
+    const check = await checkMasterKey(store.driver, provider);
+    if (!check.ok) {
+      await store.close();
+      throw new Error(wrongMasterKeyMessage(provider));
+    }
+    if (check.created) console.error('relay: wrote the master key check with the configured master key (a database set up before it existed; docs/crypto.md)');
+  }
 
-  const keyring = new Keyring({ provider, repository: new SqlKeyRepository(store.driver, 'app'), onOpenFailure: metrics.openFailure });
+  // Key changes made by other processes (relay keys …) reach this one's keyring at once.
+  let eventLog: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void } | null = null;
+  const keyEvents = await KeyEvents.start(store.driver, {
+    log: {
+      warn: (obj, msg) => (eventLog ? eventLog.warn(obj, msg) : console.error(`relay: ${msg}`)),
+      info: (obj, msg) => eventLog?.info(obj, msg),
+    },
+  });
+  const keyring = new Keyring({
+    provider,
+    repository: new SqlKeyRepository(store.driver, 'app'),
+    onOpenFailure: metrics.openFailure,
+    changes: keyEvents,
+    staleAfterMs: config.keyEventGraceMs,
+  });
   // The reranker loads in the background (an ONNX model can take a while); until it has, /readyz
   // says not ready and queries keep search order (maybeRerank's budget covers the wait).
   const reranker = trackModel(() => warmCrossEncoder(config.rerank), { onError: (err) => console.error(`relay: reranker failed to load: ${(err as Error).message}`) });
@@ -72,14 +96,17 @@ export async function serve(): Promise<void> {
     sweepIntervalS: config.api.sweepIntervalS,
     metricsToken: config.metrics.token,
     models: config.rerank.enabled ? { reranker } : {},
+    masterKeyCheck: () => checkMasterKey(store.driver, provider),
     logger: logOptions(config.logLevel),
   });
   const log = server.app.log;
   serverLog = log;
+  eventLog = log;
   if (config.faults) log.warn({ faults: config.faults }, 'RELAY_FAULTS is set: this process injects faults (tests only)');
   const shutdown = async (signal: string) => {
     log.info({ signal }, 'shutting down');
     try {
+      await keyEvents.close();
       await server.close();
       await embedder.close?.();
       await closeCrossEncoders();

@@ -40,6 +40,7 @@ export const EnvSchema = z.object({
   RELAY_SSE_HEARTBEAT_MS: intIn(100, 3_600_000, 15_000),
   RELAY_SWEEP_INTERVAL_S: intIn(1, 86_400, 60),
   RELAY_SHUTDOWN_GRACE_MS: intIn(0, 600_000, 10_000),
+  RELAY_KEY_EVENT_GRACE_MS: intIn(0, 300_000, 1000),
   RELAY_RERANK: z.enum(['on', 'off']).default('on'),
   RELAY_RERANKER: z.enum(['lexical', 'onnx', 'http']).default('lexical'),
   RELAY_RERANK_PERCENT: intIn(0, 100, 100),
@@ -136,6 +137,8 @@ export interface Config {
   api: ApiConfig;
   rerank: RerankConfig;
   metrics: { enabled: boolean; token?: string; tenantLabels: number };
+  /** RELAY_KEY_EVENT_GRACE_MS: while the key events' connection is down, cached keys older than this are loaded afresh. */
+  keyEventGraceMs: number;
   /** RELAY_FAULTS (tests only); undefined in any normal run. */
   faults?: Faults;
 }
@@ -235,6 +238,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         }
       : { kind: 'pglite', dataDir: e.RELAY_DATA_DIR },
     migrateOnStart: e.RELAY_MIGRATE_ON_START,
+    keyEventGraceMs: e.RELAY_KEY_EVENT_GRACE_MS,
     appRole: e.RELAY_APP_ROLE,
     embeddingDim: e.RELAY_EMBED_DIM,
     search: { exactMax: e.RELAY_SEARCH_EXACT_MAX, efSearch: e.RELAY_HNSW_EF_SEARCH, maxScanTuples: e.RELAY_HNSW_MAX_SCAN_TUPLES },

@@ -24,6 +24,7 @@ export {
   type TenantKeyRepository,
   type SerializedKeyRepository,
 } from './key-repository.ts';
-export { Keyring, DATA_KEY_ID, DEFAULT_ROTATE_AFTER, type KeyringOptions } from './keyring.ts';
+export { Keyring, DATA_KEY_ID, DEFAULT_ROTATE_AFTER, type KeyringOptions, type KeyChangeFeed } from './keyring.ts';
+export { makeMasterKeyCheck, opensMasterKeyCheck, type MasterKeyCheckValue } from './master-key-check.ts';
 export { runCryptoBench, type CryptoBenchOptions, type CryptoBenchResult } from './bench.ts';
 export { createPrivateFile, looseMode } from './private-file.ts';

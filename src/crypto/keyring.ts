@@ -39,6 +39,24 @@ export interface KeyringOptions {
   onOpenFailure?: OpenFailureHook;
   /** Clock for `createdAt`; default `() => new Date()`. */
   now?: () => Date;
+  /**
+   * Key changes made elsewhere (another process's `relay keys …`): the keyring drops what it
+   * cached of a tenant when told, and all of it when changes may have been missed. While the
+   * feed is not `live`, cached keys older than `staleAfterMs` are not used (loaded afresh).
+   */
+  changes?: KeyChangeFeed;
+  /** With `changes`: how old cached keys may be while the feed is down, ms; default 1000. */
+  staleAfterMs?: number;
+}
+
+/**
+ * Where a keyring hears of key changes made by other processes (the store's key events:
+ * PostgreSQL LISTEN/NOTIFY). `live` is false while the feed cannot promise to deliver them.
+ */
+export interface KeyChangeFeed {
+  readonly live: boolean;
+  /** `changed(tenantId)`: that tenant's keys changed (null: any tenant's); `missed()`: changes may have been lost. Returns the unsubscribe. */
+  subscribe(listener: { changed(tenantId: string | null): void; missed(): void }): () => void;
 }
 
 interface SealCounter {
@@ -47,6 +65,8 @@ interface SealCounter {
 }
 
 interface TenantKeys {
+  /** performance.now() when loaded from the repository. */
+  loadedAt: number;
   shredded: boolean;
   data: Map<number, DataKey>;
   newest: DataKey | undefined;
@@ -81,6 +101,11 @@ export class Keyring {
   readonly #loading = new Map<string, { gen: number; promise: Promise<TenantKeys> }>();
   readonly #generation = new Map<string, number>();
   readonly #creating = new Map<string, Promise<TenantKeys>>();
+  /** Bumped by `forgetAll`: a load begun before it must not fill the cache. */
+  #epoch = 0;
+  readonly #changes: KeyChangeFeed | undefined;
+  readonly #staleAfterMs: number;
+  readonly #unsubscribe: (() => void) | undefined;
 
   constructor(opts: KeyringOptions) {
     this.#provider = opts.provider;
@@ -95,6 +120,24 @@ export class Keyring {
     this.#rotateAfter = rotateAfter;
     this.#onOpenFailure = opts.onOpenFailure;
     this.#now = opts.now ?? (() => new Date());
+    this.#changes = opts.changes;
+    this.#staleAfterMs = opts.staleAfterMs ?? 1000;
+    this.#unsubscribe = opts.changes?.subscribe({
+      changed: (tenantId) => (tenantId === null ? this.forgetAll() : this.forget(tenantId)),
+      missed: () => this.forgetAll(),
+    });
+  }
+
+  /** Stops listening to the change feed (the keyring still works, on its cache TTL alone). */
+  close(): void {
+    this.#unsubscribe?.();
+  }
+
+  /** The tenant's cached keys, unless the change feed is down and they are older than the grace. */
+  #cached(tenantId: string): TenantKeys | undefined {
+    const st = this.#cache.get(tenantId);
+    if (st === undefined || this.#changes === undefined || this.#changes.live) return st;
+    return performance.now() - st.loadedAt <= this.#staleAfterMs ? st : undefined;
   }
 
   /** Id of the provider that wraps new keys. */
@@ -105,7 +148,7 @@ export class Keyring {
   /** Seals under the tenant's newest data key (made on first use, rotated at the threshold). */
   seal(plaintext: Uint8Array | string, ctx: SealContext): Promise<Buffer> {
     try {
-      const st = this.#cache.get(ctx.tenantId);
+      const st = this.#cached(ctx.tenantId);
       if (st?.newest !== undefined && st.counter !== undefined && st.counter.sealed < this.#rotateAfter) {
         st.counter.sealed++;
         return Promise.resolve(sealWithKey(st.newest, toBytes(plaintext), ctx));
@@ -136,7 +179,7 @@ export class Keyring {
     let st: TenantKeys | undefined;
     try {
       parts = parseSealed(sealed);
-      st = this.#cache.get(ctx.tenantId);
+      st = this.#cached(ctx.tenantId);
       const key = parts.keyId === DATA_KEY_ID ? st?.data.get(parts.keyVersion) : undefined;
       if (key !== undefined) return Promise.resolve(openParsed(key, parts, ctx));
     } catch (err) {
@@ -175,7 +218,7 @@ export class Keyring {
   /** HMAC-SHA256 of the user id under the tenant's own HMAC key (made on first use). */
   hmacUser(tenantId: string, userId: string): Promise<Buffer> {
     try {
-      const st = this.#cache.get(tenantId);
+      const st = this.#cached(tenantId);
       if (st?.hmac !== undefined) return Promise.resolve(hmacWith(st.hmac, userId));
     } catch (err) {
       return Promise.reject(err);
@@ -185,9 +228,10 @@ export class Keyring {
 
   async #hmacSlow(tenantId: string, userId: string): Promise<Buffer> {
     let st = await this.#keys(tenantId);
-    if (st.shredded) throw new CryptoError('key_shredded');
+    // Counted: every request for a shredded tenant comes here first (its pseudonyms need the HMAC key).
+    if (st.shredded) throw this.#failed(new CryptoError('key_shredded'));
     if (st.hmac === undefined) st = await this.#create(tenantId, 'hmac', 1);
-    if (st.shredded) throw new CryptoError('key_shredded');
+    if (st.shredded) throw this.#failed(new CryptoError('key_shredded'));
     if (st.hmac === undefined) throw new Error('keyring: the repository did not show the HMAC key it reported as created');
     return hmacWith(st.hmac, userId);
   }
@@ -241,6 +285,18 @@ export class Keyring {
     this.#generation.set(tenantId, (this.#generation.get(tenantId) ?? 0) + 1);
   }
 
+  /** Drops every cached key (key changes may have been missed); loads under way do not fill the cache. */
+  forgetAll(): void {
+    this.#epoch++;
+    this.#cache.clear();
+    this.#loading.clear();
+  }
+
+  /** Tenants whose keys are cached now (tests, diagnostics). */
+  get cachedTenants(): number {
+    return this.#cache.size;
+  }
+
   /** Loads the tenant's keys into the cache (e.g. before a burst of seals). */
   async warm(tenantId: string): Promise<void> {
     await this.#keys(tenantId);
@@ -253,7 +309,7 @@ export class Keyring {
   }
 
   #keys(tenantId: string): Promise<TenantKeys> {
-    const st = this.#cache.get(tenantId);
+    const st = this.#cached(tenantId);
     if (st !== undefined) return Promise.resolve(st);
     return this.#loading.get(tenantId)?.promise ?? this.#reload(tenantId);
   }
@@ -262,9 +318,10 @@ export class Keyring {
   #reload(tenantId: string): Promise<TenantKeys> {
     const gen = (this.#generation.get(tenantId) ?? 0) + 1;
     this.#generation.set(tenantId, gen);
+    const epoch = this.#epoch;
     const promise = this.#load(tenantId).then(
       (st) => {
-        if (this.#generation.get(tenantId) === gen) {
+        if (this.#generation.get(tenantId) === gen && this.#epoch === epoch) {
           this.#cache.set(tenantId, st);
           this.#loading.delete(tenantId);
         }
@@ -280,8 +337,9 @@ export class Keyring {
   }
 
   async #load(tenantId: string): Promise<TenantKeys> {
+    const loadedAt = performance.now();
     const [rows, shredded] = await Promise.all([this.#repo.list(tenantId), this.#repo.isShredded(tenantId)]);
-    const st: TenantKeys = { shredded, data: new Map(), newest: undefined, hmac: undefined, counter: undefined };
+    const st: TenantKeys = { loadedAt, shredded, data: new Map(), newest: undefined, hmac: undefined, counter: undefined };
     if (shredded) return st;
     let hmacVersion = 0;
     const keys = await Promise.all(rows.map(async (row) => ({ row, root: await this.#unwrap(row) })));

@@ -1,5 +1,5 @@
-import { CryptoError, DATA_KEY_ID, Keyring, type KeyProvider, type OpenFailureReason } from '../crypto/index.ts';
-import { SqlKeyRepository, type Driver } from '../store/index.ts';
+import { CryptoError, DATA_KEY_ID, Keyring, makeMasterKeyCheck, opensMasterKeyCheck, type KeyProvider, type OpenFailureReason } from '../crypto/index.ts';
+import { announceKeyEvent, createMasterKeyCheck, readMasterKeyCheck, replaceMasterKeyCheck, SqlKeyRepository, type Driver } from '../store/index.ts';
 import { keyIdOf, textContext } from './sealed-memory.ts';
 
 export interface ResealProgress {
@@ -12,6 +12,36 @@ export interface ResealReport extends ResealProgress {
   /** The key every resealed row is under now, e.g. `dk:3`. */
   target: string | null;
   failures: Partial<Record<OpenFailureReason, number>>;
+}
+
+export interface MasterKeyCheck {
+  ok: boolean;
+  /** This call wrote the check (a database that had none: it is written with the key given). */
+  created: boolean;
+  /** For /readyz and messages: `ok` or `wrong key`. */
+  detail: 'ok' | 'wrong key';
+}
+
+/**
+ * Proves that `provider` (the configured master key) is the one that wraps this database's key
+ * catalog, by opening the stored master key check; a database that has none yet gets one,
+ * wrapped by `provider` (docs/crypto.md). Store errors are thrown.
+ */
+export async function checkMasterKey(driver: Driver, provider: KeyProvider): Promise<MasterKeyCheck> {
+  let stored = await readMasterKeyCheck(driver);
+  let created = false;
+  if (!stored) {
+    const fresh = await makeMasterKeyCheck(provider);
+    stored = await createMasterKeyCheck(driver, fresh);
+    created = stored.wrapped.equals(fresh.wrapped);
+  }
+  const ok = await opensMasterKeyCheck(provider, stored);
+  return { ok, created, detail: ok ? 'ok' : 'wrong key' };
+}
+
+/** What start-up and the CLI say when the master key does not open the check (fingerprints only, never key bytes). */
+export function wrongMasterKeyMessage(provider: KeyProvider): string {
+  return `the configured master key (${provider.id}) does not open this database's key catalog: it was set up, or last rotated (relay keys rotate-master), with another master key. Configure the current one in RELAY_MASTER_KEY or RELAY_MASTER_KEY_FILE`;
 }
 
 /** A keyring over the catalog as the maintenance login, for work that spans users. */
@@ -42,6 +72,9 @@ export async function resealTenant(
   const target = await newestDataKey(driver, tenantId);
   const report: ResealReport = { done: 0, total: 0, skipped: 0, target, failures: {} };
   if (!target) return report;
+  // Running services drop the tenant's cached keys, so what they write from now on is sealed
+  // under the newest key too (one of them may have missed the rotation's own event).
+  await announceKeyEvent(driver, { tenantId, kind: 'reseal' });
   const counted = await driver.ownerTransaction((sql) =>
     sql.query<{ n: number }>('SELECT count(*)::int AS n FROM memory_chunks WHERE tenant_id = $1 AND key_id <> $2', [tenantId, target]),
   );
@@ -123,7 +156,13 @@ export async function shredTenant(
  */
 export async function rotateMasterKey(driver: Driver, current: KeyProvider, next: KeyProvider, only?: readonly string[]): Promise<number> {
   // `only`: a subset of tenants (a database shared by several test runs, each with its own master key).
+  // The current key must be the catalog's: rewrapping under a wrong one would fail row by row.
+  // A subset of tenants leaves the catalog under both keys, and the check as it is.
+  if (!only && !(await checkMasterKey(driver, current)).ok) throw new Error(wrongMasterKeyMessage(current));
   const tenants = only ?? (await new SqlKeyRepository(driver, 'owner').tenants());
   const rewrapped = await ownerKeyring(driver, current).rewrap(next, tenants);
+  // Last, once every key is under `next`: from this commit on, only `next` passes the check (and
+  // every running service drops its cached keys: a key event for all tenants).
+  if (!only) await replaceMasterKeyCheck(driver, await makeMasterKeyCheck(next));
   return rewrapped.length;
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { CryptoError, describeSealed, type Keyring, type OpenFailureReason, type SealContext } from '../crypto/index.ts';
-import type { Chunk, IdempotentReplay, Metadata, Scope, SearchOptions, SearchStrategy, Store } from '../store/index.ts';
+import { isTenantShreddedError, purgeShreddedTenant, type Chunk, type IdempotentReplay, type Metadata, type Scope, type SearchOptions, type SearchStrategy, type Store } from '../store/index.ts';
 import { scopeMismatch, type ScopeViolationHook } from './scope-guard.ts';
 
 /** The purpose bound into the AAD of a chunk's text: a value sealed for anything else does not open as one. */
@@ -50,6 +50,11 @@ export interface MemorySearch {
  * scope it was sealed for. The user's pseudonym is `hmacUser(tenant, user)`, so plain user ids
  * never reach the database either.
  */
+/** The database refused a write because the tenant was shredded: the same error as the keyring's refusal. */
+function shreddedAsCryptoError(err: unknown): never {
+  throw isTenantShreddedError(err) ? new CryptoError('key_shredded') : err;
+}
+
 export class SealedMemory {
   constructor(
     readonly store: Store,
@@ -109,15 +114,18 @@ export class SealedMemory {
       }),
     );
     const ids = rows.map((r) => r.id);
-    return this.store.withScope(
-      scope,
-      async (chunks) => {
-        const replay = idempotency ? await chunks.claimIdempotencyKey(idempotency.keyHash, idempotency.requestHash, { ids }) : null;
-        if (!replay) await chunks.insert(rows);
-        return { ids: replay ? [] : ids, replay };
-      },
-      { signal },
-    );
+    // The database refuses rows of a shredded tenant (migration 0004), whatever the keyring still had cached.
+    return this.store
+      .withScope(
+        scope,
+        async (chunks) => {
+          const replay = idempotency ? await chunks.claimIdempotencyKey(idempotency.keyHash, idempotency.requestHash, { ids }) : null;
+          if (!replay) await chunks.insert(rows);
+          return { ids: replay ? [] : ids, replay };
+        },
+        { signal },
+      )
+      .catch(shreddedAsCryptoError);
   }
 
   /** What an idempotency key answered before, if it was used (a read only: the claim is in `writeOnce`). */
@@ -143,16 +151,34 @@ export class SealedMemory {
     if (patch.text !== undefined && patch.embedding === undefined) throw new TypeError('a new text needs its new embedding');
     const scope = await this.scope(tenantId, userId);
     const ciphertext = patch.text === undefined ? undefined : await this.keyring.seal(patch.text, textContext(scope, id));
-    return this.store.withScope(scope, (chunks) =>
-      chunks.update(id, {
-        ciphertext,
-        keyId: ciphertext ? keyIdOf(ciphertext) : undefined,
-        embedding: patch.embedding,
-        embedderId: patch.embedderId,
-        metadata: patch.metadata,
-        ifVersion: patch.ifVersion,
-      }),
-    );
+    return this.store
+      .withScope(scope, (chunks) =>
+        chunks.update(id, {
+          ciphertext,
+          keyId: ciphertext ? keyIdOf(ciphertext) : undefined,
+          embedding: patch.embedding,
+          embedderId: patch.embedderId,
+          metadata: patch.metadata,
+          ifVersion: patch.ifVersion,
+        }),
+      )
+      .catch(shreddedAsCryptoError);
+  }
+
+  /**
+   * Erasure: every chunk of the user in the tenant. In a shredded tenant the user's pseudonym
+   * cannot be computed any more (the HMAC key is gone), and no row of any user opens: every row
+   * left of the tenant is deleted instead, and the erasure succeeds.
+   */
+  async erase(tenantId: string, userId: string): Promise<number> {
+    let scope: Scope;
+    try {
+      scope = await this.scope(tenantId, userId);
+    } catch (err) {
+      if (err instanceof CryptoError && err.reason === 'key_shredded') return purgeShreddedTenant(this.store.driver, tenantId);
+      throw err;
+    }
+    return this.store.withScope(scope, (chunks) => chunks.deleteAll());
   }
 
   /** The k nearest chunks of the scope, opened. A chunk that does not open is skipped and reported. */
@@ -186,7 +212,8 @@ export class SealedMemory {
       try {
         opened.push(await this.open(scope, chunk));
       } catch (err) {
-        if (!(err instanceof CryptoError)) throw err;
+        // Shredded (it happened while this request ran): nothing of the tenant is served, not even part of an answer.
+        if (!(err instanceof CryptoError) || err.reason === 'key_shredded') throw err;
         skipped.push({ id: chunk.id, reason: err.reason });
       }
     }

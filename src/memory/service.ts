@@ -251,9 +251,8 @@ export class MemoryService {
     return { items: opened, skipped, next: page.next };
   }
 
-  /** Erasure: every chunk of the user in the tenant. */
+  /** Erasure: every chunk of the user in the tenant (in a shredded tenant: every row left of it). */
   async erase(tenantId: string, userId: string): Promise<number> {
-    const scope = await this.opts.memory.scope(tenantId, userId);
-    return this.opts.memory.store.withScope(scope, (chunks) => chunks.deleteAll());
+    return this.opts.memory.erase(tenantId, userId);
   }
 }

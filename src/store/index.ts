@@ -6,10 +6,20 @@ export { isConnectionError, isRlsError, sqlState } from './errors.ts';
 export { currentVersion, latestVersion, loadMigrations, migrateDown, migrateUp, migrationStatus, MigrationError, type MigrationState, type MigrationVars } from './migrations.ts';
 export { createPgDriver, type PgDriverOptions } from './pg-driver.ts';
 export { createPgliteDriver, type PgliteDriverOptions } from './pglite-driver.ts';
-export type { Driver, PoolStats, SqlClient, TransactionOptions } from './sql-client.ts';
+export type { Driver, Listening, PoolStats, SqlClient, TransactionOptions } from './sql-client.ts';
 export { setupDatabase, type SetupOptions, type SetupResult } from './setup.ts';
 export { openStore, type OpenStoreOptions, type StoreLocation } from './open.ts';
 export { prewarm, withVectorIndexRebuilt } from './bulk-load.ts';
 export { ensureScopeIndexes, scopeIndexName, SCOPE_INDEX_PREFIX, type ScopeIndexOptions, type ScopeIndexReport } from './scope-indexes.ts';
-export { SqlKeyRepository } from './key-repository.ts';
+export {
+  SqlKeyRepository,
+  createMasterKeyCheck,
+  isTenantShreddedError,
+  purgeShreddedTenant,
+  readMasterKeyCheck,
+  replaceMasterKeyCheck,
+  TENANT_SHREDDED_STATE,
+  type MasterKeyCheckRow,
+} from './key-repository.ts';
+export { KeyEvents, KEY_EVENTS_CHANNEL, announceKeyEvent, parseKeyEvent, publishKeyEvent, type KeyEvent, type KeyEventKind, type KeyEventListener, type KeyEventsOptions } from './key-events.ts';
 export { compileFilter, parseFilter, FilterError, FILTER_LIMITS, type MetadataFilter, type Condition, type Scalar } from './filter.ts';

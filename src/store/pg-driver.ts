@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { isConnectionError } from './errors.ts';
-import { setConfigStatement, type Driver, type PoolStats, type QueryOptions, type Row, type Settings, type SqlClient } from './sql-client.ts';
+import { setConfigStatement, type Driver, type Listening, type PoolStats, type QueryOptions, type Row, type Settings, type SqlClient } from './sql-client.ts';
 
 export interface PgDriverOptions {
   /** Login of the application role (`app_user`). */
@@ -175,6 +175,32 @@ export function createPgDriver(opts: PgDriverOptions): Driver {
     },
     ownerSession(fn) {
       return ownerSession((client) => fn(wrap(client)));
+    },
+    async listen(channel: string, onPayload: (payload: string) => void): Promise<Listening> {
+      if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`invalid channel name: ${channel}`);
+      const client = new pg.Client({ connectionString: opts.appUrl, application_name: 'relay-memory-listen' });
+      let settle: (cause: Error | null) => void = () => undefined;
+      const closed = new Promise<Error | null>((resolve) => (settle = resolve));
+      // A terminated backend or a server restart emits 'error' then 'end': either means gone.
+      client.on('error', (err) => settle(err));
+      client.on('end', () => settle(null));
+      client.on('notification', (n) => {
+        if (n.channel === channel && n.payload !== undefined) onPayload(n.payload);
+      });
+      try {
+        await client.connect();
+        await client.query(`LISTEN ${channel}`);
+      } catch (err) {
+        await client.end().catch(() => undefined);
+        throw err;
+      }
+      return {
+        closed,
+        backendPid: (client as unknown as { processID?: number }).processID ?? null,
+        async close() {
+          await client.end().catch(() => undefined);
+        },
+      };
     },
     poolStats(): PoolStats {
       return { size: poolMax, busy: pool.totalCount - pool.idleCount, waiting: pool.waitingCount };

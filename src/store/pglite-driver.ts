@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite/vector';
 import { lockDataDir } from './dir-lock.ts';
-import { setConfigStatement, type Driver, type Row, type Settings, type SqlClient } from './sql-client.ts';
+import { setConfigStatement, type Driver, type Listening, type Row, type Settings, type SqlClient } from './sql-client.ts';
 
 export interface PgliteDriverOptions {
   /** Data folder; `memory://` (or undefined) keeps everything in memory. */
@@ -85,6 +85,20 @@ export async function createPgliteDriver(opts: PgliteDriverOptions = {}): Promis
     },
     async ownerSession(fn) {
       return fn(wrap(db));
+    },
+    async listen(channel: string, onPayload: (payload: string) => void): Promise<Listening> {
+      // One process, one connection: notifications of its own transactions, delivered after commit.
+      const unlisten = await db.listen(channel, onPayload);
+      let settle: (cause: Error | null) => void = () => undefined;
+      const closed = new Promise<Error | null>((resolve) => (settle = resolve));
+      return {
+        closed,
+        backendPid: null,
+        async close() {
+          await unlisten().catch(() => undefined);
+          settle(null);
+        },
+      };
     },
     poolStats() {
       // One connection: it is either inside a transaction or free.

@@ -59,6 +59,21 @@ export interface Driver {
   /** Runs `fn` as the migration owner outside a transaction (VACUUM cannot run inside one). */
   ownerSession<T>(fn: (sql: SqlClient) => Promise<T>): Promise<T>;
   poolStats(): PoolStats;
+  /**
+   * LISTENs on `channel` on a connection of its own (server: a dedicated client as the
+   * application role, never a pooled one; PGlite: its in-process notifications). Resolves once
+   * listening; `closed` resolves when that connection is gone (then listen again).
+   */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<Listening>;
+  close(): Promise<void>;
+}
+
+/** One LISTEN in force. */
+export interface Listening {
+  /** Resolves (with the cause, if any) once the listening connection is gone. */
+  readonly closed: Promise<Error | null>;
+  /** The server backend's pid (tests terminate it); null on PGlite. */
+  readonly backendPid: number | null;
   close(): Promise<void>;
 }
 

@@ -43,7 +43,9 @@ test('shredded tenant → key_shredded for open, seal and hmacUser; other tenant
   const fresh = new Keyring({ provider, repository: repo });
   assert.equal(await reasonOf(fresh.openSealed(sealedA, a)), 'key_shredded');
   assert.equal((await keyring.openSealed(sealedB, b)).toString(), 'tenant b memory');
-  assert.deepEqual(failures, ['key_shredded']);
+  // Counted: the open, and the refused user pseudonym (every request of a shredded tenant meets it first);
+  // a refused seal or rotation is not an open.
+  assert.deepEqual(failures, ['key_shredded', 'key_shredded']);
   assert.deepEqual(await repo.list('tenant-a'), []);
 });
 
@@ -185,3 +187,82 @@ test('hmacUser pinned vector: a fixed HMAC key gives a fixed pseudonym', async (
 
 // computed independently: python3 -c "import hmac,hashlib; print(hmac.new(bytes(range(32)), b'relay/user-hash/v1\\x00alice', hashlib.sha256).hexdigest())"
 const PINNED_ALICE = '3f41ea30582035a5ee7cafbf11aa5959fede517b2f96077ba93525ff7cd2d4ef';
+
+/** A KeyChangeFeed the test drives: what the store's key events are to a running service. */
+function manualFeed() {
+  const listeners = new Set<{ changed(t: string | null): void; missed(): void }>();
+  return {
+    live: true,
+    subscribe(l: { changed(t: string | null): void; missed(): void }) {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+    changed: (t: string | null) => listeners.forEach((l) => l.changed(t)),
+    missed: () => listeners.forEach((l) => l.missed()),
+  };
+}
+
+const versionOf = (sealed: Buffer) => describeSealed(sealed).keyVersion;
+
+test('key change feed: a rotation made elsewhere is used from the event on; cached keys alone would keep the old version', async () => {
+  const feed = manualFeed();
+  const { keyring, repo, provider } = makeRig({ changes: feed });
+  const ctx = ctxFor('tenant-feed');
+  assert.equal(versionOf(await keyring.seal('one', ctx)), 1);
+  // Another process (the CLI) rotates: same catalog, its own keyring.
+  await new Keyring({ provider, repository: repo }).rotate('tenant-feed');
+  assert.equal(versionOf(await keyring.seal('cached', ctx)), 1, 'without an event the cache still answers');
+  feed.changed('tenant-feed');
+  assert.equal(versionOf(await keyring.seal('after the event', ctx)), 2);
+  // Every tenant (a master key rotation) and "missed" drop everything too.
+  await new Keyring({ provider, repository: repo }).rotate('tenant-feed');
+  feed.changed(null);
+  assert.equal(versionOf(await keyring.seal('x', ctx)), 3);
+  await new Keyring({ provider, repository: repo }).rotate('tenant-feed');
+  feed.missed();
+  assert.equal(keyring.cachedTenants, 0);
+  assert.equal(versionOf(await keyring.seal('y', ctx)), 4);
+  keyring.close();
+  await new Keyring({ provider, repository: repo }).rotate('tenant-feed');
+  feed.changed('tenant-feed');
+  assert.equal(versionOf(await keyring.seal('z', ctx)), 4, 'closed: no longer listening');
+});
+
+test('key change feed down: cached keys older than the grace are loaded afresh, younger ones are used', async () => {
+  const feed = manualFeed();
+  const { keyring, repo, provider } = makeRig({ changes: feed, staleAfterMs: 50 });
+  const ctx = ctxFor('tenant-grace');
+  await keyring.seal('one', ctx);
+  await new Keyring({ provider, repository: repo }).rotate('tenant-grace');
+  feed.live = false;
+  assert.equal(versionOf(await keyring.seal('within the grace', ctx)), 1);
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal(versionOf(await keyring.seal('past the grace', ctx)), 2);
+  // Live again: the cache answers whatever its age.
+  feed.live = true;
+  await new Keyring({ provider, repository: repo }).rotate('tenant-grace');
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal(versionOf(await keyring.seal('live', ctx)), 2);
+});
+
+test('forgetAll: a load under way when changes were missed does not fill the cache', async () => {
+  const repo = new MemoryKeyRepository();
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  const slow: TenantKeyRepository = {
+    list: async (t) => {
+      await gate;
+      return repo.list(t);
+    },
+    insert: (k) => repo.insert(k),
+    isShredded: (t) => repo.isShredded(t),
+  };
+  const feed = manualFeed();
+  const { keyring, provider } = makeRig({ repository: slow, changes: feed, repo });
+  await new Keyring({ provider, repository: repo }).rotate('tenant-race');
+  const warming = keyring.warm('tenant-race');
+  feed.missed();
+  release();
+  await warming;
+  assert.equal(keyring.cachedTenants, 0);
+});

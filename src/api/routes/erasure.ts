@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { ApiDeps } from '../context.ts';
+import { ErrorCode } from '../errors.ts';
 import { ErasureAnswer } from '../responses.ts';
 import { API_ERRORS, documented } from '../route-docs.ts';
 import { ErasureParams, ItemQuery, parse } from '../schemas.ts';
@@ -9,13 +10,14 @@ const TenantOnly = ItemQuery.omit({ user_id: true });
 
 const doc = documented({
   summary: 'Erase every chunk of a user in the token\'s tenant',
-  description: 'Expired chunks and the user\'s idempotency keys included.',
+  description: 'Expired chunks and the user\'s idempotency keys included. For a shredded tenant it succeeds too, deleting every row left of the tenant (whose users can no longer be told apart).',
   tag: 'memory',
   bearer: 'required',
   params: ErasureParams,
   query: TenantOnly,
   answers: { 200: { description: 'erased', json: ErasureAnswer } },
-  errors: API_ERRORS,
+  // Never 410: erasure of a shredded tenant succeeds.
+  errors: API_ERRORS.filter((c) => c !== ErrorCode.TenantShredded),
 });
 
 /** DELETE /api/v1/users/:user_id/memory: erasure of every chunk of that user in the token's tenant. */

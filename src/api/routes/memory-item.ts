@@ -59,7 +59,8 @@ export function memoryItemRoutes(app: FastifyInstance, deps: ApiDeps): void {
       chunk = await deps.memory.get(who.tenantId, who.userId, req.params.id);
     } catch (err) {
       // Moved, tampered or its key destroyed: counted by the keyring, and for this caller it is not there.
-      if (err instanceof CryptoError) throw notFound();
+      // A shredded tenant is answered 410 (the error handler), like every other route.
+      if (err instanceof CryptoError && err.reason !== 'key_shredded') throw notFound();
       throw err;
     }
     if (!chunk) throw notFound();
