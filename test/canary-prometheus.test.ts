@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { bucketOf, parsePlan, prometheusSource, scrapeSource, startCanary, stickyKey, type CanaryRun, type Snapshot } from '../src/rollout/index.ts';
+import { attemptsExcessPromQL, attemptsVerdict, bucketOf, defaultPlan, deltaOf, parsePlan, prometheusSource, scrapeSource, startCanary, stickyKey, type CanaryRun, type Snapshot } from '../src/rollout/index.ts';
 import { queryStream, scratchDir, sharedKeys } from './helpers/canary.ts';
 import { startRelayProcess, type RelayProcess } from './helpers/relay-process.ts';
 
@@ -74,6 +74,11 @@ scrape_configs:
       await res.body?.cancel();
     }
     assert.equal((await queryStream(candidate.url, token)).status, 500, 'the candidate meets an RLS refusal');
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${candidate.url}/api/v1/memory?user_id=someone-else`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(res.status, 403);
+      await res.body?.cancel();
+    }
     const source = prometheusSource({ url: promUrl, releases: { stable: 'p-stable', candidate: 'p-candidate' } });
     const direct = scrapeSource({ urls: { stable: stable.url, candidate: candidate.url } });
     const s = await settled('stable', source, direct);
@@ -86,7 +91,18 @@ scrape_configs:
     const c = await settled('candidate', source, direct);
     assert.equal(c.p.rlsErrors, 1);
     assert.equal(c.p.sse.success, 0);
-    assert.equal(c.p.requests, 1);
+    assert.equal(c.p.requests, 4);
+    assert.equal(c.p.crossTenant, 3);
+
+    // The same rule in PromQL: Prometheus computes the excess the analysis computes from the reads.
+    const releases = { stable: 'p-stable', candidate: 'p-candidate' };
+    const r = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(attemptsExcessPromQL(releases, 2))}`);
+    const body = (await r.json()) as { data: { result: Array<{ value: [number, string] }> } };
+    const excess = Number(body.data.result[0]!.value[1]);
+    const zero = { ...c.d, crossTenant: 0, requests: 0, scopeViolations: 0, rlsErrors: 0, sse: { success: 0, error: 0, client_abort: 0 }, ttfv: { buckets: [], count: 0, sum: 0 }, ann: { buckets: [], count: 0, sum: 0 } };
+    const [, result] = attemptsVerdict({ ...defaultPlan().guardrails.cross_tenant_attempts, threshold: 2 }, 1, deltaOf(c.d, zero), null, deltaOf(s.d, zero));
+    assert.ok(Math.abs(excess - (result.counts!.candidate - result.counts!.allowance!)) < 0.01, `PromQL ${excess}, analysis ${JSON.stringify(result.counts)}`);
+    assert.ok(Math.abs(excess - (3 - (2 * 2 * 4) / 7)) < 1e-9, String(excess));
   });
 
   it('a release Prometheus does not know, or a Prometheus that does not answer, is an error', async () => {

@@ -4,7 +4,7 @@ export { bucketOf, routeToCandidate, stickyKey } from './bucket.ts';
 export { ANALYSIS_OUTCOMES, CanaryActionError, CanaryController, DECISION_ACTIONS, statusView, type AnalysisOutcome, type ControllerEvent, type ControllerOptions, type StatusView } from './controller.ts';
 export { formatValue, guardrailRows, guardrailTable, type GuardrailRow } from './format.ts';
 export { runHook, runHooks, type HookResult } from './hooks.ts';
-export { API_ROUTE_MATCHER, MetricsSourceError, parseMetricsSourceSpec, prometheusSource, scrapeSource, snapshotFromText, type MetricsSource, type Side } from './metrics-source.ts';
+export { API_ROUTE_MATCHER, attemptsExcessPromQL, MetricsSourceError, parseMetricsSourceSpec, prometheusSource, scrapeSource, snapshotFromText, type MetricsSource, type Side } from './metrics-source.ts';
 export { DEFAULT_GUARDRAILS, defaultPlan, parseDuration, parsePlan, PlanError, type GuardrailName, type Hook, type Plan, type Severity, type Stage } from './plan.ts';
 export { buildRouter, type RouterOptions } from './router.ts';
 export { CANARY_STATUSES, createRouterMetrics } from './router-metrics.ts';
