@@ -4,6 +4,7 @@ import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { errorCode, postJson, rssMb, sseRequest } from '../src/bench/index.ts';
+import { SERVER_TEST_MASTER_KEY } from './helpers/relay-process.ts';
 
 const run = promisify(execFile);
 
@@ -82,7 +83,7 @@ describe('relay bench load', () => {
   const migrateUrl = process.env.RELAY_TEST_MIGRATE_URL;
   it('a short run on the server store prints a sane JSON line last', { skip: !url || !migrateUrl ? 'RELAY_TEST_DATABASE_URL / RELAY_TEST_MIGRATE_URL not set' : false, timeout: 180_000 }, async () => {
     const { stdout } = await run(process.execPath, ['bin/relay.mjs', 'bench', 'load', '--clients', '6', '--duration', '3', '--json'], {
-      env: { ...process.env, DATABASE_URL: url, RELAY_MIGRATE_URL: migrateUrl },
+      env: { ...process.env, DATABASE_URL: url, RELAY_MIGRATE_URL: migrateUrl, RELAY_MASTER_KEY: SERVER_TEST_MASTER_KEY },
       maxBuffer: 16 * 1024 * 1024,
     });
     const lines = stdout.trim().split('\n');

@@ -70,7 +70,8 @@ export async function benchLoad(opts: LoadBenchOptions): Promise<Record<string, 
     PORT: String(port),
     LOG_LEVEL: 'warn',
     RELAY_EMBEDDER: 'hash',
-    RELAY_MASTER_KEY: randomBytes(32).toString('base64'),
+    // A server database has one master key (its key catalog's, proved at start): use the configured one.
+    ...(process.env.RELAY_MASTER_KEY || process.env.RELAY_MASTER_KEY_FILE ? {} : { RELAY_MASTER_KEY: randomBytes(32).toString('base64') }),
     RELAY_JWT_SECRET: secret,
     RELAY_RATE_LIMIT_PER_MIN: '10000000',
   });

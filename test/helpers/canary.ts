@@ -4,6 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StatusView } from '../../src/rollout/index.ts';
+import { SERVER_TEST_MASTER_KEY } from './relay-process.ts';
 
 /** `relay canary run` as its own process, as an operator starts it. */
 export interface ControllerProcess {
@@ -18,9 +19,12 @@ export interface ControllerProcess {
   stop(): Promise<void>;
 }
 
-/** Both releases of one deployment share the token secret and the master key. */
+/**
+ * Both releases of one deployment share the token secret and the master key (on the shared
+ * server test database, the one master key of its key catalog).
+ */
 export function sharedKeys(): Record<string, string> {
-  return { RELAY_JWT_SECRET: randomBytes(32).toString('base64url'), RELAY_MASTER_KEY: randomBytes(32).toString('base64') };
+  return { RELAY_JWT_SECRET: randomBytes(32).toString('base64url'), RELAY_MASTER_KEY: SERVER_TEST_MASTER_KEY };
 }
 
 export function scratchDir(prefix: string): string {

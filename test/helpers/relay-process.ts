@@ -1,9 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mintToken } from '../../src/auth/index.ts';
+
+/**
+ * The master key of every service the suites start on a server database. One database has one
+ * master key (its key catalog's, which `relay serve` proves at start): the suites share the test
+ * database, so they share this key. Test-only, derived from a fixed label.
+ */
+export const SERVER_TEST_MASTER_KEY = createHash('sha256').update('relay-memory test master key (server suites)').digest('base64');
 
 /** `relay serve` as its own process, as an operator starts it. */
 export interface RelayProcess {
@@ -52,7 +59,7 @@ export async function startRelayProcess(store: 'pglite' | 'pg' | ServerUrls, ext
     LOG_LEVEL: 'info',
     RELAY_DATA_DIR: dataDir,
     RELAY_JWT_SECRET: secret,
-    RELAY_MASTER_KEY: randomBytes(32).toString('base64'),
+    RELAY_MASTER_KEY: store === 'pglite' ? randomBytes(32).toString('base64') : SERVER_TEST_MASTER_KEY,
     RELAY_SHUTDOWN_GRACE_MS: '2000',
   });
   if (store !== 'pglite') {
