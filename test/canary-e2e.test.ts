@@ -239,6 +239,105 @@ alerts:
     assert.equal((await queryStream(second.url, users.low[0]!)).release, cand.release);
   });
 
+  /**
+   * Closed loops like startLoad's, but each `nosy` user follows every query with a request naming
+   * another user (403 forbidden_scope, counted as a cross-tenant attempt by whichever release
+   * answers it): the same clients misbehave at the same rate on both sides of the split.
+   */
+  function nosyLoad(url: string, nosy: string[], polite: string[]) {
+    let running = true;
+    const refused: Array<{ release: string | null; status: number; code: string | null }> = [];
+    const loop = async (token: string, asks: boolean) => {
+      while (running) {
+        await queryStream(url, token);
+        if (asks) {
+          const res = await fetch(`${url}/api/v1/memory?user_id=somebody-else`, { headers: { authorization: `Bearer ${token}` } }).catch(() => null);
+          if (res) refused.push({ release: res.headers.get('x-relay-release'), status: res.status, code: ((await res.json().catch(() => null)) as { error?: { code?: string } } | null)?.error?.code ?? null });
+        }
+        await new Promise((r) => setTimeout(r, 30));
+      }
+    };
+    const loops = [...nosy.map((t) => loop(t, true)), ...polite.map((t) => loop(t, false))];
+    return {
+      refused,
+      async stop() {
+        running = false;
+        await Promise.all(loops);
+        return refused;
+      },
+    };
+  }
+  const webhookServer = async () => {
+    const received: Array<{ text: string; event: { event: string; attempts?: { candidate: number; stable: number } } }> = [];
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d));
+      req.on('end', () => {
+        received.push(JSON.parse(body) as (typeof received)[number]);
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise((r) => server.close(() => r())));
+    return { received, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook` };
+  };
+  const attemptsVerdicts = (c: ControllerProcess) =>
+    audit(c)
+      .filter((e) => e.type === 'analysis')
+      .map((e) => (e.guardrails as Array<{ name: string; verdict: string; value: number | null }>).find((g) => g.name === 'cross_tenant_attempts')!);
+
+  it('9. clients sending forbidden_scope requests to stable and candidate at the same rate: alerted to security, and the candidate is promoted', async () => {
+    const hook = await webhookServer();
+    const cand = await candidate();
+    const c = await controller(
+      cand,
+      `stages: [{weight: 5, window: 3s}, {weight: 50, window: 3s}, {weight: 100, window: 3s}]
+interval: 1s
+min_samples: 10
+alerts: {webhooks: ["${hook.url}"]}
+`,
+    );
+    // Every user asks for another user's memory after each query, whichever release it is on.
+    const load = nosyLoad(c.url, all(), []);
+    const done = await c.until('the end', (s) => s.status === 'promoted' || s.status === 'rolled_back', 120);
+    const refused = await load.stop();
+    assert.equal(done.status, 'promoted', JSON.stringify(done.rollback));
+    assert.ok(refused.every((r) => r.status === 403 && r.code === 'forbidden_scope'), JSON.stringify(refused.slice(0, 3)));
+    assert.ok(refused.some((r) => r.release === cand.release) && refused.some((r) => r.release === 'r1-stable'), 'both releases refused some');
+    assert.ok((await cand.metric('relay_cross_tenant_attempts_total')) >= 20, 'the candidate counted the attempts (at least the old rollback\'s worth)');
+    // Judged against stable (a pass on the shared rate), never a failure.
+    const verdicts = attemptsVerdicts(c);
+    assert.ok(verdicts.every((g) => g.verdict !== 'fail'), JSON.stringify(verdicts));
+    assert.ok(verdicts.some((g) => g.verdict === 'pass' && (g.value ?? 0) > 0), 'a comparison with attempts on the candidate was made');
+    // And security heard of it.
+    for (let i = 0; i < 50 && !hook.received.some((r) => r.event.event === 'cross_tenant_attempts'); i++) await new Promise((r) => setTimeout(r, 100));
+    const alert = hook.received.find((r) => r.event.event === 'cross_tenant_attempts');
+    assert.ok(alert, JSON.stringify(hook.received.map((r) => r.event.event)));
+    assert.ok(alert.event.attempts!.candidate + alert.event.attempts!.stable > 0);
+    assert.match(alert.text, /refused/);
+  });
+
+  it('10. forbidden_scope requests only on the candidate, clearly above stable\'s rate → rolled back, and the router\'s metrics say so', async () => {
+    const cand = await candidate();
+    const c = await controller(cand, 'stages: [{weight: 5, window: 1h}, {weight: 100, window: 1h}]\ninterval: 1s\nmin_samples: 10\n');
+    // Only the candidate's users (bucket < 5) ask for others' memory; stable's users only query.
+    const load = nosyLoad(c.url, users.low, [...users.mid, ...users.high]);
+    const done = await c.until('rollback', (s) => s.status === 'rolled_back', 120);
+    const refused = await load.stop();
+    // (After the rollback the same users are on stable, and it refuses them too.)
+    assert.ok(refused.every((r) => r.status === 403 && r.code === 'forbidden_scope'), JSON.stringify(refused.slice(0, 3)));
+    assert.ok(refused.filter((r) => r.release === cand.release).length >= 20);
+    const reason = done.decisions.find((d) => d.action === 'rollback')!.reason;
+    assert.match(reason, /^guardrail breached: cross_tenant_attempts /);
+    assert.match(reason, /on the candidate vs 0 of \d+ on stable/);
+    const failed = attemptsVerdicts(c).find((g) => g.verdict === 'fail')!;
+    assert.ok(failed, 'an analysis failed it');
+    const metrics = await (await fetch(`${c.url}/canary/metrics`)).text();
+    assert.match(metrics, /^relay_canary_status\{status="rolled_back"\} 1$/m);
+    assert.match(metrics, /^relay_canary_decisions_total\{action="rollback"\} 1$/m);
+    assert.match(metrics, /^relay_canary_candidate_weight_ratio 0$/m);
+  });
+
   it('8. stickiness: 1,000 users at 5% → 4–6% on the candidate, each always on the same release', async () => {
     const cand = await candidate();
     const c = await controller(cand, 'stages: [{weight: 5, window: 1h}, {weight: 100, window: 1h}]\ninterval: 10s\n');
