@@ -17,7 +17,9 @@ export interface BaselineFile {
 
 export interface Verdict {
   figure: string;
-  status: 'pass' | 'fail' | 'not_run';
+  /** not_run: the figure was not measured (its bench failed, could not start, or gave no finite
+   * value), and fails the gate; skipped: its bench was left out on purpose (`--only`). */
+  status: 'pass' | 'fail' | 'not_run' | 'skipped';
   baseline: number;
   value: number | null;
   /** The worst value still allowed. */
@@ -35,20 +37,42 @@ export function boundOf(f: BaselineFigure): number {
 
 /**
  * Each figure of the baseline against this run's: pass within its bound, fail beyond it,
- * not_run when the run has no value for it (`skipped` says why, by bench name: the part of
- * the figure's name before the first dot). A figure that was not run never passes.
+ * not_run when the run has no finite value for it (`notRun` says why, by bench name: the part of
+ * the figure's name before the first dot), skipped when its bench is in `leftOut` (left out on
+ * purpose, with the reason). A figure that was not run never passes: see `exitCode`.
  */
-export function judge(baseline: BaselineFile, measured: Record<string, number>, skipped: Record<string, string> = {}): Verdict[] {
+export function judge(
+  baseline: BaselineFile,
+  measured: Record<string, number>,
+  notRun: Record<string, string> = {},
+  leftOut: Record<string, string> = {},
+): Verdict[] {
   return Object.entries(baseline.figures).map(([figure, f]) => {
     const bound = boundOf(f);
     const value = measured[figure];
+    const bench = figure.split('.')[0]!;
+    if (leftOut[bench] !== undefined) return { figure, status: 'skipped', baseline: f.value, value: null, bound, better: f.better, reason: leftOut[bench] };
     if (value === undefined || !Number.isFinite(value)) {
-      const bench = figure.split('.')[0]!;
-      return { figure, status: 'not_run', baseline: f.value, value: null, bound, better: f.better, reason: skipped[bench] ?? 'no value in this run' };
+      return { figure, status: 'not_run', baseline: f.value, value: null, bound, better: f.better, reason: notRun[bench] ?? 'no finite value in this run' };
     }
     const ok = f.better === 'higher' ? value >= bound : value <= bound;
     return { figure, status: ok ? 'pass' : 'fail', baseline: f.value, value, bound, better: f.better };
   });
+}
+
+/** The gate's exit status: 1 when any figure regressed or was not measured, 0 otherwise. */
+export function exitCode(verdicts: readonly Verdict[]): 0 | 1 {
+  return verdicts.some((v) => v.status === 'fail' || v.status === 'not_run') ? 1 : 0;
+}
+
+/**
+ * A figure read from a bench's summary line: a finite number, or NaN (which the gate reports as
+ * not measured). JSON has no NaN: a bench that computed one prints null, and Number(null) is 0,
+ * which a lower-is-better figure would pass — so anything but a finite number is NaN here.
+ */
+export function figureOf(summary: Record<string, unknown>, key: string): number {
+  const v = summary[key];
+  return typeof v === 'number' && Number.isFinite(v) ? v : Number.NaN;
 }
 
 /** The baseline rewritten from a run: measured figures take the run's value; others keep theirs. */
@@ -67,5 +91,6 @@ export function updated(current: BaselineFile, defs: Record<string, Omit<Baselin
 export function describe(v: Verdict): string {
   const dir = v.better === 'higher' ? '≥' : '≤';
   if (v.status === 'not_run') return `NOT RUN ${v.figure} (baseline ${v.baseline}): ${v.reason}`;
+  if (v.status === 'skipped') return `SKIPPED ${v.figure} (baseline ${v.baseline}): ${v.reason}`;
   return `${v.status === 'pass' ? 'pass   ' : 'FAIL   '} ${v.figure} = ${v.value}, baseline ${v.baseline}, allowed ${dir} ${v.bound} (${v.better} is better)`;
 }

@@ -1,15 +1,17 @@
 // `npm run bench:check [-- --update] [-- --only crypto,query]`: short runs of the benchmarks,
 // each as `relay bench <name> --json` in a child process, their ratios against bench/baseline.json.
-// Exit 1 when a figure regressed past its bound; figures whose bench could not run are named,
-// never passed. --update rewrites the baseline from this run.
+// Exit 1 when a figure regressed past its bound, and when one was not measured: its bench crashed,
+// could not start (no server store), or gave no finite value — each named with why. The one way to
+// leave a bench out is to say so: --only, whose left-out figures are printed as SKIPPED.
+// --update rewrites the baseline from this run. --baseline and --relay (another file than
+// bench/baseline.json, another script than bin/relay.mjs) exist for the gate's own tests.
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { describe, judge, updated, type BaselineFigure, type BaselineFile } from '../bench/gate.ts';
+import { describe, exitCode, figureOf, judge, updated, type BaselineFigure, type BaselineFile } from '../bench/gate.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BASELINE = `${ROOT}bench/baseline.json`;
 
 type Summary = Record<string, unknown>;
 type Def = Omit<BaselineFigure, 'value'> & { from: (s: Summary) => number };
@@ -24,7 +26,7 @@ interface Bench {
   figures: Record<string, Def>;
 }
 
-const num = (s: Summary, key: string) => Number(s[key]);
+const num = figureOf;
 
 /**
  * The short forms and their figures. Every figure is a ratio against a baseline measured in the
@@ -93,9 +95,9 @@ function median(xs: number[]): number {
 }
 
 /** `relay bench <name> <args> --json` in a child process; its last stdout line parsed. */
-function runBench(b: Bench, env: NodeJS.ProcessEnv): Promise<Summary> {
+function runBench(b: Bench, env: NodeJS.ProcessEnv, relay: string): Promise<Summary> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['bin/relay.mjs', 'bench', b.name, ...b.args, '--json'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [relay, 'bench', b.name, ...b.args, '--json'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -103,8 +105,9 @@ function runBench(b: Bench, env: NodeJS.ProcessEnv): Promise<Summary> {
       err = (err + d.toString()).slice(-20_000);
       process.stderr.write(d);
     });
-    p.on('exit', (code) => {
-      if (code !== 0) return reject(new Error(`relay bench ${b.name} exited ${code}:\n${err}`));
+    p.on('error', reject);
+    p.on('exit', (code, signal) => {
+      if (code !== 0) return reject(new Error(`relay bench ${b.name} exited ${code ?? signal}:\n${err}`));
       try {
         resolve(JSON.parse(out.trim().split('\n').at(-1)!) as Summary);
       } catch {
@@ -115,35 +118,46 @@ function runBench(b: Bench, env: NodeJS.ProcessEnv): Promise<Summary> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { update: { type: 'boolean', default: false }, only: { type: 'string' } } });
+  const { values } = parseArgs({
+    options: { update: { type: 'boolean', default: false }, only: { type: 'string' }, baseline: { type: 'string' }, relay: { type: 'string' } },
+  });
   const only = values.only ? new Set(values.only.split(',')) : null;
+  const unknown = only ? [...only].filter((n) => !BENCHES.some((b) => b.name === n)) : [];
+  if (unknown.length > 0) throw new Error(`--only names no bench ${unknown.join(', ')} (benches: ${BENCHES.map((b) => b.name).join(', ')})`);
+  const BASELINE = values.baseline ?? `${ROOT}bench/baseline.json`;
+  const relay = values.relay ?? 'bin/relay.mjs';
   const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn' };
   const server = Boolean(env.DATABASE_URL && env.RELAY_MIGRATE_URL);
   const measured: Record<string, number> = {};
-  const skipped: Record<string, string> = {};
+  /** Benches that should have run and did not, with why: their figures fail the gate. */
+  const notRun: Record<string, string> = {};
+  /** Benches left out on purpose (--only): printed, not judged. */
+  const leftOut: Record<string, string> = {};
   const started = Date.now();
   for (const b of BENCHES) {
     if (only && !only.has(b.name)) {
-      skipped[b.name] = 'left out by --only';
+      leftOut[b.name] = `left out by --only ${values.only}`;
       continue;
     }
     if (b.needsServer && !server) {
-      skipped[b.name] = 'needs a server store: DATABASE_URL and RELAY_MIGRATE_URL are not set';
+      notRun[b.name] = `needs a server store: DATABASE_URL and RELAY_MIGRATE_URL are not set (to leave it out on purpose: --only ${BENCHES.filter((x) => !x.needsServer && (!only || only.has(x.name))).map((x) => x.name).join(',')})`;
       continue;
     }
     const t0 = Date.now();
     const runs: Summary[] = [];
     try {
-      for (let i = 0; i < b.repeats; i++) runs.push(await runBench(b, env));
+      for (let i = 0; i < b.repeats; i++) runs.push(await runBench(b, env, relay));
     } catch (e) {
-      skipped[b.name] = `the bench failed: ${(e as Error).message.split('\n')[0]}`;
+      notRun[b.name] = `the bench failed: ${(e as Error).message.split('\n')[0]}`;
       console.error(`bench:check: ${(e as Error).message}`);
       continue;
     }
     const each: string[] = [];
     for (const [name, def] of Object.entries(b.figures)) {
       const values = runs.map(def.from);
-      measured[name] = median(values);
+      // A run without a finite figure makes the median meaningless: the figure is not measured.
+      measured[name] = values.every(Number.isFinite) ? median(values) : Number.NaN;
+      if (!Number.isFinite(measured[name])) notRun[b.name] = `${name}: ${values.length > 1 ? 'a run' : 'the run'} printed no finite value (${values.map(String).join(', ')})`;
       each.push(`${name}=${measured[name].toFixed(4)}${values.length > 1 ? ` (median of ${values.map((v) => v.toFixed(4)).join(', ')})` : ''}`);
     }
     console.error(`bench:check: ${b.name} in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${each.join(' ')}`);
@@ -159,19 +173,27 @@ async function main(): Promise<void> {
   if (values.update) {
     const next = updated(current, defs, measured);
     writeFileSync(BASELINE, `${JSON.stringify(next, null, 2)}\n`);
-    console.log(`bench:check: wrote ${Object.keys(measured).length} figures to bench/baseline.json in ${seconds} s${Object.keys(skipped).length ? `; kept the old values of ${Object.keys(skipped).join(', ')} (${Object.values(skipped).join('; ')})` : ''}`);
-    console.log(JSON.stringify({ updated: true, measured, skipped, seconds }));
+    const kept = { ...leftOut, ...notRun };
+    console.log(`bench:check: wrote ${Object.values(measured).filter(Number.isFinite).length} figures to ${BASELINE} in ${seconds} s${Object.keys(kept).length ? `; kept the old values of ${Object.keys(kept).join(', ')} (${Object.values(kept).join('; ')})` : ''}`);
+    console.log(JSON.stringify({ updated: true, measured, not_run: notRun, skipped: leftOut, seconds }));
+    // A bench that should have run and did not is a failure here too.
+    if (Object.keys(notRun).length > 0) process.exitCode = 1;
     return;
   }
-  const verdicts = judge(current, measured, skipped);
+  const verdicts = judge(current, measured, notRun, leftOut);
   for (const v of verdicts) console.log(describe(v));
   const failed = verdicts.filter((v) => v.status === 'fail');
-  const notRun = verdicts.filter((v) => v.status === 'not_run');
+  const missed = verdicts.filter((v) => v.status === 'not_run');
+  const skippedFigures = verdicts.filter((v) => v.status === 'skipped');
+  const passed = verdicts.filter((v) => v.status === 'pass');
+  const code = exitCode(verdicts);
   console.log(
-    `bench:check: ${verdicts.length - failed.length - notRun.length} passed, ${failed.length} failed, ${notRun.length} not run, in ${seconds} s`,
+    `bench:check: ${passed.length} passed, ${failed.length} failed, ${missed.length} not run${skippedFigures.length ? `, ${skippedFigures.length} skipped (--only)` : ''}, in ${seconds} s${missed.length ? ' — a figure that was not measured fails the gate' : ''}`,
   );
-  console.log(JSON.stringify({ ok: failed.length === 0, failed: failed.map((v) => v.figure), not_run: notRun.map((v) => v.figure), measured, seconds }));
-  if (failed.length > 0) process.exitCode = 1;
+  console.log(
+    JSON.stringify({ ok: code === 0, failed: failed.map((v) => v.figure), not_run: missed.map((v) => ({ figure: v.figure, reason: v.reason })), skipped: skippedFigures.map((v) => v.figure), measured, seconds }),
+  );
+  process.exitCode = code;
 }
 
 main().catch((e: unknown) => {
