@@ -181,6 +181,15 @@ for (const target of targets()) {
       }
     });
 
+    it('a path that is not valid percent-encoded UTF-8 answers in the API shape, with the request id', async () => {
+      for (const path of ['/api/v1/users/%zz/memory', '/api/v1/memory/%ED%A0%80', '/api/v1/users/%C0%AF/memory']) {
+        const res = await call(`${api.url}${path}`, 'DELETE', service, undefined, { 'x-request-id': 'bad-path-1' });
+        assert.equal(res.status, 400, path);
+        assert.equal((res.body as { error: { code: string } }).error.code, 'bad_request');
+        assert.equal(res.headers.get('x-request-id'), 'bad-path-1');
+      }
+    });
+
     it('constructor and prototype are plain metadata keys: stored and read back as data, nothing polluted', async () => {
       const res = await call(`${api.url}/api/v1/memory`, 'POST', service, '{"text":"Ursula builds things.","user_id":"ursula","metadata":{"constructor":{"prototype":{"polluted":true}}}}');
       assert.equal(res.status, 201);

@@ -78,9 +78,10 @@ export function toApiError(err: unknown, req: FastifyRequest): ApiError {
  * Fastify's `frameworkErrors`: what fails before routing (a path with bad percent-encoding such
  * as `/api/v1/users/%zz/memory`) answers in the API's shape too.
  */
-export function frameworkError(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+export function frameworkError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
   const e = err.code === 'FST_ERR_BAD_URL' ? new ApiError(400, ErrorCode.BadRequest, 'the path is not valid percent-encoded UTF-8') : new ApiError(400, ErrorCode.BadRequest, 'the request could not be routed');
-  void reply.code(e.statusCode).send(errorBody(e.code, e.message));
+  // Before routing, so no route's hooks run: the request id is set here.
+  void reply.code(e.statusCode).header('x-request-id', req.id).send(errorBody(e.code, e.message));
 }
 
 export function installErrorHandler(app: FastifyInstance): void {
