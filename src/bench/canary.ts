@@ -53,16 +53,79 @@ function proc(args: string[], env: NodeJS.ProcessEnv) {
   };
 }
 
-function get(agent: http.Agent, url: string, token: string): Promise<{ ms: number; release: string | undefined; status: number }> {
-  return new Promise((resolve, reject) => {
+/** One timed GET. `ok` only for a 2xx whose body arrived whole; anything else says why in `failure`. */
+export interface Timed {
+  ms: number;
+  release: string | undefined;
+  status: number;
+  ok: boolean;
+  failure?: string;
+}
+
+/** A GET, timed to the end of its body; never rejects (a failed request is an outcome with `ok: false`). */
+export function timedGet(agent: http.Agent, url: string, token: string): Promise<Timed> {
+  return new Promise((resolve) => {
     const t0 = performance.now();
+    let settled = false;
+    const done = (t: Omit<Timed, 'ms'>) => {
+      if (settled) return;
+      settled = true;
+      resolve({ ms: performance.now() - t0, ...t });
+    };
     const req = http.get(url, { agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
+      const status = res.statusCode ?? 0;
+      const release = res.headers['x-relay-release'] as string | undefined;
       res.resume();
-      res.on('end', () => resolve({ ms: performance.now() - t0, release: res.headers['x-relay-release'] as string | undefined, status: res.statusCode ?? 0 }));
+      res.on('end', () => {
+        if (!res.complete) done({ release, status, ok: false, failure: 'incomplete body' });
+        else if (status < 200 || status > 299) done({ release, status, ok: false, failure: `status ${status}` });
+        else done({ release, status, ok: true });
+      });
+      res.on('error', (e) => done({ release, status, ok: false, failure: `body: ${e.message}` }));
+      res.on('aborted', () => done({ release, status, ok: false, failure: 'incomplete body' }));
     });
-    req.on('error', reject);
+    req.on('error', (e) => done({ release: undefined, status: 0, ok: false, failure: (e as NodeJS.ErrnoException).code ?? e.message }));
   });
 }
+
+/**
+ * Times of the successful requests only (a router that fails fast must not look fast), and the
+ * failures by why. `check` throws when more than `maxFailedShare` of the requests failed: the
+ * run did not measure the path it claims to.
+ */
+export class PathTimes {
+  readonly ms: number[] = [];
+  readonly failures = new Map<string, number>();
+  total = 0;
+
+  constructor(readonly name: string) {}
+
+  add(t: Timed): void {
+    this.total++;
+    if (t.ok) this.ms.push(t.ms);
+    else this.failures.set(t.failure ?? 'failed', (this.failures.get(t.failure ?? 'failed') ?? 0) + 1);
+  }
+
+  get failed(): number {
+    return this.total - this.ms.length;
+  }
+
+  reset(): void {
+    this.ms.length = 0;
+    this.failures.clear();
+    this.total = 0;
+  }
+
+  check(maxFailedShare = 0): void {
+    if (this.total === 0) throw new Error(`bench canary: no ${this.name} request was made`);
+    if (this.failed > maxFailedShare * this.total) {
+      const why = [...this.failures].map(([k, v]) => `${v} × ${k}`).join(', ');
+      throw new Error(`bench canary: ${this.failed} of ${this.total} ${this.name} requests failed (${why}); only successful ones are timed, and a run with failures measures nothing`);
+    }
+  }
+}
+
+const get = timedGet;
 
 /**
  * `relay bench canary`: two `relay serve` releases (embedded store, each its own folder) and a
@@ -104,12 +167,14 @@ export async function benchCanary(opts: CanaryBenchOptions) {
 
     // (1) Overhead, after a warm-up, stable-bucket user (weight 50 sends it to stable).
     const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-    const direct: number[] = [];
-    const routed: number[] = [];
-    const fire = (i: number) => (i % 2 === 0 ? get(agent, `${stableUrl}/healthz`, stableUser).then((r) => direct.push(r.ms)) : get(agent, `${routerUrl}/healthz`, stableUser).then((r) => routed.push(r.ms)));
+    const directPath = new PathTimes('direct');
+    const routedPath = new PathTimes('routed');
+    const direct = directPath.ms;
+    const routed = routedPath.ms;
+    const fire = (i: number) => (i % 2 === 0 ? get(agent, `${stableUrl}/healthz`, stableUser).then((r) => directPath.add(r)) : get(agent, `${routerUrl}/healthz`, stableUser).then((r) => routedPath.add(r)));
     for (let i = 0; i < 400; i++) await fire(i);
-    direct.length = 0;
-    routed.length = 0;
+    directPath.reset();
+    routedPath.reset();
     opts.log(`overhead: ${opts.rate} req/s direct and ${opts.rate} req/s through the router for ${opts.durationS} s`);
     const total = opts.rate * 2 * opts.durationS;
     const t0 = performance.now();
@@ -120,6 +185,9 @@ export async function benchCanary(opts: CanaryBenchOptions) {
       pending.push(fire(i));
     }
     await Promise.all(pending);
+    // Every request of both paths must have succeeded: failures are not timed, and any fails the run.
+    directPath.check();
+    routedPath.check();
     const p95Direct = percentile(direct, 95);
     const p95Routed = percentile(routed, 95);
 
@@ -163,6 +231,7 @@ export async function benchCanary(opts: CanaryBenchOptions) {
       direct_p50_ms: percentile(direct, 50),
       routed_p50_ms: percentile(routed, 50),
       requests_per_path: direct.length,
+      failed_requests: directPath.failed + routedPath.failed,
       rate_per_path: opts.rate,
       interval_ms: opts.intervalMs,
     };
