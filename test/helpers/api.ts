@@ -42,6 +42,8 @@ export interface TestApiOptions {
    */
   memoryStore?: (real: Store) => Store;
   models?: ApiDeps['models'];
+  /** /readyz's master key check, as `relay serve` wires it (default: none). */
+  masterKeyCheck?: ApiDeps['masterKeyCheck'];
   shutdownGraceMs?: number;
   sweepIntervalS?: number;
   /** A pino logger for the app (to capture its log). */
@@ -51,6 +53,8 @@ export interface TestApiOptions {
   secret?: string;
   /** The API's scope checks (default: all on); a test turns one off to show a suite notices. */
   scopeChecks?: ApiDeps['scopeChecks'];
+  /** Rows per page of the export (default: the service's 500); small, so that a test pages. */
+  exportPageSize?: number;
 }
 
 /** The whole service on a real port over one target store, as `relay serve` wires it. */
@@ -79,6 +83,7 @@ export async function startTestApi(target: Target, opts: TestApiOptions = {}): P
     embedder,
     chunking: { maxChars: 200, overlapChars: 20 },
     rerank: opts.rerank ?? rerankWith(maybe),
+    exportPageSize: opts.exportPageSize,
   });
   const server = await startServer({
     store,
@@ -92,6 +97,7 @@ export async function startTestApi(target: Target, opts: TestApiOptions = {}): P
     sweepIntervalS: opts.sweepIntervalS ?? 0,
     loggerInstance: opts.logger,
     models: opts.models,
+    masterKeyCheck: opts.masterKeyCheck,
     metricsToken: opts.metricsToken,
     scopeChecks: opts.scopeChecks,
   });
