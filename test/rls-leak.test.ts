@@ -4,6 +4,7 @@ import pg from 'pg';
 import type { Store } from '../src/store/index.ts';
 import { runLeakSuite } from './helpers/leak-suite.ts';
 import { targets } from './helpers/targets.ts';
+import { openMutations, policyDefs as allPolicyDefs, RLS_POLICIES, rlsTables, runPolicySuite, tenantTables, type PolicyDef as AnyPolicyDef } from './regression/policies.ts';
 
 interface PolicyDef {
   policyname: string;
@@ -96,6 +97,65 @@ for (const target of targets()) {
         'ALTER TABLE memory_chunks ENABLE ROW LEVEL SECURITY',
       );
       assert.ok(violations.length > 0);
+    });
+
+    describe('every policy of every table under RLS', () => {
+      let all: AnyPolicyDef[];
+      before(async () => {
+        all = await allPolicyDefs(store);
+      });
+
+      it('RLS is enabled and forced on every table with a tenant_id, and the policies are exactly those the policy suite covers', async () => {
+        const tables = await rlsTables(store);
+        assert.deepEqual(tables.map((t) => t.relname), Object.keys(RLS_POLICIES).sort());
+        assert.ok(tables.every((t) => t.forced), JSON.stringify(tables));
+        for (const t of await tenantTables(store)) assert.ok(t in RLS_POLICIES, `${t} has a tenant_id but no row-level security`);
+        const want = Object.entries(RLS_POLICIES).flatMap(([table, ps]) => Object.entries(ps).map(([name, cmd]) => `${table}.${name} ${cmd}`));
+        assert.deepEqual(all.map((d) => `${d.tablename}.${d.policyname} ${d.cmd}`).sort(), want.sort());
+      });
+
+      it('as app_user under a scope, no statement reads, adds, changes or removes another tenant\'s or user\'s rows', async () => {
+        assert.deepEqual(await runPolicySuite(store), []);
+      });
+
+      for (const [table, policies] of Object.entries(RLS_POLICIES)) {
+        for (const name of Object.keys(policies)) {
+          it(`goes red when ${table}.${name} allows every row (USING (true) / WITH CHECK (true))`, async () => {
+            const def = all.find((d) => d.policyname === name && d.tablename === table);
+            assert.ok(def, `${name} is not in the database`);
+            const mutations = openMutations(def);
+            assert.ok(mutations.length > 0);
+            for (const m of mutations) {
+              await store.driver.ownerTransaction((sql) => sql.exec(m.change));
+              let violations: string[];
+              try {
+                violations = await runPolicySuite(store);
+              } finally {
+                await store.driver.ownerTransaction((sql) => sql.exec(m.restore));
+              }
+              assert.ok(violations.length > 0, `the policy suite found nothing with ${m.what}`);
+            }
+          });
+        }
+      }
+
+      it('goes red when tenant_keys_insert forgets shredded tenants (only the tenant check left): the database, not only the keyring, refuses', async () => {
+        const def = all.find((d) => d.policyname === 'tenant_keys_insert')!;
+        assert.match(def.with_check ?? '', /tenant_shreds/);
+        await store.driver.ownerTransaction((sql) => sql.exec("ALTER POLICY tenant_keys_insert ON tenant_keys WITH CHECK (tenant_id = (SELECT nullif(current_setting('relay.tenant_id', true), '')))"));
+        let violations: string[];
+        try {
+          violations = await runPolicySuite(store);
+        } finally {
+          await store.driver.ownerTransaction((sql) => sql.exec(`ALTER POLICY tenant_keys_insert ON tenant_keys WITH CHECK (${def.with_check})`));
+        }
+        assert.ok(violations.some((v) => v.includes('shredded')), JSON.stringify(violations));
+      });
+
+      it('and every policy is as it was afterwards', async () => {
+        const now = await allPolicyDefs(store);
+        assert.deepEqual(now, all);
+      });
     });
 
     it('counts an RLS violation raised by the database', async () => {
