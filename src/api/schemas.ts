@@ -130,9 +130,13 @@ export const PatchBody = z
     tenant_id: TenantId.optional(),
     text: text(LIMITS.chunkChars).optional(),
     metadata: Metadata.optional(),
+    ttl_s: integer(1, LIMITS.ttlSeconds)
+      .nullable()
+      .optional()
+      .meta({ description: 'seconds from now until the chunk expires; null: it never expires' }),
   })
-  .refine((b) => b.text !== undefined || b.metadata !== undefined, { message: 'give text and/or metadata' })
-  .meta({ anyOf: [{ required: ['text'] }, { required: ['metadata'] }] });
+  .refine((b) => b.text !== undefined || b.metadata !== undefined || b.ttl_s !== undefined, { message: 'give text, metadata and/or ttl_s' })
+  .meta({ anyOf: [{ required: ['text'] }, { required: ['metadata'] }, { required: ['ttl_s'] }] });
 
 /** Path of the routes on one chunk; an id that is not a UUID names nothing (404), so it is not parsed. */
 export const ItemParams = z.strictObject({ id: z.string().meta({ format: 'uuid', description: 'chunk id' }) });
@@ -194,26 +198,4 @@ export function ifMatch(header: string | string[] | undefined): number | undefin
   const m = IF_MATCH.exec(value);
   if (!m) throw new ApiError(400, ErrorCode.InvalidHeader, 'If-Match must be * or the chunk version as an entity tag, e.g. "3"');
   return m[1] === undefined ? undefined : Number(m[1]);
-}
-
-/** The list cursor: where the last page ended, opaque to clients. */
-export function encodeCursor(pos: { createdAt: string; id: string }): string {
-  return Buffer.from(JSON.stringify([pos.createdAt, pos.id])).toString('base64url');
-}
-
-export function decodeCursor(cursor: string): { createdAt: string; id: string } {
-  try {
-    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
-    if (
-      typeof createdAt === 'string' &&
-      typeof id === 'string' &&
-      /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}(:\d{2})?$/.test(createdAt) &&
-      /^[0-9a-f-]{36}$/i.test(id)
-    ) {
-      return { createdAt, id };
-    }
-  } catch {
-    // falls through to the error below
-  }
-  throw badRequest(ErrorCode.InvalidCursor, 'cursor is not one this API gave out');
 }

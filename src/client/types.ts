@@ -44,10 +44,12 @@ export interface MemoryChunk {
   expires_at: string | null;
 }
 
-/** `PATCH /api/v1/memory/:id`: at least one of text and metadata (metadata is replaced whole). */
+/** `PATCH /api/v1/memory/:id`: at least one of text, metadata and ttl_s (metadata is replaced whole). */
 export interface UpdateInput extends Scope {
   text?: string;
   metadata?: Metadata;
+  /** Seconds from now until the chunk expires (1..315,360,000); `null` removes the expiry. */
+  ttl_s?: number | null;
 }
 
 /** A changed chunk: everything but the text (which the caller just sent). */
@@ -57,7 +59,7 @@ export interface ListParams {
   user_id?: string;
   /** Chunks per page, 1..100 (server default 20). */
   limit?: number;
-  /** Start after this page (a `next_cursor` from an earlier page). */
+  /** Start after this page: a `next_cursor` from an earlier page of the same user, passed back as it came (it is opaque). */
   cursor?: string;
 }
 

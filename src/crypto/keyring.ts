@@ -76,6 +76,9 @@ interface TenantKeys {
 
 const USER_HASH_LABEL = Buffer.from('relay/user-hash/v1\0', 'ascii');
 
+/** Values the service hands out and takes back (`tag`): a label no user pseudonym's input starts with. */
+const TAG_LABEL = Buffer.from('relay/tag/v1\0', 'ascii');
+
 function toBytes(plaintext: Uint8Array | string): Uint8Array {
   if (typeof plaintext === 'string') return Buffer.from(plaintext, 'utf8');
   if (plaintext instanceof Uint8Array) return plaintext;
@@ -234,6 +237,22 @@ export class Keyring {
     if (st.shredded) throw this.#failed(new CryptoError('key_shredded'));
     if (st.hmac === undefined) throw new Error('keyring: the repository did not show the HMAC key it reported as created');
     return hmacWith(st.hmac, userId);
+  }
+
+  /**
+   * HMAC-SHA256 of `purpose` and `data` under the tenant's HMAC key (made on first use), kept
+   * apart from user pseudonyms by its own label: authenticates values the service hands out and
+   * takes back, such as list cursors. Every process of a deployment computes the same tag (the
+   * key is the tenant's, in the key catalog); a shredded tenant has none (`key_shredded`).
+   */
+  async tag(tenantId: string, purpose: string, data: Uint8Array): Promise<Buffer> {
+    if (purpose.length === 0 || purpose.includes('\0')) throw new TypeError('purpose must be non-empty, without NUL');
+    let st = await this.#keys(tenantId);
+    if (st.shredded) throw this.#failed(new CryptoError('key_shredded'));
+    if (st.hmac === undefined) st = await this.#create(tenantId, 'hmac', 1);
+    if (st.shredded) throw this.#failed(new CryptoError('key_shredded'));
+    if (st.hmac === undefined) throw new Error('keyring: the repository did not show the HMAC key it reported as created');
+    return createHmac('sha256', st.hmac).update(TAG_LABEL).update(purpose, 'utf8').update(Buffer.of(0)).update(data).digest();
   }
 
   /** Makes a new data key version for the tenant; new seals use it, old values still open. */

@@ -4,3 +4,4 @@ export { MemoryService, MemoryError, keepSearchOrder, requestHash, type MemorySe
 export { reindexTenant, type ReindexOptions, type ReindexProgress, type ReindexReport } from './reindex.ts';
 export { rerankWith } from './rerank-seam.ts';
 export { InjectedFault, type QueryFaults } from './faults.ts';
+export { InvalidCursorError } from './list-cursor.ts';

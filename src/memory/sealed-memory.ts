@@ -146,7 +146,7 @@ export class SealedMemory {
     tenantId: string,
     userId: string,
     id: string,
-    patch: { text?: string; embedding?: ArrayLike<number>; embedderId?: string; metadata?: Metadata; ifVersion?: number },
+    patch: { text?: string; embedding?: ArrayLike<number>; embedderId?: string; metadata?: Metadata; expiresAt?: Date | null; ifVersion?: number },
   ): Promise<Chunk | null | 'version_mismatch'> {
     if (patch.text !== undefined && patch.embedding === undefined) throw new TypeError('a new text needs its new embedding');
     const scope = await this.scope(tenantId, userId);
@@ -159,6 +159,7 @@ export class SealedMemory {
           embedding: patch.embedding,
           embedderId: patch.embedderId,
           metadata: patch.metadata,
+          expiresAt: patch.expiresAt,
           ifVersion: patch.ifVersion,
         }),
       )

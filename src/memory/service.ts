@@ -3,6 +3,7 @@ import type { Embedder } from '../embed/index.ts';
 import { splitText } from '../embed/index.ts';
 import type { Chunk, ListPosition, Metadata, Predicate, SearchStrategy } from '../store/index.ts';
 import { firstResultFault, rlsFault, type QueryFaults } from './faults.ts';
+import { decodeCursor, encodeCursor } from './list-cursor.ts';
 import type { OpenedChunk, OpenedHit, SealedMemory, Unreadable } from './sealed-memory.ts';
 
 /** How a query's candidates are ordered: `auto` lets the reranker decide, `off` keeps search order. */
@@ -48,6 +49,8 @@ export interface MemoryServiceOptions {
   maxChunksPerWrite?: number;
   /** RELAY_FAULTS: tests only. */
   faults?: QueryFaults;
+  /** Rows read per page (per transaction) by `exportPages`. Default 500. */
+  exportPageSize?: number;
 }
 
 export interface WriteInput {
@@ -216,7 +219,7 @@ export class MemoryService {
     tenantId: string,
     userId: string,
     id: string,
-    patch: { text?: string; metadata?: Metadata; ifVersion?: number },
+    patch: { text?: string; metadata?: Metadata; ttlS?: number | null; ifVersion?: number },
     signal?: AbortSignal,
   ): Promise<Chunk | null | 'version_mismatch'> {
     let embedding: Float32Array | undefined;
@@ -229,6 +232,8 @@ export class MemoryService {
       embedding,
       embedderId: embedding ? this.opts.embedder.id : undefined,
       metadata: patch.metadata,
+      // From now, like a write's ttl_s; null: never expires. An expired chunk is not there to change.
+      expiresAt: patch.ttlS === undefined ? undefined : patch.ttlS === null ? null : new Date(Date.now() + patch.ttlS * 1000),
       ifVersion: patch.ifVersion,
     });
   }
@@ -238,17 +243,45 @@ export class MemoryService {
     return this.opts.memory.store.withScope(scope, (chunks) => chunks.delete(id));
   }
 
-  /** Newest first; rows that do not open are skipped and reported. */
+  /**
+   * Newest first; rows that do not open are skipped and reported. `cursor` is a `next` this
+   * method gave out for the same tenant and user; any other throws `InvalidCursorError`.
+   */
   async list(
     tenantId: string,
     userId: string,
     limit: number,
-    before?: ListPosition,
-  ): Promise<{ items: OpenedChunk[]; skipped: Unreadable[]; next: ListPosition | null }> {
+    cursor?: string,
+  ): Promise<{ items: OpenedChunk[]; skipped: Unreadable[]; next: string | null }> {
+    const { keyring } = this.opts.memory;
     const scope = await this.opts.memory.scope(tenantId, userId);
+    const before = cursor === undefined ? undefined : await decodeCursor(keyring, scope, cursor);
     const page = await this.opts.memory.store.withScope(scope, (chunks) => chunks.list(limit, before));
     const { opened, skipped } = await this.opts.memory.openAll(scope, page.chunks);
-    return { items: opened, skipped, next: page.next };
+    return { items: opened, skipped, next: page.next ? await encodeCursor(keyring, scope, page.next) : null };
+  }
+
+  /**
+   * Every live chunk of the user, newest first, `pageSize` at a time: each page is read in its
+   * own short scoped transaction (keyset pagination, nothing held open between pages) and
+   * opened before the next is read, so memory stays bounded by the page whatever the user
+   * holds. Rows that do not open are skipped and reported per page. Rows written while it runs
+   * may or may not be included.
+   */
+  async *exportPages(
+    tenantId: string,
+    userId: string,
+    pageSize = this.opts.exportPageSize ?? 500,
+  ): AsyncGenerator<{ items: OpenedChunk[]; skipped: Unreadable[] }, void, undefined> {
+    if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 10_000) throw new RangeError('pageSize must be an integer in 1..10000');
+    const scope = await this.opts.memory.scope(tenantId, userId);
+    let before: ListPosition | undefined;
+    do {
+      const page = await this.opts.memory.store.withScope(scope, (chunks) => chunks.list(pageSize, before));
+      const { opened, skipped } = await this.opts.memory.openAll(scope, page.chunks);
+      yield { items: opened, skipped };
+      before = page.next ?? undefined;
+    } while (before !== undefined);
   }
 
   /** Erasure: every chunk of the user in the tenant (in a shredded tenant: every row left of it). */

@@ -36,6 +36,8 @@ export interface ChunkPatch {
   embedding?: ArrayLike<number>;
   embedderId?: string;
   metadata?: Metadata;
+  /** A new expiry; null: none (the row stays until deleted). Absent: unchanged. */
+  expiresAt?: Date | null;
   /** Only update when the row still has this version (optimistic concurrency). */
   ifVersion?: number;
 }
@@ -58,9 +60,9 @@ export interface ListPage {
   next: ListPosition | null;
 }
 
-/** Where a page ended: `createdAt` is the database's exact text (microseconds; a Date keeps only ms). */
+/** Where a page ended: `created_at` in microseconds since 1970 (a Date keeps only ms), and the row's id. */
 export interface ListPosition {
-  createdAt: string;
+  createdAtUs: bigint;
   id: string;
 }
 
@@ -173,18 +175,19 @@ export class ScopedChunks {
     const params: unknown[] = [this.scope.tenantId, this.scope.userHash, limit + 1];
     let after = '';
     if (before) {
-      params.push(before.createdAt, before.id);
-      after = 'AND (created_at, id) < ($4::timestamptz, $5::uuid)';
+      // Integer arithmetic on µs: exact, and independent of the session's TimeZone and DateStyle.
+      params.push(before.createdAtUs.toString(), before.id);
+      after = `AND (created_at, id) < (timestamptz '1970-01-01 00:00:00+00' + $4::bigint * interval '1 microsecond', $5::uuid)`;
     }
     const res = await this.sql.query<ChunkRecord & { position: string }>(
-      `SELECT ${COLUMNS}, created_at::text AS position FROM memory_chunks
+      `SELECT ${COLUMNS}, (extract(epoch FROM created_at) * 1000000)::bigint::text AS position FROM memory_chunks
         WHERE tenant_id = $1 AND user_hash = $2 AND ${LIVE} ${after}
         ORDER BY created_at DESC, id DESC LIMIT $3`,
       params,
     );
     const page = res.rows.slice(0, limit);
     const last = page[page.length - 1];
-    return { chunks: page.map(toChunk), next: res.rows.length > limit && last ? { createdAt: last.position, id: last.id } : null };
+    return { chunks: page.map(toChunk), next: res.rows.length > limit && last ? { createdAtUs: BigInt(last.position), id: last.id } : null };
   }
 
   /** What the idempotency key (its hash) answered, if this scope used it. */
@@ -234,6 +237,7 @@ export class ScopedChunks {
     if (patch.embedding) set('embedding', toSqlVector(patch.embedding, this.dim), '::vector');
     if (patch.embedderId) set('embedder_id', patch.embedderId);
     if (patch.metadata) set('metadata', JSON.stringify(patch.metadata), '::jsonb');
+    if (patch.expiresAt !== undefined) set('expires_at', patch.expiresAt?.toISOString() ?? null, '::timestamptz');
     let guard = '';
     if (patch.ifVersion !== undefined) {
       params.push(patch.ifVersion);

@@ -27,8 +27,8 @@ const getDoc = documented({
 });
 
 const patchDoc = documented({
-  summary: 'Change a chunk\'s text and/or metadata',
-  description: 'New text is re-embedded and re-sealed in the same transaction; metadata is replaced as a whole. If-Match makes concurrent edits safe.',
+  summary: 'Change a chunk\'s text, metadata and/or expiry',
+  description: 'New text is re-embedded and re-sealed in the same transaction; metadata is replaced as a whole; ttl_s sets a new expiry from now, null removes it (an expired chunk is gone: 404). If-Match makes concurrent edits safe.',
   tag: 'memory',
   bearer: 'required',
   params: ItemParams,
@@ -76,7 +76,7 @@ export function memoryItemRoutes(app: FastifyInstance, deps: ApiDeps): void {
       who.tenantId,
       who.userId,
       req.params.id,
-      { text: body.text, metadata: body.metadata, ifVersion: version },
+      { text: body.text, metadata: body.metadata, ttlS: body.ttl_s, ifVersion: version },
       abortOnClose(req, reply),
     );
     if (updated === 'version_mismatch') throw new ApiError(412, ErrorCode.VersionMismatch, 'the chunk changed since that version; GET it again');

@@ -1,14 +1,16 @@
 import type { FastifyInstance } from 'fastify';
 import type { ApiDeps } from '../context.ts';
-import { ErrorCode } from '../errors.ts';
+import { InvalidCursorError } from '../../memory/index.ts';
+import { badRequest, ErrorCode } from '../errors.ts';
 import { chunkBody } from '../present.ts';
 import { ListAnswer } from '../responses.ts';
 import { API_ERRORS, documented } from '../route-docs.ts';
-import { decodeCursor, encodeCursor, ListQuery, parse } from '../schemas.ts';
+import { ListQuery, parse } from '../schemas.ts';
 import { actingFor } from '../scope.ts';
 
 const doc = documented({
   summary: 'List a user\'s chunks, newest first, a page at a time',
+  description: 'The cursor is opaque and authenticated for the user and tenant it was given to: an edited or forged one, or another user\'s, is 400 invalid_cursor.',
   tag: 'memory',
   bearer: 'required',
   query: ListQuery,
@@ -21,11 +23,16 @@ export function memoryListRoute(app: FastifyInstance, deps: ApiDeps): void {
   app.get('/api/v1/memory', doc, async (req, reply) => {
     const q = parse(ListQuery, req.query);
     const who = actingFor(req, deps.metrics, { userId: q.user_id, tenantId: q.tenant_id }, deps.scopeChecks);
-    const before = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
-    const page = await deps.memory.list(who.tenantId, who.userId, q.limit, before);
+    let page;
+    try {
+      page = await deps.memory.list(who.tenantId, who.userId, q.limit, q.cursor);
+    } catch (err) {
+      if (err instanceof InvalidCursorError) throw badRequest(ErrorCode.InvalidCursor, err.message);
+      throw err;
+    }
     return reply.send({
       items: page.items.map(chunkBody),
-      next_cursor: page.next ? encodeCursor(page.next) : null,
+      next_cursor: page.next,
       skipped: page.skipped.length,
     } satisfies ListAnswer);
   });
