@@ -190,6 +190,18 @@ for (const target of targets()) {
       }
     });
 
+    it('a route that takes no body ignores one, whatever its type', async () => {
+      const res = await call(`${api.url}/api/v1/memory`, 'POST', user, { text: 'Ursula owns a red kite.' });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      const id = (res.body as { ids: string[] }).ids[0]!;
+      for (const [type, body] of [['text/plain', 'hello'], ['application/json', '{"broken":'], ['application/xml', '<a/>']] as const) {
+        const got = await call(`${api.url}/api/v1/memory/${id}?user_id=ursula`, 'GET', service, undefined, { 'content-type': type });
+        assert.equal(got.status, 200, type);
+        assert.equal((await call(`${api.url}/api/v1/users/nobody/memory`, 'DELETE', service, body, { 'content-type': type })).status, 200, type);
+      }
+      assert.equal((await call(`${api.url}/api/v1/memory/${id}?user_id=ursula`, 'DELETE', service, '{"broken":', { 'content-type': 'text/plain' })).status, 204);
+    });
+
     it('constructor and prototype are plain metadata keys: stored and read back as data, nothing polluted', async () => {
       const res = await call(`${api.url}/api/v1/memory`, 'POST', service, '{"text":"Ursula builds things.","user_id":"ursula","metadata":{"constructor":{"prototype":{"polluted":true}}}}');
       assert.equal(res.status, 201);

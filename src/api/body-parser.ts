@@ -125,15 +125,32 @@ function charsetOf(contentType: string | undefined): string | undefined {
   return m?.[1];
 }
 
+/** Whether the matched route takes a body (its documented schema has one); none matched: no. */
+function takesBody(req: FastifyRequest): boolean {
+  return Boolean((req.routeOptions.schema as { body?: unknown } | undefined)?.body);
+}
+
+const notJson = () => new ApiError(415, ErrorCode.UnsupportedMediaType, 'send the body as application/json');
+
 /**
  * Bodies are `application/json` (UTF-8; a `charset` parameter may say so) and nothing else:
- * every other media type, `text/plain` and `application/*+json` included, is 415
- * `unsupported_media_type` on every route, before any handler runs. Register on the root
+ * on a route that takes a body, every other media type, `text/plain` and `application/*+json`
+ * included, is 415 `unsupported_media_type` before the handler runs. A route that takes no body
+ * (GET, DELETE) ignores one, whatever its type, as GET always has. Register on the root
  * instance before the routes.
  */
 export function registerBodyParser(app: FastifyInstance): void {
   app.removeAllContentTypeParsers();
+  // Fastify refuses a malformed Content-Type (415) before any parser runs; for a route that takes
+  // no body the header means nothing, so it is not looked at.
+  app.addHook('onRequest', async (req) => {
+    if (req.headers['content-type'] !== undefined && !takesBody(req)) delete req.headers['content-type'];
+  });
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req: FastifyRequest, body: string | Buffer, done) => {
+    if (!takesBody(req)) {
+      done(null, undefined);
+      return;
+    }
     const charset = charsetOf(req.headers['content-type']);
     if (charset !== undefined && !UTF8.test(charset)) {
       done(new ApiError(415, ErrorCode.UnsupportedMediaType, 'send the body as application/json in UTF-8'), undefined);
@@ -144,5 +161,9 @@ export function registerBodyParser(app: FastifyInstance): void {
     } catch (err) {
       done(err as Error, undefined);
     }
+  });
+  // Any other type (read within the body limit, then dropped).
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (req: FastifyRequest, _body: string | Buffer, done) => {
+    done(takesBody(req) ? notJson() : null, undefined);
   });
 }

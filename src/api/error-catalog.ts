@@ -38,7 +38,7 @@ export const ERROR_CATALOG: { readonly [C in ErrorCode]: ErrorCodeDoc } = {
   },
   [ErrorCode.VersionMismatch]: { status: 412, when: '`If-Match` names a version the chunk no longer has' },
   [ErrorCode.PayloadTooLarge]: { status: 413, when: 'body over `RELAY_BODY_LIMIT_BYTES` (1 MiB)' },
-  [ErrorCode.UnsupportedMediaType]: { status: 415, when: 'a body, on any route, that is not `application/json` in UTF-8 (`text/plain` and `application/*+json` included)' },
+  [ErrorCode.UnsupportedMediaType]: { status: 415, when: 'a body that is not `application/json` in UTF-8 (`text/plain` and `application/*+json` included) on a route that takes one' },
   [ErrorCode.IdempotencyKeyReused]: { status: 422, when: 'an `Idempotency-Key` already used for a different request' },
   [ErrorCode.RateLimited]: { status: 429, when: 'over `RELAY_RATE_LIMIT_PER_MIN` requests for the tenant; with `Retry-After`' },
   [ErrorCode.Internal]: { status: 500, when: 'anything unexpected; details only in the log' },
