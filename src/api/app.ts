@@ -10,6 +10,7 @@ import { registerOpenApi } from './openapi.ts';
 import { Health, Readiness } from './responses.ts';
 import { documented } from './route-docs.ts';
 import { erasureRoute } from './routes/erasure.ts';
+import { exportRoute } from './routes/export.ts';
 import { memoryItemRoutes } from './routes/memory-item.ts';
 import { memoryListRoute } from './routes/memory-list.ts';
 import { memoryQueryRoute } from './routes/memory-query.ts';
@@ -122,7 +123,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       keyGenerator: (req) => `tenant:${req.principal?.tenantId ?? ''}`,
       errorResponseBuilder: (_req, ctx) => new ApiError(429, ErrorCode.RateLimited, `too many requests for this tenant; retry in ${ctx.after}`),
     });
-    for (const route of [memoryWriteRoute, memoryQueryRoute, memoryItemRoutes, memoryListRoute, erasureRoute]) route(api, opts);
+    for (const route of [memoryWriteRoute, memoryQueryRoute, memoryItemRoutes, memoryListRoute, erasureRoute, exportRoute]) route(api, opts);
   });
 
   return app;

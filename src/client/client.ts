@@ -1,4 +1,4 @@
-import { RelayError } from './errors.ts';
+import { RelayError, RelayNetworkError } from './errors.ts';
 import { retryPolicy, type RetryOptions, type RetryPolicy } from './retry.ts';
 import { QueryStream } from './stream.ts';
 import { newRequestId, Transport, type HttpRequest, type TokenSource } from './transport.ts';
@@ -140,6 +140,47 @@ export class RelayClient {
       this.request(opts, { method: 'DELETE', path: `/api/v1/users/${encodeURIComponent(userId)}/memory`, retry: true }),
     );
     return body;
+  }
+
+  /**
+   * Every live chunk of `userId`, decrypted, one at a time as the server streams them (NDJSON):
+   * `GET /api/v1/users/:user_id/memory/export`, for a data-access request. `for await (const c of
+   * client.exportMemories('alice'))`. Only the request is retried; an answer that breaks off is a
+   * `RelayNetworkError` (never a short export taken for a whole one). Stopping early cancels it.
+   */
+  async *exportMemories(userId: string, opts: CallOptions = {}): AsyncGenerator<MemoryChunk, void, undefined> {
+    const req = this.request(opts, { method: 'GET', path: `/api/v1/users/${encodeURIComponent(userId)}/memory/export`, retry: true });
+    const res = await this.transport.send(req, 'application/x-ndjson');
+    if (!res.body) return;
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buffered = '';
+    const record = (line: string): MemoryChunk => {
+      try {
+        return JSON.parse(line) as MemoryChunk;
+      } catch (err) {
+        throw new RelayError(`${req.method} ${req.path}: a line of the export is not JSON`, { code: 'bad_response', status: res.status, requestId: req.requestId, cause: err });
+      }
+    };
+    try {
+      for (;;) {
+        let next: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          next = await reader.read();
+        } catch (err) {
+          if (req.signal?.aborted) throw req.signal.reason;
+          throw new RelayNetworkError(`${req.method} ${req.path}: the export broke off`, { code: 'network_error', status: res.status, requestId: req.requestId, cause: err });
+        }
+        if (next.done) break;
+        const lines = (buffered + decoder.decode(next.value, { stream: true })).split('\n');
+        buffered = lines.pop() ?? '';
+        for (const line of lines) if (line.trim()) yield record(line);
+      }
+      buffered += decoder.decode();
+      if (buffered.trim()) yield record(buffered);
+    } finally {
+      await reader.cancel().catch(() => undefined);
+    }
   }
 
   /**
