@@ -141,14 +141,14 @@ for (const target of targets()) {
       assert.deepEqual(seen.sort(), [...live].sort());
       // Stopping early is fine (the rest is not read).
       let taken = 0;
-      for await (const _ of client.exportMemories('alice')) if (++taken === 3) break;
+      for await (const chunk of client.exportMemories('alice')) if (chunk.id && ++taken === 3) break;
       assert.equal(taken, 3);
       // A page that fails after the first: the answer breaks off, and the client says so.
       failAt = transactions + 4;
       let received = 0;
       await assert.rejects(
         (async () => {
-          for await (const _ of client.exportMemories('alice')) received++;
+          for await (const chunk of client.exportMemories('alice')) if (chunk.id) received++;
         })(),
         RelayNetworkError,
       );
@@ -157,7 +157,7 @@ for (const target of targets()) {
       const user = new RelayClient({ baseUrl: api.url, token: bob, retries: 0 });
       await assert.rejects(
         (async () => {
-          for await (const _ of user.exportMemories('alice')) assert.fail('nothing may be yielded');
+          for await (const chunk of user.exportMemories('alice')) assert.fail(`nothing may be yielded (${chunk.id})`);
         })(),
         (err: unknown) => err instanceof RelayError && err.code === 'forbidden_scope' && err.status === 403,
       );
