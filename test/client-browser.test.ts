@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { build } from 'esbuild';
 
@@ -53,14 +57,36 @@ describe('relay-memory/client in a browser', () => {
     assert.ok(seen >= 10, `only ${seen} imports found: is the pattern still right?`);
   });
 
-  it('the package export is built from the current sources (npm run build:client)', () => {
+  // Not by modification times: `npm test` rebuilds dist first (pretest), so a check of times
+  // passes whatever dist holds. The sources are built afresh into a folder of the test's own and
+  // every file of dist/client must be what that build made, byte for byte.
+  it('the package export is what the current sources build to (npm run build:client)', () => {
     const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { exports: Record<string, { types: string; default: string }> };
     assert.deepEqual(pkg.exports['./client'], { types: './dist/client/index.d.ts', default: './dist/client/index.js' });
-    for (const name of readdirSync('src/client').filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))) {
-      const js = `dist/client/${name.replace(/\.ts$/, '.js')}`;
-      const dts = `dist/client/${name.replace(/\.ts$/, '.d.ts')}`;
-      const built = Math.min(statSync(js, { throwIfNoEntry: false })?.mtimeMs ?? 0, statSync(dts, { throwIfNoEntry: false })?.mtimeMs ?? 0);
-      assert.ok(built >= statSync(`src/client/${name}`).mtimeMs, `${js} is missing or older than src/client/${name}: run npm run build:client`);
+    const fresh = mkdtempSync(join(tmpdir(), 'relay-client-build-'));
+    try {
+      const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+      const run = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.client.json', '--outDir', fresh], { encoding: 'utf8' });
+      assert.equal(run.status, 0, `tsc: ${run.stdout}${run.stderr}`);
+      const files = (dir: string) => (readdirSync(dir, { recursive: true }) as string[]).filter((f) => /\.(js|d\.ts|map)$/.test(f)).sort();
+      const want = files(fresh);
+      assert.ok(want.includes('index.js') && want.includes('index.d.ts'), JSON.stringify(want));
+      assert.deepEqual(files('dist/client'), want, 'dist/client holds other files than the sources build to: run npm run build:client');
+      for (const f of want) {
+        const [got, built] = [readFileSync(join('dist/client', f), 'utf8'), readFileSync(join(fresh, f), 'utf8')];
+        if (f.endsWith('.map')) {
+          // A map names its sources relative to where it lies: compare what it maps.
+          const strip = (m: string) => {
+            const { mappings, names, file } = JSON.parse(m) as { mappings: string; names: string[]; file: string };
+            return { mappings, names, file };
+          };
+          assert.deepEqual(strip(got), strip(built), `dist/client/${f} is not what the sources build to: run npm run build:client`);
+        } else {
+          assert.ok(got === built, `dist/client/${f} is not what the sources build to: run npm run build:client`);
+        }
+      }
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
     }
   });
 });
