@@ -33,7 +33,7 @@ describe('relay CLI (embedded store)', () => {
     assert.match(relay(['migrate', 'up'], env).stdout, /nothing to apply/);
     const down = relay(['migrate', 'down', '--to', '0'], env);
     assert.equal(down.code, 0, down.stderr);
-    assert.match(down.stdout, /reverted 3, 2, 1/);
+    assert.match(down.stdout, /reverted 4, 3, 2, 1/);
   });
 
   it('exits 2 with usage on a bad command or flag', () => {
