@@ -184,8 +184,10 @@ describe('http reranker (local HTTP server speaking TEI and Cohere)', () => {
     const started = performance.now();
     const err = await failure(make({ timeoutMs: 80 }).rerank(QUERY, CANDIDATES));
     assert.equal(err.code, 'rerank_unavailable');
+    // The message names the timer that fired; the service hangs for ever, so returning is the
+    // timeout's doing. The bound only rules out a far longer wait, under any load.
     assert.match(err.message, /timed out after 80 ms/);
-    assert.ok(performance.now() - started < 80 + 300);
+    assert.ok(performance.now() - started < 5_000);
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(closed, 1);
   });
@@ -236,8 +238,9 @@ describe('http reranker (local HTTP server speaking TEI and Cohere)', () => {
     const reason = new Error('client went away');
     setTimeout(() => ac.abort(reason), 30);
     const started = performance.now();
+    // The caller's own reason (not a timeout's) proves the abort ended it; the service hangs for ever.
     await assert.rejects(make().rerank(QUERY, CANDIDATES, { signal: ac.signal }), (e) => e === reason);
-    assert.ok(performance.now() - started < 300);
+    assert.ok(performance.now() - started < 5_000);
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(closed, 1);
   });

@@ -183,11 +183,13 @@ describe('maybeRerank: when to rerank', () => {
 });
 
 describe('maybeRerank: the latency budget', () => {
-  it('a provider that sleeps past the budget: search order within budget + margin, its signal aborted, `timeout` counted', async () => {
+  // Speed is for the benchmarks: these assert what the budget did (cut the work, aborted its
+  // signal, counted the fallback), with bounds that hold on a busy machine.
+  it('a provider that sleeps past the budget: search order after the budget, its signal aborted, `timeout` counted', async () => {
     const rec = recorder();
     let finished = false;
     const { p, calls } = provider(async (_q, cs, signal) => {
-      await sleep(2000, signal);
+      await sleep(10_000, signal);
       finished = true;
       return reverse(cs);
     });
@@ -199,10 +201,11 @@ describe('maybeRerank: the latency budget', () => {
     assert.equal(out.fallback, 'timeout');
     assert.equal(out.reranked, 0);
     assert.ok(elapsed >= 55, `returned before the budget: ${elapsed} ms`);
-    assert.ok(elapsed < 60 + 200, `took ${elapsed} ms`);
+    // It did not wait for the provider's 10 s: the work was still unfinished when it returned.
+    assert.ok(elapsed < 5_000, `took ${elapsed} ms`);
     assert.equal(calls[0]!.signal!.aborted, true, 'the late work was not cancelled');
     assert.equal((calls[0]!.signal!.reason as DOMException).name, 'TimeoutError');
-    assert.equal(finished, false);
+    assert.equal(finished, false, 'the provider finished: the budget did not cut it');
     assert.deepEqual(rec.fallbacks, ['timeout']);
     assert.equal(rec.seconds.length, 1, 'a timed-out call is observed too');
     assert.ok(rec.seconds[0]![1] >= 0.05);
@@ -212,8 +215,10 @@ describe('maybeRerank: the latency budget', () => {
     const { p } = provider(() => new Promise<RerankScore[]>(() => {}));
     const started = performance.now();
     const out = await createMaybeRerank({ reranker: p, budgetMs: 40 })('q', ROWS, CTX);
+    // The provider never settles: returning at all is the budget's doing; the bound (50 × the
+    // budget) only says it was this budget, not some far longer default.
     assert.equal(out.fallback, 'timeout');
-    assert.ok(performance.now() - started < 40 + 200);
+    assert.ok(performance.now() - started < 2_000);
   });
 
   it('estimateMs: reranks the best-ranked prefix that fits 0.8 × budget, the rest below in search order', async () => {
@@ -256,15 +261,16 @@ describe('maybeRerank: the latency budget', () => {
   it("the caller's abort cancels the work and returns the search order without a fallback", async () => {
     const rec = recorder();
     const { p, calls } = provider(async (_q, cs, signal) => {
-      await sleep(2000, signal);
+      await sleep(30_000, signal);
       return reverse(cs);
     });
-    const maybe = createMaybeRerank({ reranker: p, budgetMs: 5000, breaker: { failures: 1, cooldownMs: 60_000 }, hooks: rec.hooks });
+    const maybe = createMaybeRerank({ reranker: p, budgetMs: 20_000, breaker: { failures: 1, cooldownMs: 60_000 }, hooks: rec.hooks });
     const ac = new AbortController();
     setTimeout(() => ac.abort(new Error('client gone')), 30);
     const started = performance.now();
     const out = await maybe('q', ROWS, { ...CTX, signal: ac.signal });
-    assert.ok(performance.now() - started < 500);
+    // Neither the provider's 30 s nor the 20 s budget: the abort ended it.
+    assert.ok(performance.now() - started < 10_000);
     assert.deepEqual(ids(out.candidates), ids(ROWS));
     assert.equal(out.fallback, undefined);
     assert.equal(calls[0]!.signal!.aborted, true);
