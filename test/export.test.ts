@@ -50,7 +50,7 @@ for (const target of targets()) {
       }
       live.push(...(await write(alice, { text: 'Alice keeps a spare key under the mat.', ttl_s: 86_400 })));
       expired.push(...(await write(alice, { chunks: ['alice expired one', 'alice expired two', 'alice expired three'], ttl_s: 60 })));
-      [tampered] = await write(alice, { text: 'alice tampered row' });
+      tampered = (await write(alice, { text: 'alice tampered row' }))[0]!;
       await api.store.driver.ownerTransaction(async (sql) => {
         await sql.query("UPDATE memory_chunks SET expires_at = now() - interval '1 minute' WHERE id = ANY($1::uuid[])", [expired]);
         // One byte of the sealed text changed: it no longer opens.
@@ -127,7 +127,7 @@ for (const target of targets()) {
       const anonymous = await exportOf(null, 'alice');
       assert.equal(anonymous.res.status, 401);
       assert.ok(!anonymous.text.includes('alice note'));
-      const forged = await exportOf(api.forged(A, 'alice'), 'alice');
+      const forged = await exportOf(await api.forged(A, 'alice'), 'alice');
       assert.equal(forged.res.status, 401);
     });
 

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { OPEN_FAILURE_REASONS } from '../crypto/index.ts';
-import type { PoolStats } from '../store/index.ts';
+import type { PoolStats, SearchStrategy } from '../store/index.ts';
 import { RERANK_FALLBACK_REASONS, RERANK_PROVIDERS, STREAM_OUTCOMES, WRITE_OUTCOMES, type Metrics } from './observers.ts';
 
 export interface MetricsOptions {
@@ -18,6 +18,12 @@ export interface MetricsOptions {
    */
   tenantLabels?: number;
 }
+
+/** Every way a search is answered, so each is exported at 0 from the start. */
+export const SEARCH_STRATEGIES = ['exact', 'hnsw', 'hnsw_then_exact'] as const satisfies readonly SearchStrategy[];
+// Fails to compile when SearchStrategy gains a value the list above lacks.
+const allStrategies: readonly SearchStrategy[] extends readonly (typeof SEARCH_STRATEGIES)[number][] ? true : never = true;
+void allStrategies;
 
 /** Seconds buckets: the guardrails' thresholds (50 ms goal, 1.5 s TTFV; 150/200/250 ms) are edges. */
 const TTFV_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10];
@@ -54,6 +60,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   const rerankFallbacks = new Counter({ name: 'relay_rerank_fallbacks_total', help: 'Queries that kept search order instead of reranking, by reason', labelNames: ['reason'] as const, registers });
   // Every label value known in advance is exported at 0 from the start, so a first event shows as an increase.
   for (const reason of OPEN_FAILURE_REASONS) openFailures.inc({ reason }, 0);
+  for (const strategy of SEARCH_STRATEGIES) searches.inc({ strategy }, 0);
   for (const outcome of STREAM_OUTCOMES) streams.inc({ outcome }, 0);
   for (const outcome of WRITE_OUTCOMES) writes.inc({ outcome }, 0);
   for (const reason of RERANK_FALLBACK_REASONS) rerankFallbacks.inc({ reason }, 0);
