@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { ERROR_CATALOG } from '../src/api/error-catalog.ts';
+import { shredTenant } from '../src/memory/index.ts';
 import { call, startTestApi, type TestApi } from './helpers/api.ts';
 import { testTenant } from './helpers/fixtures.ts';
 import { targets } from './helpers/targets.ts';
@@ -437,6 +438,23 @@ for (const target of targets()) {
       const request = fc.constantFrom(...routes).chain((route) => requestFor(route, ctx, []));
       await fc.assert(fc.asyncProperty(request, run), { seed: 4242, numRuns: 4000, endOnFailure: true });
       assert.equal(({} as Json).polluted, undefined, 'Object.prototype polluted');
+    });
+
+    it("a tenant whose keys were shredded: never 5xx, errors from the catalog and the route's document, nothing written", async () => {
+      const X = testTenant('prop-shredded');
+      const xena = await api.token(X, 'xena');
+      for (const text of ['Xena keeps a spare key.', 'Xena likes rain.']) assert.equal((await call(`${api.url}/api/v1/memory`, 'POST', xena, { text, user_id: 'xena' })).status, 201);
+      // Keys gone, rows left: what a replica meets between a shred and the row deletion.
+      await shredTenant(api.store.driver, api.keyring, X, { deleteRows: false });
+      const before = await counts(X);
+      const ctx = await contextOf(X);
+      const request = fc.constantFrom(...routes).chain((route) => requestFor(route, ctx, []));
+      const seen = new Map(statuses);
+      await fc.assert(fc.asyncProperty(request, run), { seed: 410, numRuns: 1500, endOnFailure: true });
+      const after = await counts(X);
+      // Erasure may delete what is left; nothing may be added or changed.
+      assert.ok(after.n <= before.n && after.k === 0, `rows ${JSON.stringify(before)} → ${JSON.stringify(after)}`);
+      assert.ok((statuses.get(410) ?? 0) > (seen.get(410) ?? 0), 'some requests reached the shredded keys (410)');
     });
 
     it('the requests reached every kind of answer (the generator is not stuck at one gate)', () => {
