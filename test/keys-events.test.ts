@@ -123,7 +123,9 @@ describe('key events: relay serve and the key CLI, two processes (pg)', { skip: 
     await admin.connect();
     try {
       const killed = await admin.query(
-        "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'relay-memory-listen' AND query ILIKE 'LISTEN relay_key_events%'",
+        // The listener's connection (its last statement is LISTEN, or the heartbeat's SELECT 1).
+        "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'relay-memory-listen' AND datname = $1",
+        [new URL(appUrl!).pathname.slice(1)],
       );
       assert.ok(killed.rowCount! >= 1, 'the listener was found');
     } finally {

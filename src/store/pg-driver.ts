@@ -178,9 +178,23 @@ export function createPgDriver(opts: PgDriverOptions): Driver {
     },
     async listen(channel: string, onPayload: (payload: string) => void): Promise<Listening> {
       if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`invalid channel name: ${channel}`);
-      const client = new pg.Client({ connectionString: opts.appUrl, application_name: 'relay-memory-listen' });
+      const client = new pg.Client({ connectionString: opts.appUrl, application_name: 'relay-memory-listen', keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
       let settle: (cause: Error | null) => void = () => undefined;
       const closed = new Promise<Error | null>((resolve) => (settle = resolve));
+      // A connection can die without a word (a network partition): a ping every 5 s that does not
+      // answer within 5 s counts it gone, so the caller reconnects and drops what it cached.
+      let heartbeat: NodeJS.Timeout | undefined;
+      void closed.then(() => clearInterval(heartbeat));
+      const ping = () => {
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the listening connection did not answer a ping within 5 s')), 5000)));
+        Promise.race([client.query('SELECT 1'), late])
+          .catch((err: unknown) => {
+            settle(err as Error);
+            void client.end().catch(() => undefined);
+          })
+          .finally(() => clearTimeout(timer));
+      };
       // A terminated backend or a server restart emits 'error' then 'end': either means gone.
       client.on('error', (err) => settle(err));
       client.on('end', () => settle(null));
@@ -190,6 +204,8 @@ export function createPgDriver(opts: PgDriverOptions): Driver {
       try {
         await client.connect();
         await client.query(`LISTEN ${channel}`);
+        heartbeat = setInterval(ping, 5000);
+        heartbeat.unref();
       } catch (err) {
         await client.end().catch(() => undefined);
         throw err;
