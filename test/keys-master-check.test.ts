@@ -79,6 +79,14 @@ describe('relay serve refuses a master key that does not open the key catalog (p
     assert.equal(made.code, 0, made.stderr);
     const rotated = relay(['keys', 'rotate-master'], { RELAY_DATA_DIR: dataDir, RELAY_MASTER_KEY: old, RELAY_NEW_MASTER_KEY: next });
     assert.equal(rotated.code, 0, rotated.stderr);
+    // Run again (as after a run cut short once the check had moved): it finishes, rewrapping nothing.
+    const again = relay(['keys', 'rotate-master'], { RELAY_DATA_DIR: dataDir, RELAY_MASTER_KEY: old, RELAY_NEW_MASTER_KEY: next });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /rewrapped 0 tenant keys/);
+    // Neither key the catalog's: refused.
+    const stranger = relay(['keys', 'rotate-master'], { RELAY_DATA_DIR: dataDir, RELAY_MASTER_KEY: key(), RELAY_NEW_MASTER_KEY: key() });
+    assert.equal(stranger.code, 1);
+    assert.match(stranger.stderr, /does not open this database's key catalog/);
     // The key CLI refuses the old key too (it would mint keys no service can unwrap).
     const cli = relay(['keys', 'rotate', '--tenant', 'acme'], { RELAY_DATA_DIR: dataDir, RELAY_MASTER_KEY: old });
     assert.equal(cli.code, 1);

@@ -107,8 +107,12 @@ export async function keys(action: string | undefined, args: KeysArgs): Promise<
       // and moved over it once all are.
       const embeddedFile = master.source === 'embedded_default' ? master.path : undefined;
       if (embeddedFile) await writeFile(`${embeddedFile}.next`, `${nextKey.toString('base64')}\n`, { mode: 0o600 });
-      await withKeyStore(config, provider, async (store) => {
-        const n = await rotateMasterKey(store.driver, provider, next);
+      // The check is proved here, not by withKeyStore: a run that was cut short after the master key
+      // check had moved to the new key (its last step) is finished by running it again.
+      await withKeyStore(config, null, async (store) => {
+        let n = 0;
+        if ((await checkMasterKey(store.driver, provider)).ok) n = await rotateMasterKey(store.driver, provider, next);
+        else if (!(await checkMasterKey(store.driver, next)).ok) throw new Error(wrongMasterKeyMessage(provider));
         if (embeddedFile) {
           await rename(`${embeddedFile}.next`, embeddedFile);
           console.log(`rewrapped ${n} tenant keys; ${embeddedFile} now holds the new master key`);
