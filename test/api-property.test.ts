@@ -427,7 +427,7 @@ for (const target of targets()) {
       const ctx = await contextOf(M);
       const breakers: Breaker[] = ['unknown_field', 'invalid_json', 'text_plain', 'no_token', 'deep', 'bad_idempotency_key'];
       const request = fc.constantFrom(...routes).chain((route) => requestFor(route, ctx, route.creates ? breakers.filter((b) => b !== 'bad_idempotency_key' || route.headers.includes('idempotency-key')) : []));
-      await fc.assert(fc.asyncProperty(request, run), { seed: 1717, numRuns: 8000, endOnFailure: true });
+      await fc.assert(fc.asyncProperty(request, run), { seed: 1717, numRuns: 6000, endOnFailure: true });
       assert.deepEqual(await counts(M), { n: 0, v: 0, k: 0 }, 'a malformed request wrote to its tenant');
       assert.deepEqual(await counts(S), before, "a request of another tenant changed this one's rows");
       assert.equal(({} as Json).polluted, undefined, 'Object.prototype polluted');
@@ -436,7 +436,7 @@ for (const target of targets()) {
     it('any request (writes may succeed): never 5xx, errors from the catalog', async () => {
       const ctx = await contextOf(W);
       const request = fc.constantFrom(...routes).chain((route) => requestFor(route, ctx, []));
-      await fc.assert(fc.asyncProperty(request, run), { seed: 4242, numRuns: 4000, endOnFailure: true });
+      await fc.assert(fc.asyncProperty(request, run), { seed: 4242, numRuns: 3000, endOnFailure: true });
       assert.equal(({} as Json).polluted, undefined, 'Object.prototype polluted');
     });
 
@@ -450,7 +450,7 @@ for (const target of targets()) {
       const ctx = await contextOf(X);
       const request = fc.constantFrom(...routes).chain((route) => requestFor(route, ctx, []));
       const seen = new Map(statuses);
-      await fc.assert(fc.asyncProperty(request, run), { seed: 410, numRuns: 1500, endOnFailure: true });
+      await fc.assert(fc.asyncProperty(request, run), { seed: 410, numRuns: 1200, endOnFailure: true });
       const after = await counts(X);
       // Erasure may delete what is left; nothing may be added or changed.
       assert.ok(after.n <= before.n && after.k === 0, `rows ${JSON.stringify(before)} → ${JSON.stringify(after)}`);
