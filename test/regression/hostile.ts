@@ -127,6 +127,9 @@ export async function badAuthorization(bad: BadAuth, secret: string, tenant: str
     case 'kid_injection_wrong_key':
       return `Bearer ${await new SignJWT({ ...realPayload, tid: otherTenant }).setProtectedHeader({ alg: 'HS256', kid: "../../../dev/null' OR '1'='1", jku: 'http://127.0.0.1:1/jwks' }).sign(key(wrong))}`;
     case 'sub_swapped_keeping_signature':
-      return `Bearer ${h}.${b64({ ...realPayload, sub: 'service', scope: 'service' })}.${sig}`;
+      // A user token made a service token; a service token (whose payload already says so) made
+      // a user's — either way the payload changes under the signature. Setting a service token's
+      // claims to what they already were left the token valid, and the fuzz expected a 401.
+      return `Bearer ${h}.${b64(user === undefined ? { ...realPayload, sub: `${tenant}-someone`, scope: undefined } : { ...realPayload, sub: 'service', scope: 'service' })}.${sig}`;
   }
 }

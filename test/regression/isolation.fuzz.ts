@@ -3,12 +3,14 @@ import { after, before, describe, it } from 'node:test';
 import type { Store } from '../../src/store/index.ts';
 import { targets } from '../helpers/targets.ts';
 import { startFuzzHarness, type FuzzHarness } from './harness.ts';
+import { openMutations, policyDefs as allPolicyDefs, RLS_POLICIES, type PolicyDef as AnyPolicyDef } from './policies.ts';
 import { assertIsolation, checkIsolation, fuzzSettings, type FuzzSettings } from './property.ts';
 
 /**
  * `npm run test:regression`: the cross-tenant isolation fuzz (docs/security.md, "The adversarial
- * isolation suite"), then the proof that it notices a broken service: each RLS policy dropped,
- * each weakened to tenant-only, RLS disabled, and each API scope check removed must make it fail.
+ * isolation suite"), then the proof that it notices a broken service: each memory_chunks policy
+ * dropped or weakened to tenant-only, every policy of every table under RLS made USING (true) /
+ * WITH CHECK (true), RLS disabled, and each API scope check removed must make it fail.
  * RELAY_FUZZ_TARGET=pglite|pg runs one store only (a replay names the store it failed on).
  */
 
@@ -60,9 +62,11 @@ for (const target of targets().filter((t) => !only || t.name === only)) {
   describe(`cross-tenant isolation fuzz (${target.name})`, () => {
     let h: FuzzHarness;
     let defs: PolicyDef[];
+    let all: AnyPolicyDef[];
     before(async () => {
       h = await startFuzzHarness(target);
       defs = await policyDefs(h.api.store);
+      all = await allPolicyDefs(h.api.store);
     });
     after(async () => {
       await h?.close();
@@ -96,6 +100,26 @@ for (const target of targets().filter((t) => !only || t.name === only)) {
         });
       }
 
+      // Every policy of every table under RLS, opened. On a shared server, an UPDATE or DELETE
+      // policy of memory_chunks opened would let the fuzz's statements without WHERE (committed)
+      // reach other suites' rows: those two run on PGlite only, like RLS disabled below.
+      for (const [table, policies] of Object.entries(RLS_POLICIES)) {
+        for (const [name, cmd] of Object.entries(policies)) {
+          // USING for what reads existing rows, WITH CHECK for what writes new ones; UPDATE has both.
+          const clauses = cmd === 'INSERT' ? (['WITH CHECK'] as const) : cmd === 'UPDATE' ? (['USING', 'WITH CHECK'] as const) : (['USING'] as const);
+          for (const clause of clauses) {
+            const unbounded = table === 'memory_chunks' && clause === 'USING' && (name.endsWith('_update') || name.endsWith('_delete'));
+            it(`with ${name} ${clause} (true)`, { skip: unbounded && target.name === 'pg' && "PGlite only: it would touch other suites' rows on a shared server" }, async () => {
+              const def = all.find((d) => d.tablename === table && d.policyname === name);
+              assert.ok(def, `${name} is not in the database`);
+              const m = openMutations(def).find((x) => x.clause === clause);
+              assert.ok(m, `${name} has no ${clause} clause`);
+              assertRed(await fuzzMutated(h, m.change, m.restore), m.what);
+            });
+          }
+        }
+      }
+
       // Only on PGlite: with RLS off, the fuzz's statements without WHERE would reach every row
       // of a shared server database, other suites' included. Dropped or tenant-only policies
       // keep them inside the fuzz's own tenants, or out of every row.
@@ -106,6 +130,7 @@ for (const target of targets().filter((t) => !only || t.name === only)) {
       it('and the policies are back afterwards', async () => {
         const now = await policyDefs(h.api.store);
         assert.deepEqual(now.map(createPolicySql).sort(), defs.map(createPolicySql).sort());
+        assert.deepEqual(await allPolicyDefs(h.api.store), all);
       });
     });
 

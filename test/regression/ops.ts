@@ -34,7 +34,9 @@ export interface Target {
 }
 
 export type SqlReadVariant = 'scoped' | 'other_tenant_same_hash' | 'forged_tenant' | 'no_scope' | 'bad_hash';
-export type SqlWriteVariant = 'insert_other_tenant' | 'insert_sibling' | 'move_own_to_other' | 'move_own_to_sibling' | 'update_all' | 'delete_foreign' | 'delete_all';
+export type SqlWriteVariant = 'insert_other_tenant' | 'insert_sibling' | 'move_own_to_other' | 'move_own_to_sibling' | 'move_all_to_other' | 'move_all_to_sibling' | 'update_all' | 'delete_foreign' | 'delete_all';
+/** Raw SQL as app_user on the other tables under RLS: the key catalog, the shred marks, idempotency keys. */
+export type SqlCatalogVariant = 'key_read' | 'key_for_other_tenant' | 'key_for_shredded' | 'idem_for_other' | 'idem_delete_all';
 
 export type Op =
   | { kind: 'write'; actor: Actor; target: Target; pieces: string[]; meta: [string, string]; idem: string | null; replayPrevious: boolean }
@@ -47,6 +49,7 @@ export type Op =
   | { kind: 'reindex'; tenant: number; switchEmbedder: boolean }
   | { kind: 'sql_read'; tenant: number; user: number; variant: SqlReadVariant; forged: string }
   | { kind: 'sql_write'; tenant: number; user: number; variant: SqlWriteVariant; other: number; row: number }
+  | { kind: 'sql_catalog'; tenant: number; user: number; variant: SqlCatalogVariant; other: number }
   | { kind: 'tamper'; how: 'copy_ciphertext' | 'move_row'; row: number; to: number; toTenant: number; toUser: number };
 
 const idx = fc.nat({ max: 1000 });
@@ -133,9 +136,19 @@ export const opArb: fc.Arbitrary<Op> = fc.oneof(
       kind: fc.constant('sql_write' as const),
       tenant: idx,
       user: idx,
-      variant: fc.constantFrom<SqlWriteVariant>('insert_other_tenant', 'insert_sibling', 'move_own_to_other', 'move_own_to_sibling', 'update_all', 'delete_foreign', 'delete_all'),
+      variant: fc.constantFrom<SqlWriteVariant>('insert_other_tenant', 'insert_sibling', 'move_own_to_other', 'move_own_to_sibling', 'move_all_to_other', 'move_all_to_sibling', 'update_all', 'delete_foreign', 'delete_all'),
       other: idx,
       row: idx,
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('sql_catalog' as const),
+      tenant: idx,
+      user: idx,
+      variant: fc.constantFrom<SqlCatalogVariant>('key_read', 'key_for_other_tenant', 'key_for_shredded', 'idem_for_other', 'idem_delete_all'),
+      other: idx,
     }),
   },
   {

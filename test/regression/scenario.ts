@@ -14,6 +14,13 @@ import type { Actor, Op, Target, WorldSpec } from './ops.ts';
 
 class Violation extends Error {}
 
+/** Carries a row count out of a transaction that must roll back. */
+class RolledBack extends Error {
+  constructor(readonly rowCount: number) {
+    super('rolled back on purpose');
+  }
+}
+
 function check(ok: boolean, what: string): asserts ok {
   if (!ok) throw new Violation(what);
 }
@@ -32,6 +39,8 @@ type Expect = { refuse: 401 } | { refuse: 403 } | { tenant: string; user: string
 
 export class Scenario {
   readonly tenants: string[];
+  /** A tenant of the scenario whose keys were shredded: nothing may be added to its catalog. */
+  readonly shredded: string;
   readonly users: string[][];
   readonly oracle = new Oracle();
   private readonly hashes = new Map<string, string>();
@@ -45,12 +54,14 @@ export class Scenario {
   ) {
     const tag = randomBytes(4).toString('hex');
     this.tenants = world.tenants.map((t, i) => `fz${tag}-${i}${t.suffix}`);
+    this.shredded = `fz${tag}-shredded`;
     this.users = world.tenants.map((t) => t.users);
     h.embedder.active = 'A';
   }
 
   async run(ops: readonly Op[]): Promise<void> {
     try {
+      await this.h.api.store.driver.ownerTransaction((sql) => sql.query('INSERT INTO tenant_shreds (tenant_id) VALUES ($1)', [this.shredded]));
       for (const [i, op] of ops.entries()) {
         try {
           await this.step(op);
@@ -191,7 +202,7 @@ export class Scenario {
 
   private async step(op: Op): Promise<void> {
     if ('target' in op && op.target.aligned) op = { ...op, target: { ...op.target, tenant: op.actor.tenant, user: op.actor.user ?? op.target.user } };
-    if (op.kind === 'sql_read' || op.kind === 'sql_write' || op.kind === 'tamper') this.tally(`${op.kind} ${'variant' in op ? op.variant : op.how}`);
+    if (op.kind === 'sql_read' || op.kind === 'sql_write' || op.kind === 'sql_catalog' || op.kind === 'tamper') this.tally(`${op.kind} ${'variant' in op ? op.variant : op.how}`);
     if (op.kind === 'reindex') this.tally('reindex');
     const cross = await counter(this.h.api.metrics, 'relay_cross_tenant_attempts_total');
     switch (op.kind) {
@@ -215,6 +226,8 @@ export class Scenario {
         return this.sqlRead(op);
       case 'sql_write':
         return this.sqlWrite(op);
+      case 'sql_catalog':
+        return this.sqlCatalog(op);
       case 'tamper':
         return this.tamper(op);
     }
@@ -489,6 +502,21 @@ export class Scenario {
         );
         return;
       }
+      case 'move_all_to_other':
+      case 'move_all_to_sibling': {
+        // Without WHERE the new rows are checked by the UPDATE policy's WITH CHECK alone (a WHERE
+        // brings the SELECT policy in, which checks them too). Rolled back whatever happens.
+        const to = pick(op.variant === 'move_all_to_sibling' ? others.filter((o) => o.tenant === tenant) : others.filter((o) => o.tenant !== tenant));
+        if (!to || own.length === 0) return;
+        const toScope = await this.scope(to.tenant, to.user);
+        const moved = await store
+          .withScopeSql(scope, async (sql) => {
+            throw new RolledBack((await sql.query('UPDATE memory_chunks SET tenant_id = $1, user_hash = $2', [toScope.tenantId, toScope.userHash])).rowCount ?? -1);
+          })
+          .catch((err: unknown) => (err instanceof RolledBack ? err.rowCount : null));
+        check(moved === null, `sql: UPDATE without WHERE moved ${moved} of the scope's rows to ${j(to)}, must be refused`);
+        return;
+      }
       case 'update_all': {
         // Reads no column, so only the UPDATE policy stands between it and the rest of the table.
         const active = this.h.embedder.idOf(this.oracle.active);
@@ -507,6 +535,76 @@ export class Scenario {
         const res = await store.withScopeSql(scope, (sql) => sql.query('DELETE FROM memory_chunks'));
         check(res.rowCount === own.length, `sql: DELETE without WHERE removed ${res.rowCount} rows, the scope had ${own.length}`);
         for (const r of own) this.oracle.rows.delete(r.id);
+        return;
+      }
+    }
+  }
+
+  /**
+   * The other tables under RLS, as app_user: a tenant reads only its own key catalog and shred
+   * mark, adds keys only to its own catalog and never to a shredded one, adds idempotency keys
+   * only in its own scope, and erasure's DELETE reaches only the scope's keys (measured in a
+   * transaction that rolls back: it reads no column, so only the DELETE policy limits it).
+   */
+  private async sqlCatalog(op: Extract<Op, { kind: 'sql_catalog' }>): Promise<void> {
+    const tenant = this.t(op.tenant);
+    const user = this.u(op.tenant, op.user);
+    const scope = await this.scope(tenant, user);
+    const driver = this.h.api.store.driver;
+    const all = [...this.tenants, this.shredded];
+    const tenantOnly = (t: string): Array<[string, string]> => [['relay.tenant_id', t]];
+    const full: Array<[string, string]> = [['relay.tenant_id', tenant], ['relay.user_hash', scope.userHash.toString('hex')]];
+    const refused = async (what: string, settings: Array<[string, string]>, q: string, params: unknown[]) => {
+      const outcome = await driver.appTransaction(settings, (sql) => sql.query(q, params)).then(
+        (r) => `succeeded (${j(r.rowCount)} rows)`,
+        () => null,
+      );
+      check(outcome === null, `sql: ${what} ${outcome}, must be refused`);
+    };
+    const newKey = (t: string) => [t, 'data', 1000 + Math.floor(Math.random() * 1_000_000), randomBytes(60), 'fuzz'];
+    const keySql = 'INSERT INTO tenant_keys (tenant_id, kind, version, wrapped, provider_id) VALUES ($1, $2, $3, $4, $5)';
+    switch (op.variant) {
+      case 'key_read': {
+        const keys = await driver.appTransaction(tenantOnly(tenant), (sql) => sql.query<{ tenant_id: string }>('SELECT DISTINCT tenant_id FROM tenant_keys WHERE tenant_id = ANY($1::text[])', [all]));
+        check(keys.rows.every((r) => r.tenant_id === tenant), `sql: ${j(tenant)} read the key catalog of ${j(keys.rows.map((r) => r.tenant_id))}`);
+        const marks = await driver.appTransaction(tenantOnly(tenant), (sql) => sql.query<{ tenant_id: string }>('SELECT tenant_id FROM tenant_shreds WHERE tenant_id = ANY($1::text[])', [all]));
+        check(marks.rows.length === 0, `sql: ${j(tenant)} read the shred marks of ${j(marks.rows.map((r) => r.tenant_id))}`);
+        return;
+      }
+      case 'key_for_other_tenant': {
+        const other = this.t(op.tenant + 1 + (op.other % Math.max(1, this.tenants.length - 1)));
+        if (other === tenant) return;
+        await refused(`INSERT of a key into ${j(other)}'s catalog by ${j(tenant)}`, tenantOnly(tenant), keySql, newKey(other));
+        return;
+      }
+      case 'key_for_shredded':
+        await refused(`INSERT of a key for the shredded ${j(this.shredded)} by its own scope`, tenantOnly(this.shredded), keySql, newKey(this.shredded));
+        return;
+      case 'idem_for_other': {
+        const to = (await this.others(tenant, user))[op.other % Math.max(1, (await this.others(tenant, user)).length)];
+        if (!to) return;
+        const toScope = await this.scope(to.tenant, to.user);
+        const h = randomBytes(32);
+        await refused(`INSERT of an idempotency key for ${j(to)}`, full, 'INSERT INTO idempotency_keys (tenant_id, user_hash, key_hash, request_hash, response) VALUES ($1, $2, $3, $3, $4)', [
+          toScope.tenantId,
+          toScope.userHash,
+          h,
+          '{"ids":[]}',
+        ]);
+        return;
+      }
+      case 'idem_delete_all': {
+        const prefix = `${scopeKey(tenant, user)}\u0000`;
+        const own = [...this.oracle.idem.keys()].filter((k) => k.startsWith(prefix)).length;
+        const reached = await driver
+          .appTransaction(full, async (sql) => {
+            throw new RolledBack((await sql.query('DELETE FROM idempotency_keys')).rowCount ?? -1);
+          })
+          .catch((err: unknown) => {
+            if (err instanceof RolledBack) return err.rowCount;
+            throw err;
+          });
+        check(reached === own, `sql: the scope's DELETE FROM idempotency_keys reached ${reached} keys, it has ${own}`);
         return;
       }
     }
@@ -557,8 +655,9 @@ export class Scenario {
     }
     for (const s of scopes.values()) {
       const actor: Actor = { tenant: s.ti, user: null, auth: 'valid' };
-      const ans = await this.http('GET', `/api/v1/memory${this.query({ limit: '100', user_id: s.user })}`, actor);
+      // Read before the request: a reading taken after it could not see the request counted.
       const cross = await counter(this.h.api.metrics, 'relay_cross_tenant_attempts_total');
+      const ans = await this.http('GET', `/api/v1/memory${this.query({ limit: '100', user_id: s.user })}`, actor);
       await this.common('audit list', ans, { tenant: s.tenant, user: s.user }, this.oracle.readable(s.tenant, s.user), cross);
       this.checkList('audit list', ans, s.tenant, s.user);
     }
@@ -566,8 +665,8 @@ export class Scenario {
 
   private async cleanup(): Promise<void> {
     await this.h.api.store.driver.ownerTransaction(async (sql) => {
-      for (const table of ['memory_chunks', 'idempotency_keys', 'tenant_keys']) {
-        await sql.query(`DELETE FROM ${table} WHERE tenant_id = ANY($1::text[])`, [this.tenants]);
+      for (const table of ['memory_chunks', 'idempotency_keys', 'tenant_keys', 'tenant_shreds']) {
+        await sql.query(`DELETE FROM ${table} WHERE tenant_id = ANY($1::text[])`, [[...this.tenants, this.shredded]]);
       }
     });
     this.h.embedder.active = 'A';
