@@ -88,6 +88,8 @@ describe('key events: relay serve and the key CLI, two processes (pg)', { skip: 
     assert.match(rotated.stdout, /data key version 2\b/);
     const seen = await sealedUnder('dk:2');
     console.log(`# rotate seen by the service after ${seen.tookMs} ms`);
+    assert.ok((await relay.metric('relay_key_events_total', { kind: 'rotate' })) >= 1, 'the event is counted');
+    assert.equal(await relay.metric('relay_key_events_listening'), 1);
   });
 
   it('keys rotate then reseal: every row and every new write under the newest key', async () => {
@@ -134,6 +136,7 @@ describe('key events: relay serve and the key CLI, two processes (pg)', { skip: 
     await relay.logged(/listening again; every cached key was dropped/, 10_000);
     assert.match(relay.log(), /the listening connection was lost; reconnecting/);
     await sealedUnder('dk:4');
+    assert.equal(await relay.metric('relay_key_events_listening'), 1);
     // And listening again for real: the next rotation is seen too.
     const rotated = await relayCli(['keys', 'rotate', '--tenant', T]);
     assert.equal(rotated.code, 0, rotated.stderr);
@@ -158,6 +161,8 @@ describe('key events: relay serve and the key CLI, two processes (pg)', { skip: 
     assert.ok((await relay.metric('relay_open_failures_total', { reason: 'key_shredded' })) >= 2);
     const erase = await call(`${relay.url}/api/v1/users/alice/memory`, 'DELETE', token);
     assert.equal(erase.status, 200);
+    assert.ok((await relay.metric('relay_key_events_total', { kind: 'shred' })) >= 1);
+    assert.ok((await relay.metric('relay_key_events_total', { kind: 'reseal' })) >= 1);
   });
 });
 

@@ -55,7 +55,9 @@ export async function serve(): Promise<void> {
       warn: (obj, msg) => (eventLog ? eventLog.warn(obj, msg) : console.error(`relay: ${msg}`)),
       info: (obj, msg) => eventLog?.info(obj, msg),
     },
+    onEvent: (e) => metrics.keyEvent(e.kind),
   });
+  metrics.watchKeyEvents(() => keyEvents.live);
   const keyring = new Keyring({
     provider,
     repository: new SqlKeyRepository(store.driver, 'app'),

@@ -1,5 +1,5 @@
 import type { OpenFailureHook } from '../crypto/index.ts';
-import type { PoolStats, StoreObserver } from '../store/index.ts';
+import type { KeyEventKind, PoolStats, StoreObserver } from '../store/index.ts';
 
 export type StreamOutcome = 'success' | 'error' | 'client_abort';
 export const STREAM_OUTCOMES: readonly StreamOutcome[] = ['success', 'error', 'client_abort'];
@@ -43,6 +43,10 @@ export interface Metrics {
   openFailure: OpenFailureHook;
   /** Counts rows dropped because their tenant or user was not the request's (`relay_scope_violations_total`): only a bad release causes one. */
   scopeViolation(): void;
+  /** Counts key events received (`relay_key_events_total{kind}`). */
+  keyEvent(kind: KeyEventKind): void;
+  /** Reads at scrape time whether the key events' connection listens (`relay_key_events_listening`). */
+  watchKeyEvents(listening: () => boolean): void;
   api: ApiObserver;
   rerank: RerankObserver;
   /** The registry itself, for tests and for adding process-specific metrics. */

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { OPEN_FAILURE_REASONS } from '../crypto/index.ts';
-import type { PoolStats, SearchStrategy } from '../store/index.ts';
+import { KEY_EVENT_KINDS, type PoolStats, type SearchStrategy } from '../store/index.ts';
 import { RERANK_FALLBACK_REASONS, RERANK_PROVIDERS, STREAM_OUTCOMES, WRITE_OUTCOMES, type Metrics } from './observers.ts';
 
 export interface MetricsOptions {
@@ -60,6 +60,17 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   const rerankFallbacks = new Counter({ name: 'relay_rerank_fallbacks_total', help: 'Queries that kept search order instead of reranking, by reason', labelNames: ['reason'] as const, registers });
   // Every label value known in advance is exported at 0 from the start, so a first event shows as an increase.
   for (const reason of OPEN_FAILURE_REASONS) openFailures.inc({ reason }, 0);
+  const keyEvents = new Counter({ name: 'relay_key_events_total', help: "Key events received (another process changed a tenant's keys; its cached keys were dropped), by kind", labelNames: ['kind'] as const, registers });
+  for (const kind of KEY_EVENT_KINDS) keyEvents.inc({ kind }, 0);
+  let keyEventsListening: (() => boolean) | undefined;
+  new Gauge({
+    name: 'relay_key_events_listening',
+    help: "1 while the key events' connection listens; 0 while it is down (cached keys are then used only within RELAY_KEY_EVENT_GRACE_MS)",
+    registers,
+    collect() {
+      this.set(keyEventsListening?.() ? 1 : 0);
+    },
+  });
   for (const strategy of SEARCH_STRATEGIES) searches.inc({ strategy }, 0);
   for (const outcome of STREAM_OUTCOMES) streams.inc({ outcome }, 0);
   for (const outcome of WRITE_OUTCOMES) writes.inc({ outcome }, 0);
@@ -121,6 +132,10 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     },
     openFailure: on((reason) => openFailures.inc({ reason })),
     scopeViolation: on(() => scopeViolations.inc()),
+    keyEvent: on((kind) => keyEvents.inc({ kind })),
+    watchKeyEvents(listening) {
+      keyEventsListening = listening;
+    },
     api: {
       ttfv: on((seconds) => ttfv.observe(seconds)),
       stream: on((outcome) => streams.inc({ outcome })),

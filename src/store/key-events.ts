@@ -11,7 +11,8 @@ import type { Driver, Listening, SqlClient } from './sql-client.ts';
 export const KEY_EVENTS_CHANNEL = 'relay_key_events';
 
 export type KeyEventKind = 'rotate' | 'reseal' | 'shred' | 'rotate_master' | 'reindex';
-const KINDS: ReadonlySet<string> = new Set<KeyEventKind>(['rotate', 'reseal', 'shred', 'rotate_master', 'reindex']);
+export const KEY_EVENT_KINDS: readonly KeyEventKind[] = ['rotate', 'reseal', 'shred', 'rotate_master', 'reindex'];
+const KINDS: ReadonlySet<string> = new Set<KeyEventKind>(KEY_EVENT_KINDS);
 
 export interface KeyEvent {
   /** null: every tenant (master key rotation). */
