@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { ErrorCode } from '../src/api/errors.ts';
@@ -146,6 +149,48 @@ for (const target of targets()) {
       assert.deepEqual([...seen].sort(), Object.values(ErrorCode).sort(), 'every code is documented somewhere, and no other');
       assert.deepEqual(doc.components.securitySchemes.bearer, { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: doc.components.securitySchemes.bearer.description });
     });
+
+    it('has a unique operationId on every operation, a security entry on every one (public ones say [] ), servers and a license', () => {
+      const ids: string[] = [];
+      for (const [path, ops] of Object.entries(doc.paths as Json)) {
+        for (const [method, o] of Object.entries(ops as Json)) {
+          assert.match(o.operationId ?? '', /^[a-z][A-Za-z]+$/, `${method} ${path} has a camelCase operationId`);
+          ids.push(o.operationId);
+          assert.ok(Array.isArray(o.security), `${method} ${path} says who may call it`);
+        }
+      }
+      assert.equal(new Set(ids).size, ids.length, `operationIds are unique: ${ids.join(', ')}`);
+      assert.deepEqual(op('get', '/healthz').security, []);
+      assert.deepEqual(op('get', '/readyz').security, []);
+      assert.ok(doc.servers?.length >= 1);
+      assert.equal(doc.info.license.identifier, 'Apache-2.0');
+    });
+
+    if (target === targets()[0]) {
+      it("passes Redocly's recommended lint, and openapi-typescript's types compile under strict", () => {
+        const dir = mkdtempSync(join(tmpdir(), 'relay-openapi-'));
+        try {
+          const file = join(dir, 'openapi.json');
+          writeFileSync(file, JSON.stringify(doc));
+          const bin = (name: string) => resolve('node_modules/.bin', name);
+          // Telemetry off: the lint must not reach out (and CI may have no network).
+          const lint = spawnSync(bin('redocly'), ['lint', '--format=json', file], { encoding: 'utf8', env: { ...process.env, REDOCLY_TELEMETRY: 'off' }, cwd: dir, timeout: 60_000 });
+          const report = JSON.parse(lint.stdout) as { totals: { errors: number; warnings: number }; problems: { ruleId: string; location: { pointer: string }[] }[] };
+          const problems = report.problems.map((p) => `${p.ruleId} ${p.location[0]?.pointer}`);
+          assert.equal(report.totals.errors, 0, problems.join('\n'));
+          // The health routes answer 200 or 503 to any GET; there is no 4xx to document for them.
+          assert.deepEqual(problems.sort(), ['operation-4xx-response #/paths/~1healthz/get/responses', 'operation-4xx-response #/paths/~1readyz/get/responses']);
+
+          const types = join(dir, 'api.d.ts');
+          execFileSync(bin('openapi-typescript'), [file, '-o', types], { stdio: 'pipe', timeout: 60_000 });
+          assert.match(readFileSync(types, 'utf8'), /JsonValue: /);
+          const tsc = spawnSync(bin('tsc'), ['--strict', '--noEmit', '--target', 'es2022', types], { encoding: 'utf8', cwd: dir, timeout: 60_000 });
+          assert.equal(tsc.status, 0, tsc.stdout + tsc.stderr);
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      });
+    }
 
     it('serves the interactive reference at /docs, its assets from this server', async () => {
       const page = await fetch(`${api.url}/docs`);

@@ -65,10 +65,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await registerCors(app, opts.limits.corsOrigins);
   await registerOpenApi(app);
 
-  const health = documented({ summary: 'The process is up', tag: 'operations', answers: { 200: { description: 'up', json: Health } }, errors: [] });
+  const health = documented({ operationId: 'getHealth', summary: 'The process is up', tag: 'operations', bearer: 'none', answers: { 200: { description: 'up', json: Health } }, errors: [] });
   app.get('/healthz', health, async () => ({ status: 'ok' }));
 
   const readiness = documented({
+    operationId: 'getReadiness',
+    bearer: 'none',
     summary: 'Ready to serve: store reachable, migrations current, master key right, models loaded',
     tag: 'operations',
     answers: { 200: { description: 'ready', json: Readiness }, 503: { description: 'not ready (store unreachable, schema behind, wrong master key, a model not loaded)', json: Readiness } },
@@ -95,6 +97,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
 
   const metricsDoc = documented({
+    operationId: 'getMetrics',
     summary: 'Prometheus metrics (docs/observability.md)',
     tag: 'operations',
     bearer: 'optional',

@@ -22,9 +22,12 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       info: {
         title: 'Relay Memory API',
         version: packageVersion(),
+        license: { name: 'Apache 2.0', identifier: 'Apache-2.0' },
         description:
           'Multi-tenant long-term memory for AI assistants. The tenant is always the bearer token\'s; a user token acts for its own user, a service token names one. Errors are `{"error": {"code", "message"}}` with a stable code (docs/errors.md).',
       },
+      // Relative: the document describes the service that serves it, wherever that is.
+      servers: [{ url: '/', description: 'the service serving this document' }],
       tags: [
         { name: 'memory', description: 'Store, recall, read, change and erase memory (bearer token)' },
         { name: 'operations', description: 'Health, readiness and Prometheus metrics' },

@@ -19,11 +19,13 @@ export interface Answer {
 
 /** What the OpenAPI document says of a route; every schema in it is one the handler parses with. */
 export interface RouteDoc {
+  /** A unique camelCase name: generated clients name their methods after it. */
+  operationId: string;
   summary: string;
   description?: string;
   tag: 'memory' | 'operations';
-  /** `required`: every /api/v1 route; `optional`: /metrics/memory (only with RELAY_METRICS_TOKEN). */
-  bearer?: 'required' | 'optional';
+  /** `required`: every /api/v1 route; `optional`: /metrics/memory (only with RELAY_METRICS_TOKEN); `none`: public. */
+  bearer: 'required' | 'optional' | 'none';
   body?: z.ZodType;
   query?: z.ZodType;
   params?: z.ZodType;
@@ -54,13 +56,26 @@ export function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): JsonSchem
   return toComponentRefs(out);
 }
 
+/**
+ * An array of itself (`JsonValue[]` inside `JsonValue`) becomes an array of anything: code
+ * generators write the recursion as an indexed access type, which TypeScript refuses as a
+ * circular annotation (TS2502), while through an object it is deferred and compiles. Every
+ * element of a JSON array is a JSON value anyway, so the document says the same.
+ */
+function selfArraysOpen(name: string, schema: JsonSchema): JsonSchema {
+  const self = JSON.stringify({ $ref: `#/components/schemas/${name}` });
+  const branches = schema.anyOf as JsonSchema[] | undefined;
+  if (!branches) return schema;
+  return { ...schema, anyOf: branches.map((b) => (b.type === 'array' && JSON.stringify(b.items) === self ? { ...b, items: {} } : b)) };
+}
+
 /** `components.schemas` for the SHARED schemas. */
 export function sharedSchemas(): Record<string, JsonSchema> {
   return Object.fromEntries(
     Object.entries(SHARED).map(([name, schema]) => {
       // Through a wrapper, so that a recursion is a `$ref` to the component and not to `#`.
       const wrapped = z.toJSONSchema(z.object({ v: schema }), { io: 'input' }) as { $defs: Record<string, JsonSchema> };
-      return [name, toComponentRefs(wrapped.$defs[name])];
+      return [name, selfArraysOpen(name, toComponentRefs(wrapped.$defs[name]))];
     }),
   );
 }
@@ -138,6 +153,7 @@ const plainJson = () => (data: unknown) => JSON.stringify(data);
  */
 export function documented(doc: RouteDoc): RouteShorthandOptions {
   const schema: FastifySchema & Record<string, unknown> = {
+    operationId: doc.operationId,
     summary: doc.summary,
     tags: [doc.tag],
     response: { ...Object.fromEntries(Object.entries(doc.answers).map(([status, a]) => [status, answerSchema(a)])), ...errorSchemas(doc.errors) },
@@ -145,6 +161,8 @@ export function documented(doc: RouteDoc): RouteShorthandOptions {
   if (doc.description) schema.description = doc.description;
   if (doc.bearer === 'required') schema.security = [{ bearer: [] }];
   if (doc.bearer === 'optional') schema.security = [{}, { bearer: [] }];
+  // Public: said outright, so that no tool reads a missing entry as an oversight.
+  if (doc.bearer === 'none') schema.security = [];
   if (doc.body) schema.body = jsonSchema(doc.body, 'input');
   if (doc.query) schema.querystring = jsonSchema(doc.query, 'input');
   if (doc.params) schema.params = jsonSchema(doc.params, 'input');

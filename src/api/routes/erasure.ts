@@ -9,6 +9,7 @@ import { actingFor } from '../scope.ts';
 const TenantOnly = ItemQuery.omit({ user_id: true });
 
 const doc = documented({
+  operationId: 'eraseUserMemory',
   summary: 'Erase every chunk of a user in the token\'s tenant',
   description: 'Expired chunks and the user\'s idempotency keys included. For a shredded tenant it succeeds too, deleting every row left of the tenant (whose users can no longer be told apart).',
   tag: 'memory',

@@ -13,6 +13,7 @@ const TenantOnly = ItemQuery.omit({ user_id: true });
 export const NDJSON = 'application/x-ndjson';
 
 const doc = documented({
+  operationId: 'exportUserMemory',
   summary: 'Export every live chunk of a user, decrypted, as NDJSON (data-access requests)',
   description:
     'One JSON object per line, each as GET /api/v1/memory/{id} answers it, newest first; expired chunks are left out. ' +

@@ -16,6 +16,7 @@ type Params = { Params: z.infer<typeof ItemParams> };
 const ETag = z.string().meta({ description: 'the chunk version as an entity tag, for If-Match' });
 
 const getDoc = documented({
+  operationId: 'getMemory',
   summary: 'One chunk',
   description: 'Not a UUID, not in the caller\'s scope, expired or not openable: 404.',
   tag: 'memory',
@@ -27,6 +28,7 @@ const getDoc = documented({
 });
 
 const patchDoc = documented({
+  operationId: 'updateMemory',
   summary: 'Change a chunk\'s text, metadata and/or expiry',
   description: 'New text is re-embedded and re-sealed in the same transaction; metadata is replaced as a whole; ttl_s sets a new expiry from now, null removes it (an expired chunk is gone: 404). If-Match makes concurrent edits safe.',
   tag: 'memory',
@@ -39,6 +41,7 @@ const patchDoc = documented({
 });
 
 const deleteDoc = documented({
+  operationId: 'deleteMemory',
   summary: 'Delete a chunk',
   tag: 'memory',
   bearer: 'required',

@@ -9,6 +9,7 @@ import { ListQuery, parse } from '../schemas.ts';
 import { actingFor } from '../scope.ts';
 
 const doc = documented({
+  operationId: 'listMemory',
   summary: 'List a user\'s chunks, newest first, a page at a time',
   description: 'The cursor is opaque and authenticated for the user and tenant it was given to: an edited or forged one, or another user\'s, is 400 invalid_cursor.',
   tag: 'memory',

@@ -72,6 +72,7 @@ const eventStream = {
 };
 
 const doc = documented({
+  operationId: 'queryMemory',
   summary: 'Recall: the chunks that best answer a query, streamed or in one body',
   description:
     'Accept: text/event-stream (or text/*) streams the results as they are ready; application/json (or application/*), */* or no Accept answers in one body; q-values choose between the two (the most specific range that matches each counts); anything else is 406. A failure before the first event is a plain HTTP error.',

@@ -9,6 +9,7 @@ import { actingFor } from '../scope.ts';
 import { abortOnClose } from '../abort.ts';
 
 const doc = documented({
+  operationId: 'addMemory',
   summary: 'Store memory: text (split into chunks) or chunks as given',
   description: 'Embeds, seals and inserts every chunk in one transaction. With Idempotency-Key, a retry of the same request returns the first answer (idempotent-replayed: true) and writes nothing.',
   tag: 'memory',
