@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -154,4 +154,31 @@ describe('embedded data folder', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+/** Runs relay with its stdout a pipe whose reader is gone before anything is written. */
+async function relayIntoClosedPipe(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, ['bin/relay.mjs', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // As `relay … | head -n 0` would: the reading end closes at once.
+  child.stdout.destroy();
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
+  return { code, stderr };
+}
+
+describe('relay writing into a closed pipe (relay … | head)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'relay-pipe-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  for (const [name, args, env] of [
+    ['--help', ['--help'], {}],
+    ['token', ['token', '--tenant', 'dev', '--user', 'alice'], { RELAY_DATA_DIR: join(dir, 'data'), RELAY_JWT_SECRET: randomBytes(32).toString('base64url') }],
+  ] as const) {
+    it(`${name}: exits quietly, no EPIPE stack`, async () => {
+      const run = await relayIntoClosedPipe([...args], env);
+      assert.doesNotMatch(run.stderr, /EPIPE|\n\s+at /, run.stderr);
+      assert.equal(run.code, 0, run.stderr);
+    });
+  }
 });

@@ -5,7 +5,7 @@ import { decodeMasterKey, LocalKeyProvider, loadMasterKey, type KeyProvider } fr
 import { checkMasterKey, ownerKeyring, resealTenant, rotateMasterKey, shredTenant, wrongMasterKeyMessage } from '../memory/index.ts';
 import type { Store } from '../store/index.ts';
 import { masterKeyFor } from './master-key.ts';
-import { UsageError } from './migrate.ts';
+import { UsageError } from './usage-error.ts';
 import { withOwnerStore } from './owner-store.ts';
 
 export interface KeysArgs {

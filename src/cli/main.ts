@@ -1,15 +1,34 @@
 import { parseArgs } from 'node:util';
-import { ConfigError } from '../config/index.ts';
-import { runBenchAnn, runBenchLoad, runBenchQuery, runBenchRerank } from './bench.ts';
-import { canary, runBenchCanary } from './canary.ts';
-import { dbSetup } from './db-setup.ts';
-import { indexScopes } from './index-scopes.ts';
-import { keys } from './keys.ts';
-import { runBenchCrypto } from './bench-crypto.ts';
-import { migrate, UsageError } from './migrate.ts';
-import { serve } from './serve.ts';
-import { reindex } from './reindex.ts';
-import { token } from './token.ts';
+import { UsageError } from './usage-error.ts';
+
+// Each command's module is imported only when that command runs: `relay token` need not load
+// Fastify, PGlite or onnxruntime (it started in ~1.4 s with them all, docs/benchmarks.md).
+const load = {
+  bench: () => import('./bench.ts'),
+  benchCrypto: () => import('./bench-crypto.ts'),
+  canary: () => import('./canary.ts'),
+  dbSetup: () => import('./db-setup.ts'),
+  indexScopes: () => import('./index-scopes.ts'),
+  keys: () => import('./keys.ts'),
+  migrate: () => import('./migrate.ts'),
+  reindex: () => import('./reindex.ts'),
+  serve: () => import('./serve.ts'),
+  token: () => import('./token.ts'),
+};
+
+/**
+ * A reader that went away (`relay canary status | head -n 4`) is not an error: stop quietly,
+ * as other command-line tools do, instead of an unhandled EPIPE stack. Any other write error
+ * on stdout or stderr still fails the run.
+ */
+function quietOnClosedPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+quietOnClosedPipe(process.stdout);
+quietOnClosedPipe(process.stderr);
 
 const USAGE = `usage: relay <command>
 
@@ -100,14 +119,14 @@ async function main(argv: string[]): Promise<void> {
   }
   switch (command) {
     case 'serve':
-      return serve();
+      return (await load.serve()).serve();
     case 'migrate':
-      return migrate(sub, int(values.to, 'to'));
+      return (await load.migrate()).migrate(sub, int(values.to, 'to'));
     case 'db':
-      if (sub === 'index-scopes') return indexScopes(int(values['min-rows'], 'min-rows'));
+      if (sub === 'index-scopes') return (await load.indexScopes()).indexScopes(int(values['min-rows'], 'min-rows'));
       if (sub !== 'setup') throw new UsageError('usage: relay db setup --admin-url URL --db NAME | relay db index-scopes [--min-rows N]');
       if (!values['admin-url'] || !values.db) throw new UsageError('db setup needs --admin-url and --db');
-      return dbSetup({
+      return (await load.dbSetup()).dbSetup({
         adminUrl: values['admin-url'],
         database: values.db,
         ownerRole: values['owner-role'],
@@ -115,11 +134,11 @@ async function main(argv: string[]): Promise<void> {
         embeddingDim: int(process.env.RELAY_EMBED_DIM, 'RELAY_EMBED_DIM'),
       });
     case 'token':
-      return token({ tenant: values.tenant, user: values.user, service: values.service, ttl: values.ttl });
+      return (await load.token()).token({ tenant: values.tenant, user: values.user, service: values.service, ttl: values.ttl });
     case 'keys':
-      return keys(sub, { tenant: values.tenant, batchSize: int(values['batch-size'], 'batch-size'), yes: values.yes });
+      return (await load.keys()).keys(sub, { tenant: values.tenant, batchSize: int(values['batch-size'], 'batch-size'), yes: values.yes });
     case 'canary':
-      return canary(sub, {
+      return (await load.canary()).canary(sub, {
         stable: values.stable,
         candidate: values.candidate,
         listen: values.listen,
@@ -131,11 +150,11 @@ async function main(argv: string[]): Promise<void> {
         json: values.json,
       });
     case 'reindex':
-      return reindex({ tenant: values.tenant, batchSize: int(values['batch-size'], 'batch-size') });
+      return (await load.reindex()).reindex({ tenant: values.tenant, batchSize: int(values['batch-size'], 'batch-size') });
     case 'bench':
-      if (sub === 'crypto') return runBenchCrypto(values.json);
+      if (sub === 'crypto') return (await load.benchCrypto()).runBenchCrypto(values.json);
       if (sub === 'query') {
-        return runBenchQuery({
+        return (await load.bench()).runBenchQuery({
           chunks: int(values.chunks, 'chunks', 20000)!,
           durationS: int(values.duration, 'duration', 30)!,
           rate: int(values.rate, 'rate', 200)!,
@@ -145,7 +164,7 @@ async function main(argv: string[]): Promise<void> {
         });
       }
       if (sub === 'load') {
-        return runBenchLoad({
+        return (await load.bench()).runBenchLoad({
           clients: int(values.clients, 'clients', 200)!,
           durationS: int(values.duration, 'duration', values.long ? 300 : 60)!,
           long: values.long,
@@ -153,9 +172,9 @@ async function main(argv: string[]): Promise<void> {
           json: values.json,
         });
       }
-      if (sub === 'canary') return runBenchCanary({ rate: int(values.rate, 'rate', 200)!, durationS: int(values.duration, 'duration', 20)!, json: values.json });
+      if (sub === 'canary') return (await load.canary()).runBenchCanary({ rate: int(values.rate, 'rate', 200)!, durationS: int(values.duration, 'duration', 20)!, json: values.json });
       if (sub === 'rerank') {
-        return runBenchRerank({
+        return (await load.bench()).runBenchRerank({
           queries: int(values.queries, 'queries', 100)!,
           candidates: int(values.candidates, 'candidates', 20)!,
           budgetMs: int(values.budget, 'budget', 150)!,
@@ -168,7 +187,7 @@ async function main(argv: string[]): Promise<void> {
           'usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench load [--clients N] [--duration S] [--long] [--json] | relay bench crypto [--json] | relay bench rerank [--queries N] [--candidates N] [--budget MS] [--json] | relay bench canary [--rate N] [--duration S] [--json]',
         );
       }
-      return runBenchAnn({
+      return (await load.bench()).runBenchAnn({
         chunks: int(values.chunks, 'chunks', 300000)!,
         queries: int(values.queries, 'queries', 300)!,
         seed: int(values.seed, 'seed', 1)!,
@@ -184,7 +203,7 @@ async function main(argv: string[]): Promise<void> {
 main(process.argv.slice(2)).catch((err: unknown) => {
   const usage = err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
   // Operators get the message; the stack only when asked for (LOG_LEVEL=debug or trace).
-  const verbose = ['debug', 'trace'].includes(process.env.LOG_LEVEL ?? '') && !usage && !(err instanceof ConfigError);
+  const verbose = ['debug', 'trace'].includes(process.env.LOG_LEVEL ?? '') && !usage && (err as { code?: string }).code !== 'invalid_config';
   console.error(`relay: ${err instanceof Error ? (verbose ? (err.stack ?? err.message) : err.message) : String(err)}`);
   process.exitCode = usage ? 2 : 1;
 });

@@ -1,6 +1,10 @@
 import { loadConfig } from '../config/index.ts';
 import { migrateDown, migrateUp, migrationStatus } from '../store/index.ts';
 import { withOwnerStore } from './owner-store.ts';
+import { UsageError } from './usage-error.ts';
+
+// Where the other commands import it from (main.ts imports usage-error.ts, which loads nothing).
+export { UsageError };
 
 /** `relay migrate up [--to N] | down [--to N] | status` against the configured store. */
 export async function migrate(action: string | undefined, to: number | undefined): Promise<void> {
@@ -23,4 +27,3 @@ export async function migrate(action: string | undefined, to: number | undefined
   });
 }
 
-export class UsageError extends Error {}

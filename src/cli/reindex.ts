@@ -4,7 +4,7 @@ import { createEmbedder } from '../embed/index.ts';
 import { checkMasterKey, ownerKeyring, reindexTenant, wrongMasterKeyMessage, type ReindexProgress } from '../memory/index.ts';
 import { announceKeyEvent } from '../store/index.ts';
 import { masterKeyFor } from './master-key.ts';
-import { UsageError } from './migrate.ts';
+import { UsageError } from './usage-error.ts';
 import { withOwnerStore } from './owner-store.ts';
 
 export interface ReindexArgs {

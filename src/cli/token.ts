@@ -1,6 +1,6 @@
 import { idProblem, mintToken, parseTtl, signingSecret, SUBJECT_MAX, TENANT_ID_MAX } from '../auth/index.ts';
 import { ConfigError, loadConfig } from '../config/index.ts';
-import { UsageError } from './migrate.ts';
+import { UsageError } from './usage-error.ts';
 
 const USAGE = 'usage: relay token --tenant T (--user U | --service) [--ttl 1h]';
 
