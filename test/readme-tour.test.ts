@@ -2,11 +2,13 @@
 // bash, against `relay serve` in a child process on the embedded store. What it prints must be
 // what README says it prints.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { loadConfig } from '../src/config/index.ts';
 import { startRelayProcess, type RelayProcess } from './helpers/relay-process.ts';
 
@@ -72,6 +74,71 @@ describe("README's 60-second tour", () => {
     assert.deepEqual(sample.map(([e]) => e), ['result', 'done']);
     for (const [i, [event, data]] of sample.entries()) {
       for (const key of Object.keys(data)) assert.ok(key in events[i]![1], `README's ${event} event shows "${key}", the real one has no such field`);
+    }
+  });
+});
+
+// The server start block, on a database of its own (a master key belongs to one database).
+const adminUrl = process.env.RELAY_TEST_ADMIN_URL;
+describe("README's server start block", { skip: adminUrl ? false : 'needs RELAY_TEST_ADMIN_URL' }, () => {
+  const db = `relay_readme_${randomBytes(4).toString('hex')}`;
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'relay-readme-server-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+    const c = new pg.Client({ connectionString: adminUrl });
+    await c.connect();
+    await c.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+    await c.end();
+  });
+
+  it('starts the service as written: ready, and the API asks for a token', async () => {
+    const block = blockAfter(await readFile('README.md', 'utf8'), '<!-- server start:');
+    assert.equal(block.lang, 'sh');
+    const setup = spawnSync(process.execPath, ['bin/relay.mjs', 'db', 'setup', '--admin-url', adminUrl!, '--db', db], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(setup.status, 0, setup.stderr);
+    const urls = Object.fromEntries(setup.stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    // The block's URLs are the ones `db setup` prints for --db relay; here, for this test's database.
+    let text = block.text;
+    for (const name of ['DATABASE_URL', 'RELAY_MIGRATE_URL']) {
+      const re = new RegExp(`^export ${name}=\\S+$`, 'm');
+      assert.match(text, re);
+      text = text.replace(re, `export ${name}=${urls[name]}`);
+    }
+    const env: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RELAY_') && k !== 'DATABASE_URL') env[k] = v;
+    Object.assign(env, { PORT: '0', HOST: '127.0.0.1', RELAY_DATA_DIR: dir });
+    const child = spawn('bash', ['-euo', 'pipefail', '-c', text], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    try {
+      const url = await new Promise<string>((ok, fail) => {
+        const timer = setTimeout(() => fail(new Error(`no start in 120 s:\n${out}\n${err}`)), 120_000);
+        child.once('exit', (code) => fail(new Error(`the block exited with ${code}:\n${out}\n${err}`)));
+        child.stdout.on('data', () => {
+          const line = out.split('\n').find((l) => l.includes('relay memory is serving'));
+          if (line) {
+            clearTimeout(timer);
+            ok((JSON.parse(line) as { url: string }).url);
+          }
+        });
+      });
+      let ready = 0;
+      for (let i = 0; i < 100 && ready !== 200; i++) {
+        ready = (await fetch(`${url}/readyz`)).status;
+        if (ready !== 200) await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.equal(ready, 200);
+      const anonymous = await fetch(`${url}/api/v1/memory?user_id=alice`);
+      assert.equal(anonymous.status, 401);
+    } finally {
+      // npm start's whole process group.
+      process.kill(-child.pid!, 'SIGTERM');
+      await new Promise((r) => child.once('close', r));
     }
   });
 });
