@@ -253,10 +253,10 @@ for (const store of stores) {
         await eventually(async () => embeddings.held === 1, 'the server asked for the query embedding');
         // Let a heartbeat open the stream, so the abort lands mid-stream.
         await new Promise((r) => setTimeout(r, 250));
-        const t0 = performance.now();
         ac.abort();
+        // The server holds the embedding until it is cancelled, so the stream has no end of its own:
+        // only the abort can end this iteration.
         await assert.rejects(iterating, { name: 'AbortError' });
-        assert.ok(performance.now() - t0 < 1000, 'the iteration stopped at once');
         await assert.rejects(stream.done, { name: 'AbortError' });
         await eventually(async () => embeddings.released === 1, 'the server cancelled its embeddings call');
         await eventually(async () => (await slow.metric('relay_sse_streams_total', { outcome: 'client_abort' })) === 1, 'a client_abort stream outcome');

@@ -10,6 +10,7 @@ export const SERVER_ERROR_STATUS = {
   forbidden_scope: 403,
   not_found: 404,
   not_acceptable: 406,
+  tenant_shredded: 410,
   version_mismatch: 412,
   payload_too_large: 413,
   unsupported_media_type: 415,
