@@ -11,6 +11,6 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
 fi
 echo "install-chromium: installing Debian's chromium package" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
+[ "${RELAY_APT_UPDATED:-}" = 1 ] || apt-get update -qq
 apt-get install -y -qq --no-install-recommends chromium >/dev/null
 command -v chromium >/dev/null

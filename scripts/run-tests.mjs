@@ -29,6 +29,9 @@ for (const script of ['scripts/install-prometheus.sh', 'scripts/install-chromium
   if (tools.status !== 0) process.exit(tools.status ?? 1);
 }
 if (process.env.RELAY_TEST_DATABASE_URL) {
+  // The replica suites start Redis, PgBouncer and HAProxy themselves (Debian's packages).
+  const fleet = spawnSync('bash', ['scripts/install-fleet.sh'], { stdio: 'inherit' });
+  if (fleet.status !== 0) process.exit(fleet.status ?? 1);
   console.error(`run-tests: server suites run against ${process.env.RELAY_TEST_DATABASE_URL.replace(/:[^:@/]*@/, ':***@')}`);
 } else {
   console.error('run-tests: RELAY_TEST_DATABASE_URL is not set: only the embedded (PGlite) suites run');
