@@ -6,6 +6,7 @@
 // --update rewrites the baseline from this run. --baseline and --relay (another file than
 // bench/baseline.json, another script than bin/relay.mjs) exist for the gate's own tests.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -128,6 +129,10 @@ async function main(): Promise<void> {
   const relay = values.relay ?? 'bin/relay.mjs';
   const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn' };
   const server = Boolean(env.DATABASE_URL && env.RELAY_MIGRATE_URL);
+  // A server database has one master key, which the first service on it writes its check with and
+  // every later one must have: the benches' services (every run of every bench) share the
+  // configured key, or one made for this gate run when none is configured.
+  if (server && !env.RELAY_MASTER_KEY && !env.RELAY_MASTER_KEY_FILE) env.RELAY_MASTER_KEY = randomBytes(32).toString('base64');
   const measured: Record<string, number> = {};
   /** Benches that should have run and did not, with why: their figures fail the gate. */
   const notRun: Record<string, string> = {};
