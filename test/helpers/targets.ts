@@ -24,6 +24,11 @@ function serverTarget(): Target | null {
   if (!appUrl) return null;
   const ownerUrl = process.env.RELAY_TEST_MIGRATE_URL;
   if (!ownerUrl) throw new Error('RELAY_TEST_DATABASE_URL is set but RELAY_TEST_MIGRATE_URL is not');
+  return serverTargetAt(appUrl, ownerUrl);
+}
+
+/** The server target over a database of the test's own (e.g. a cluster of test/helpers/pg-cluster.ts). */
+export function serverTargetAt(appUrl: string, ownerUrl: string): Target {
   return {
     name: 'pg',
     async open(opts = {}) {

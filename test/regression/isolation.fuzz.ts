@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Store } from '../../src/store/index.ts';
-import { targets } from '../helpers/targets.ts';
+import { postgresBinDir, startPgCluster, type PgCluster } from '../helpers/pg-cluster.ts';
+import { serverTargetAt, targets } from '../helpers/targets.ts';
 import { startFuzzHarness, type FuzzHarness } from './harness.ts';
 import { openMutations, policyDefs as allPolicyDefs, RLS_POLICIES, type PolicyDef as AnyPolicyDef } from './policies.ts';
 import { assertIsolation, checkIsolation, fuzzSettings, type FuzzSettings } from './property.ts';
@@ -100,32 +101,55 @@ for (const target of targets().filter((t) => !only || t.name === only)) {
         });
       }
 
-      // Every policy of every table under RLS, opened. On a shared server, an UPDATE or DELETE
-      // policy of memory_chunks opened would let the fuzz's statements without WHERE (committed)
-      // reach other suites' rows: those two run on PGlite only, like RLS disabled below.
+      // Every policy of every table under RLS, opened. An UPDATE or DELETE policy of memory_chunks
+      // opened, or RLS disabled, lets the fuzz's statements without WHERE (committed) reach every
+      // row of the database: on a server those run below, on a cluster of their own, never on the
+      // shared test database with other suites' rows. Dropped or tenant-only policies keep them
+      // inside the fuzz's own tenants, or out of every row.
+      const unbounded: Array<{ title: string; run: (on: FuzzHarness) => Promise<void> }> = [];
       for (const [table, policies] of Object.entries(RLS_POLICIES)) {
         for (const [name, cmd] of Object.entries(policies)) {
           // USING for what reads existing rows, WITH CHECK for what writes new ones; UPDATE has both.
           const clauses = cmd === 'INSERT' ? (['WITH CHECK'] as const) : cmd === 'UPDATE' ? (['USING', 'WITH CHECK'] as const) : (['USING'] as const);
           for (const clause of clauses) {
-            const unbounded = table === 'memory_chunks' && clause === 'USING' && (name.endsWith('_update') || name.endsWith('_delete'));
-            it(`with ${name} ${clause} (true)`, { skip: unbounded && target.name === 'pg' && "PGlite only: it would touch other suites' rows on a shared server" }, async () => {
-              const def = all.find((d) => d.tablename === table && d.policyname === name);
+            const title = `with ${name} ${clause} (true)`;
+            const run = async (on: FuzzHarness) => {
+              const def = (await allPolicyDefs(on.api.store)).find((d) => d.tablename === table && d.policyname === name);
               assert.ok(def, `${name} is not in the database`);
               const m = openMutations(def).find((x) => x.clause === clause);
               assert.ok(m, `${name} has no ${clause} clause`);
-              assertRed(await fuzzMutated(h, m.change, m.restore), m.what);
-            });
+              assertRed(await fuzzMutated(on, m.change, m.restore), m.what);
+            };
+            if (table === 'memory_chunks' && clause === 'USING' && (name.endsWith('_update') || name.endsWith('_delete'))) unbounded.push({ title, run });
+            else it(title, () => run(h));
           }
         }
       }
-
-      // Only on PGlite: with RLS off, the fuzz's statements without WHERE would reach every row
-      // of a shared server database, other suites' included. Dropped or tenant-only policies
-      // keep them inside the fuzz's own tenants, or out of every row.
-      it('with row-level security disabled', { skip: target.name === 'pg' && 'PGlite only: it would touch other suites\' rows on a shared server' }, async () => {
-        assertRed(await fuzzMutated(h, 'ALTER TABLE memory_chunks DISABLE ROW LEVEL SECURITY', 'ALTER TABLE memory_chunks ENABLE ROW LEVEL SECURITY'), 'RLS disabled');
+      unbounded.push({
+        title: 'with row-level security disabled',
+        run: async (on) => assertRed(await fuzzMutated(on, 'ALTER TABLE memory_chunks DISABLE ROW LEVEL SECURITY', 'ALTER TABLE memory_chunks ENABLE ROW LEVEL SECURITY'), 'RLS disabled'),
       });
+      if (target.name === 'pglite') {
+        for (const u of unbounded) it(u.title, () => u.run(h));
+      } else {
+        const bin = postgresBinDir();
+        describe('on a PostgreSQL cluster of its own (what reaches every row)', { skip: !bin && 'no PostgreSQL binaries (initdb, pg_ctl) on this machine' }, () => {
+          let cluster: PgCluster | undefined;
+          let own: FuzzHarness | undefined;
+          before(async () => {
+            cluster = await startPgCluster(bin!);
+            own = await startFuzzHarness(serverTargetAt(cluster.appUrl, cluster.ownerUrl));
+          });
+          after(async () => {
+            await own?.close();
+            cluster?.destroy();
+          });
+          for (const u of unbounded) it(u.title, () => u.run(own!));
+          it('and its policies are back afterwards', async () => {
+            assert.deepEqual(await allPolicyDefs(own!.api.store), all);
+          });
+        });
+      }
 
       it('and the policies are back afterwards', async () => {
         const now = await policyDefs(h.api.store);
