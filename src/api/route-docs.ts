@@ -84,6 +84,10 @@ export function sharedSchemas(): Record<string, JsonSchema> {
 export const API_ERRORS = [ErrorCode.Unauthorized, ErrorCode.ForbiddenScope, ErrorCode.ValidationFailed, ErrorCode.TenantShredded, ErrorCode.RateLimited, ErrorCode.Internal, ErrorCode.StoreUnavailable] as const;
 /** Routes with a JSON body: Fastify's body parser and size limit. */
 export const BODY_ERRORS = [ErrorCode.InvalidJson, ErrorCode.BadRequest, ErrorCode.PayloadTooLarge, ErrorCode.UnsupportedMediaType] as const;
+/** Routes with a path parameter: a segment that is not valid percent-encoded UTF-8 is refused before the route runs. */
+export const PATH_ERRORS = [ErrorCode.BadRequest] as const;
+/** DELETE routes: Fastify reads a body it is sent (the route ignores it), so one over the body limit is refused. */
+export const IGNORED_BODY_ERRORS = [ErrorCode.PayloadTooLarge] as const;
 /** Routes that embed text. */
 export const EMBED_ERRORS = [ErrorCode.EmbedderFailed, ErrorCode.EmbedderUnavailable] as const;
 

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ApiDeps } from '../context.ts';
 import { ErrorCode } from '../errors.ts';
 import { ErasureAnswer } from '../responses.ts';
-import { API_ERRORS, documented } from '../route-docs.ts';
+import { API_ERRORS, documented, IGNORED_BODY_ERRORS, PATH_ERRORS } from '../route-docs.ts';
 import { ErasureParams, ItemQuery, parse } from '../schemas.ts';
 import { actingFor } from '../scope.ts';
 
@@ -18,7 +18,7 @@ const doc = documented({
   query: TenantOnly,
   answers: { 200: { description: 'erased', json: ErasureAnswer } },
   // Never 410: erasure of a shredded tenant succeeds.
-  errors: API_ERRORS.filter((c) => c !== ErrorCode.TenantShredded),
+  errors: [...API_ERRORS.filter((c) => c !== ErrorCode.TenantShredded), ...PATH_ERRORS, ...IGNORED_BODY_ERRORS],
 });
 
 /** DELETE /api/v1/users/:user_id/memory: erasure of every chunk of that user in the token's tenant. */

@@ -4,7 +4,7 @@ import type { OpenedChunk, Unreadable } from '../../memory/index.ts';
 import type { ApiDeps } from '../context.ts';
 import { chunkBody } from '../present.ts';
 import { ChunkAnswer } from '../responses.ts';
-import { API_ERRORS, documented, jsonSchema } from '../route-docs.ts';
+import { API_ERRORS, documented, jsonSchema, PATH_ERRORS } from '../route-docs.ts';
 import { ErasureParams, ItemQuery, parse } from '../schemas.ts';
 import { actingFor } from '../scope.ts';
 
@@ -30,7 +30,7 @@ const doc = documented({
       content: { [NDJSON]: { description: 'each line is one of these', ...jsonSchema(ChunkAnswer, 'output') } },
     },
   },
-  errors: API_ERRORS,
+  errors: [...API_ERRORS, ...PATH_ERRORS],
 });
 
 type Pages = AsyncGenerator<{ items: OpenedChunk[]; skipped: Unreadable[] }, void, undefined>;

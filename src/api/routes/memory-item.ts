@@ -7,7 +7,7 @@ import type { ApiDeps } from '../context.ts';
 import { ApiError, ErrorCode, notFound } from '../errors.ts';
 import { chunkBody, etag, updatedBody } from '../present.ts';
 import { ChunkAnswer, UpdatedAnswer } from '../responses.ts';
-import { API_ERRORS, BODY_ERRORS, documented, EMBED_ERRORS } from '../route-docs.ts';
+import { API_ERRORS, BODY_ERRORS, documented, EMBED_ERRORS, IGNORED_BODY_ERRORS, PATH_ERRORS } from '../route-docs.ts';
 import { IfMatch, ifMatch, ItemParams, ItemQuery, parse, PatchBody } from '../schemas.ts';
 import { actingFor } from '../scope.ts';
 
@@ -24,7 +24,7 @@ const getDoc = documented({
   params: ItemParams,
   query: ItemQuery,
   answers: { 200: { description: 'the chunk', json: ChunkAnswer, headers: { ETag } } },
-  errors: [...API_ERRORS, ErrorCode.NotFound],
+  errors: [...API_ERRORS, ...PATH_ERRORS, ErrorCode.NotFound],
 });
 
 const patchDoc = documented({
@@ -48,7 +48,7 @@ const deleteDoc = documented({
   params: ItemParams,
   query: ItemQuery,
   answers: { 204: { description: 'deleted' } },
-  errors: [...API_ERRORS, ErrorCode.NotFound],
+  errors: [...API_ERRORS, ...PATH_ERRORS, ...IGNORED_BODY_ERRORS, ErrorCode.NotFound],
 });
 
 /** GET, PATCH and DELETE /api/v1/memory/:id. An id that is not a UUID names nothing: 404. */
