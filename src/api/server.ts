@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { SweepOutcome } from '../metrics/index.ts';
 import type { Store } from '../store/index.ts';
 import { buildApp, type AppOptions } from './app.ts';
 
@@ -19,17 +20,25 @@ export interface RunningServer {
 }
 
 /**
- * Deletes expired rows for good, one batch per tick until none is left. Reads never return an
- * expired row in the meantime. A failure is logged and tried again next tick.
+ * Deletes expired rows for good, every `intervalS`. Reads never return an expired row in the
+ * meantime. Replicas on one server database take turns (`Store.sweep`): one sweeps each
+ * interval, the others skip (`onTurn` counts both). A turn is due again after 0.9 of the
+ * interval, so the replica that swept last keeps the turn although its timer and its
+ * transaction's start wander a little. A failure is logged and tried again next tick.
  */
-export function startSweeper(store: Store, intervalS: number, log: { warn(obj: object, msg: string): void }): () => Promise<void> {
+export function startSweeper(
+  store: Store,
+  intervalS: number,
+  log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void },
+  onTurn?: (outcome: SweepOutcome) => void,
+): () => Promise<void> {
   let running: Promise<void> | null = null;
+  const minGapMs = Math.round(intervalS * 900);
   const tick = async () => {
     try {
-      for (let rounds = 0; rounds < 100; rounds++) {
-        const purged = await store.purgeExpired(1000);
-        if (purged.chunks < 1000 && purged.idempotencyKeys < 1000) break;
-      }
+      const swept = await store.sweep({ minGapMs });
+      onTurn?.(swept.ran ? 'ran' : 'skipped');
+      if (swept.chunks > 0 || swept.idempotencyKeys > 0) log.info({ chunks: swept.chunks, idempotencyKeys: swept.idempotencyKeys }, 'expiry sweep');
     } catch (err) {
       log.warn({ err: { code: (err as { code?: string }).code } }, 'expiry sweep failed');
     }
@@ -50,7 +59,7 @@ export function startSweeper(store: Store, intervalS: number, log: { warn(obj: o
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const app = await buildApp(opts);
   await app.listen({ host: opts.host, port: opts.port });
-  const stopSweep = opts.sweepIntervalS === 0 ? async () => undefined : startSweeper(opts.store, opts.sweepIntervalS ?? 60, app.log);
+  const stopSweep = opts.sweepIntervalS === 0 ? async () => undefined : startSweeper(opts.store, opts.sweepIntervalS ?? 60, app.log, opts.metrics.sweep);
   const addr = app.server.address();
   const url = typeof addr === 'object' && addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : String(addr);
   let closing: Promise<void> | null = null;

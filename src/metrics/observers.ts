@@ -11,6 +11,10 @@ export type RerankFallbackReason = 'disabled' | 'timeout' | 'error' | 'circuit_o
 export const RERANK_FALLBACK_REASONS: readonly RerankFallbackReason[] = ['disabled', 'timeout', 'error', 'circuit_open', 'few_candidates'];
 export const RERANK_PROVIDERS = ['lexical', 'onnx', 'http'] as const;
 
+/** `ran`: this replica took the expiry sweep's turn; `skipped`: another replica had it (docs/scaling.md). */
+export type SweepOutcome = 'ran' | 'skipped';
+export const SWEEP_OUTCOMES: readonly SweepOutcome[] = ['ran', 'skipped'];
+
 export interface ApiObserver {
   /** Request accepted → first result written. */
   ttfv(seconds: number): void;
@@ -47,6 +51,8 @@ export interface Metrics {
   keyEvent(kind: KeyEventKind): void;
   /** Reads at scrape time whether the key events' connection listens (`relay_key_events_listening`). */
   watchKeyEvents(listening: () => boolean): void;
+  /** Counts the expiry sweep's turns (`relay_sweeps_total{outcome}`). */
+  sweep(outcome: SweepOutcome): void;
   api: ApiObserver;
   rerank: RerankObserver;
   /** The registry itself, for tests and for adding process-specific metrics. */

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { OPEN_FAILURE_REASONS } from '../crypto/index.ts';
 import { KEY_EVENT_KINDS, type PoolStats, type SearchStrategy } from '../store/index.ts';
-import { RERANK_FALLBACK_REASONS, RERANK_PROVIDERS, STREAM_OUTCOMES, WRITE_OUTCOMES, type Metrics } from './observers.ts';
+import { RERANK_FALLBACK_REASONS, RERANK_PROVIDERS, STREAM_OUTCOMES, SWEEP_OUTCOMES, WRITE_OUTCOMES, type Metrics } from './observers.ts';
 
 export interface MetricsOptions {
   /** `relay_build_info{release}`: RELAY_RELEASE, so a canary and its baseline can be told apart. Default `dev`. */
@@ -71,6 +71,8 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       this.set(keyEventsListening?.() ? 1 : 0);
     },
   });
+  const sweeps = new Counter({ name: 'relay_sweeps_total', help: 'Expiry sweep turns of this replica: ran (it swept) or skipped (another replica is sweeping or took the turn)', labelNames: ['outcome'] as const, registers });
+  for (const outcome of SWEEP_OUTCOMES) sweeps.inc({ outcome }, 0);
   for (const strategy of SEARCH_STRATEGIES) searches.inc({ strategy }, 0);
   for (const outcome of STREAM_OUTCOMES) streams.inc({ outcome }, 0);
   for (const outcome of WRITE_OUTCOMES) writes.inc({ outcome }, 0);
@@ -136,6 +138,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     watchKeyEvents(listening) {
       keyEventsListening = listening;
     },
+    sweep: on((outcome) => sweeps.inc({ outcome })),
     api: {
       ttfv: on((seconds) => ttfv.observe(seconds)),
       stream: on((outcome) => streams.inc({ outcome })),

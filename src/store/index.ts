@@ -22,4 +22,5 @@ export {
   type MasterKeyCheckRow,
 } from './key-repository.ts';
 export { KeyEvents, KEY_EVENT_KINDS, KEY_EVENTS_CHANNEL, announceKeyEvent, parseKeyEvent, publishKeyEvent, type KeyEvent, type KeyEventKind, type KeyEventListener, type KeyEventsOptions } from './key-events.ts';
+export { sweepExpired, type SweepOptions, type SweepResult } from './sweep.ts';
 export { compileFilter, parseFilter, FilterError, FILTER_LIMITS, type MetadataFilter, type Condition, type Scalar } from './filter.ts';

@@ -5,6 +5,7 @@ import { scopeSettings, validateScope, type Scope } from './scope.ts';
 import { ensureScopeIndexes, listScopeIndexes, scopeIndexName, type ScopeIndexOptions, type ScopeIndexReport } from './scope-indexes.ts';
 import { DEFAULT_SEARCH_TUNING, searchSettings, type SearchStrategy, type SearchTuning } from './search.ts';
 import type { Driver, PoolStats, Settings, SqlClient, TransactionOptions } from './sql-client.ts';
+import { sweepExpired, type SweepOptions, type SweepResult } from './sweep.ts';
 
 const SCOPE_INDEX_REFRESH_MS = 60_000;
 
@@ -101,6 +102,14 @@ export class Store {
     );
     const row = res.rows[0];
     return { chunks: row?.chunks ?? 0, idempotencyKeys: row?.idempotency_keys ?? 0 };
+  }
+
+  /**
+   * One turn of the expiry sweep for a fleet of replicas on one database: runs unless another
+   * replica is sweeping or took the turn less than `opts.minGapMs` ago (see `sweepExpired`).
+   */
+  sweep(opts: SweepOptions = {}): Promise<SweepResult> {
+    return sweepExpired(this.driver, opts);
   }
 
   /**
