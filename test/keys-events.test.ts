@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
@@ -7,29 +6,14 @@ import { describeSealed, Keyring, LocalKeyProvider } from '../src/crypto/index.t
 import { ownerKeyring, SealedMemory, shredTenant, textContext } from '../src/memory/index.ts';
 import { createPgDriver, KeyEvents, SqlKeyRepository, type Store } from '../src/store/index.ts';
 import { call } from './helpers/api.ts';
-import { SERVER_TEST_MASTER_KEY, startRelayProcess, type RelayProcess } from './helpers/relay-process.ts';
+import { terminateListeners } from './helpers/listeners.ts';
+import { relayCli, SERVER_TEST_MASTER_KEY, startRelayProcess, type RelayProcess } from './helpers/relay-process.ts';
 import { targets } from './helpers/targets.ts';
 
 const appUrl = process.env.RELAY_TEST_DATABASE_URL;
 const ownerUrl = process.env.RELAY_TEST_MIGRATE_URL;
 const adminUrl = process.env.RELAY_TEST_ADMIN_URL;
 const codeOf = (body: unknown) => ((body as { error?: { code?: string } }).error ?? {}).code;
-
-/** `relay …` as an operator runs it, in a process of its own, against the server test database. */
-function relayCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RELAY_') && k !== 'DATABASE_URL') env[k] = v;
-  Object.assign(env, { DATABASE_URL: appUrl, RELAY_MIGRATE_URL: ownerUrl, RELAY_MASTER_KEY: SERVER_TEST_MASTER_KEY });
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/relay.mjs', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** Polls `probe` until it returns a value (not undefined), for at most `ms`; resolves with it and the time taken. */
 async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 10_000): Promise<{ value: T; tookMs: number }> {
@@ -121,18 +105,8 @@ describe('key events: relay serve and the key CLI, two processes (pg)', { skip: 
     const cached = await write('still under the cached key');
     assert.equal(await keyIdOf(cached.id!), 'dk:3', 'no event: the cache answers');
     // ...until its listening connection is cut: then it reconnects and forgets every cached key.
-    const admin = new pg.Client({ connectionString: adminUrl ?? ownerUrl });
-    await admin.connect();
-    try {
-      const killed = await admin.query(
-        // The listener's connection (its last statement is LISTEN, or the heartbeat's SELECT 1).
-        "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'relay-memory-listen' AND datname = $1",
-        [new URL(appUrl!).pathname.slice(1)],
-      );
-      assert.ok(killed.rowCount! >= 1, 'the listener was found');
-    } finally {
-      await admin.end();
-    }
+    // Its listening connection only (other suites' services on this database keep theirs).
+    assert.equal(await terminateListeners(adminUrl ?? ownerUrl!, appUrl!, [relay.pid]), 1, 'the listener was found');
     await relay.logged(/listening again; every cached key was dropped/, 10_000);
     assert.match(relay.log(), /the listening connection was lost; reconnecting/);
     await sealedUnder('dk:4');

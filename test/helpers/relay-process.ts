@@ -28,6 +28,8 @@ export interface RelayProcess {
   token(tenant: string, user?: string): Promise<string>;
   /** The value of one Prometheus sample of /metrics/memory (0 when absent). */
   metric(name: string, labels?: Record<string, string>): Promise<number>;
+  /** Its OS process id (e.g. to find its database connections). */
+  pid: number;
   /** Sends a signal to the process (SIGTERM: a graceful shutdown). */
   kill(signal: NodeJS.Signals): void;
   /** Resolves with the exit code once the process has exited (null: killed by a signal). */
@@ -131,6 +133,7 @@ export async function startRelayProcess(store: 'pglite' | 'pg' | ServerUrls, ext
         }
         return 0;
       },
+      pid: child.pid!,
       kill: (signal) => void child.kill(signal),
       exited,
       stop,
@@ -139,4 +142,28 @@ export async function startRelayProcess(store: 'pglite' | 'pg' | ServerUrls, ext
     await stop();
     throw err;
   }
+}
+
+/**
+ * `relay …` (the key CLI, reindex) as an operator runs it, in a process of its own, against the
+ * server test database (or `urls`) with the suites' master key; resolves when it has exited.
+ */
+export function relayCli(args: string[], urls?: ServerUrls, extraEnv: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RELAY_') && k !== 'DATABASE_URL') env[k] = v;
+  Object.assign(env, {
+    DATABASE_URL: urls?.appUrl ?? process.env.RELAY_TEST_DATABASE_URL,
+    RELAY_MIGRATE_URL: urls?.ownerUrl ?? process.env.RELAY_TEST_MIGRATE_URL,
+    RELAY_MASTER_KEY: SERVER_TEST_MASTER_KEY,
+    ...extraEnv,
+  });
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['bin/relay.mjs', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.once('error', reject);
+    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+  });
 }
