@@ -30,6 +30,8 @@ export interface AppOptions extends ApiDeps {
   logger?: FastifyServerOptions['logger'];
   /** Or a pino logger to use as it is (tests capture the log with it). */
   loggerInstance?: FastifyBaseLogger;
+  /** True once a shutdown's drain has begun: /readyz answers 503 so the balancer takes this replica out (server.ts). */
+  draining?: () => boolean;
 }
 
 /** Builds the HTTP app without listening; `server.ts` listens, tests use inject() or a real port. */
@@ -73,7 +75,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     bearer: 'none',
     summary: 'Ready to serve: store reachable, migrations current, master key right, models loaded',
     tag: 'operations',
-    answers: { 200: { description: 'ready', json: Readiness }, 503: { description: 'not ready (store unreachable, schema behind, wrong master key, a model not loaded)', json: Readiness } },
+    answers: { 200: { description: 'ready', json: Readiness }, 503: { description: 'not ready (store unreachable, schema behind, wrong master key, a model not loaded, draining for a shutdown)', json: Readiness } },
     errors: [],
   });
   app.get('/readyz', readiness, async (_req, reply) => {
@@ -81,7 +83,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     const models = Object.entries(opts.models ?? {}).map(([name, m]) => [name, m.check()] as const);
     // The master key must open the key catalog, or every data request would fail (a wrong key).
     const masterKey = !opts.masterKeyCheck ? null : r.ok ? await opts.masterKeyCheck().catch(() => ({ ok: false, detail: 'unchecked' })) : { ok: false, detail: 'unchecked' };
-    const ok = r.ok && models.every(([, m]) => m.ok) && masterKey?.ok !== false;
+    // Shutting down: still serving, but the balancer should send nothing new (RELAY_DRAIN_MS).
+    const draining = opts.draining?.() ?? false;
+    const ok = r.ok && models.every(([, m]) => m.ok) && masterKey?.ok !== false && !draining;
     const body: Readiness = {
       status: ok ? 'ready' : 'not_ready',
       checks: {
@@ -91,6 +95,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
         embedder: opts.memory.embedderId,
         ...(masterKey ? { master_key: masterKey.detail } : {}),
         ...Object.fromEntries(models.map(([name, m]) => [name, m.detail])),
+        ...(draining ? { shutdown: 'draining' } : {}),
       },
     };
     return reply.code(ok ? 200 : 503).send(body);

@@ -76,7 +76,7 @@ export const Health = z.strictObject({ status: z.literal('ok') });
 
 export const Readiness = z.strictObject({
   status: z.enum(['ready', 'not_ready']),
-  checks: z.record(z.string(), z.string()).meta({ description: 'store, migrations, embedder, master_key (`ok`, `wrong key` or `unchecked`), and each background model' }),
+  checks: z.record(z.string(), z.string()).meta({ description: 'store, migrations, embedder, master_key (`ok`, `wrong key` or `unchecked`), each background model, rate_limit_store (with RELAY_REDIS_URL: `ok`, `unreachable`, or `unreachable (failing open)`), and shutdown (`draining`) once a shutdown has begun' }),
 });
 
 export type WriteAnswer = z.infer<typeof WriteAnswer>;

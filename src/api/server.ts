@@ -8,6 +8,11 @@ export interface ServerOptions extends AppOptions {
   port: number;
   /** How long in-flight requests (streams) may take to finish on shutdown before their connections are cut. Default 10 s. */
   shutdownGraceMs?: number;
+  /**
+   * How long `drain()` keeps serving, with /readyz at 503, before the close: long enough for a
+   * load balancer's health check to take the replica out (RELAY_DRAIN_MS). Default 0: no drain.
+   */
+  drainMs?: number;
   /** Seconds between expiry sweeps; 0 turns the sweep off. Default 60. */
   sweepIntervalS?: number;
 }
@@ -15,7 +20,16 @@ export interface ServerOptions extends AppOptions {
 export interface RunningServer {
   app: FastifyInstance;
   url: string;
-  /** Stops accepting, lets in-flight requests finish (bounded), stops the sweep, closes the store. */
+  /**
+   * Turns /readyz to 503 (check `draining`) and keeps serving every request, in flight and new,
+   * for `drainMs`; resolves then, or at once when `endDrain()` is called. Safe to call twice.
+   */
+  drain(): Promise<void>;
+  /** Cuts a drain short (a second signal): `drain()` resolves now. */
+  endDrain(): void;
+  /** Whether the drain has begun (it stays true through the close). */
+  readonly draining: boolean;
+  /** Drains (if not yet done), then stops accepting, lets in-flight requests finish (bounded), stops the sweep, closes the store. */
   close(): Promise<void>;
 }
 
@@ -57,14 +71,27 @@ export function startSweeper(
 
 /** Builds the app, listens, and returns a handle whose `close` shuts down gracefully. */
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
-  const app = await buildApp(opts);
+  let draining = false;
+  let drained: Promise<void> | null = null;
+  let endDrain = () => undefined as void;
+  const app = await buildApp({ ...opts, draining: () => draining });
   await app.listen({ host: opts.host, port: opts.port });
   const stopSweep = opts.sweepIntervalS === 0 ? async () => undefined : startSweeper(opts.store, opts.sweepIntervalS ?? 60, app.log, opts.metrics.sweep);
   const addr = app.server.address();
   const url = typeof addr === 'object' && addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : String(addr);
+  const drain = () =>
+    (drained ??= new Promise<void>((resolve) => {
+      draining = true;
+      const timer = setTimeout(resolve, opts.drainMs ?? 0);
+      endDrain = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    }));
   let closing: Promise<void> | null = null;
   const close = () =>
     (closing ??= (async () => {
+      await drain();
       const grace = opts.shutdownGraceMs ?? 10_000;
       // Fastify stops accepting, answers new requests on kept-alive sockets with 503, closes idle
       // sockets, and resolves once in-flight requests are done; past the grace, cut them.
@@ -77,5 +104,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         await opts.store.close();
       }
     })());
-  return { app, url, close };
+  return {
+    app,
+    url,
+    drain,
+    endDrain: () => endDrain(),
+    get draining() {
+      return draining;
+    },
+    close,
+  };
 }

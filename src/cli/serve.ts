@@ -95,6 +95,7 @@ export async function serve(): Promise<void> {
     host: config.host,
     port: config.port,
     shutdownGraceMs: config.api.shutdownGraceMs,
+    drainMs: config.api.drainMs,
     sweepIntervalS: config.api.sweepIntervalS,
     metricsToken: config.metrics.token,
     models: config.rerank.enabled ? { reranker } : {},
@@ -105,9 +106,22 @@ export async function serve(): Promise<void> {
   serverLog = log;
   eventLog = log;
   if (config.faults) log.warn({ faults: config.faults }, 'RELAY_FAULTS is set: this process injects faults (tests only)');
+  let shuttingDown = false;
   const shutdown = async (signal: string) => {
-    log.info({ signal }, 'shutting down');
+    if (shuttingDown) {
+      // A second signal (an impatient operator, an orchestrator's second try): skip what is left
+      // of the drain; the close still lets in-flight streams finish within the grace.
+      if (server.draining) log.warn({ signal }, 'second signal: ending the drain early');
+      server.endDrain();
+      return;
+    }
+    shuttingDown = true;
+    // /readyz turns 503 at once and every request is still served for RELAY_DRAIN_MS, so that the
+    // balancer's health check takes this replica out before it stops accepting (docs/scaling.md).
+    log.info({ signal, drainMs: config.api.drainMs }, config.api.drainMs > 0 ? 'shutting down: draining (/readyz 503, still serving; a second signal ends the drain)' : 'shutting down');
     try {
+      await server.drain();
+      // Key events are still heard during the drain (the keyring serves requests until the close).
       await keyEvents.close();
       await server.close();
       await embedder.close?.();
@@ -116,8 +130,8 @@ export async function serve(): Promise<void> {
       process.exit(0);
     }
   };
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
 
   log.info({ url: server.url, store: config.store.kind, embedder: embedder.id, release: config.release }, 'relay memory is serving');
   if (jwt.created && jwt.secret) {

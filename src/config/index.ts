@@ -40,6 +40,7 @@ export const EnvSchema = z.object({
   RELAY_SSE_HEARTBEAT_MS: intIn(100, 3_600_000, 15_000),
   RELAY_SWEEP_INTERVAL_S: intIn(1, 86_400, 60),
   RELAY_SHUTDOWN_GRACE_MS: intIn(0, 600_000, 10_000),
+  RELAY_DRAIN_MS: intIn(0, 600_000, 5000),
   RELAY_KEY_EVENT_GRACE_MS: intIn(0, 300_000, 1000),
   RELAY_RERANK: z.enum(['on', 'off']).default('on'),
   RELAY_RERANKER: z.enum(['lexical', 'onnx', 'http']).default('lexical'),
@@ -189,6 +190,8 @@ export interface ApiConfig {
   heartbeatMs: number;
   sweepIntervalS: number;
   shutdownGraceMs: number;
+  /** RELAY_DRAIN_MS: on SIGTERM, how long /readyz says 503 while every request is still served, before the close (0: close at once). */
+  drainMs: number;
   /** RELAY_CORS_ORIGINS: browser origins allowed to call the API (`*`: any); empty: no CORS headers. */
   corsOrigins: string[];
 }
@@ -265,6 +268,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       heartbeatMs: e.RELAY_SSE_HEARTBEAT_MS,
       sweepIntervalS: e.RELAY_SWEEP_INTERVAL_S,
       shutdownGraceMs: e.RELAY_SHUTDOWN_GRACE_MS,
+      drainMs: e.RELAY_DRAIN_MS,
       corsOrigins: e.RELAY_CORS_ORIGINS ? e.RELAY_CORS_ORIGINS.split(',').map((o) => o.trim()) : [],
     },
     metrics: { enabled: e.RELAY_METRICS === 'on', token: e.RELAY_METRICS_TOKEN, tenantLabels: e.RELAY_METRICS_TENANT_LABELS },

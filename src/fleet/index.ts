@@ -1,4 +1,5 @@
 // Fleet parts (Debian packages) started on free ports by the benchmarks and tests that need
 // them: see docs/scaling.md.
 export { findProgram, freePort, portAccepts, startDaemon, type Daemon, type DaemonOptions } from './daemon.ts';
+export { haproxyConfig, parseServerStates, startHaproxy, type Backend, type Haproxy, type HaproxyOptions, type ServerState } from './haproxy.ts';
 export { startRedis, type RedisServer } from './redis.ts';

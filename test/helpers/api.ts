@@ -45,6 +45,8 @@ export interface TestApiOptions {
   /** /readyz's master key check, as `relay serve` wires it (default: none). */
   masterKeyCheck?: ApiDeps['masterKeyCheck'];
   shutdownGraceMs?: number;
+  /** How long `server.drain()` keeps serving with /readyz at 503 (default 0). */
+  drainMs?: number;
   sweepIntervalS?: number;
   /** A pino logger for the app (to capture its log). */
   logger?: FastifyBaseLogger;
@@ -94,6 +96,7 @@ export async function startTestApi(target: Target, opts: TestApiOptions = {}): P
     host: '127.0.0.1',
     port: 0,
     shutdownGraceMs: opts.shutdownGraceMs ?? 5000,
+    drainMs: opts.drainMs,
     sweepIntervalS: opts.sweepIntervalS ?? 0,
     loggerInstance: opts.logger,
     models: opts.models,

@@ -63,6 +63,9 @@ export async function startRelayProcess(store: 'pglite' | 'pg' | ServerUrls, ext
     RELAY_JWT_SECRET: secret,
     RELAY_MASTER_KEY: store === 'pglite' ? randomBytes(32).toString('base64') : SERVER_TEST_MASTER_KEY,
     RELAY_SHUTDOWN_GRACE_MS: '2000',
+    // No balancer in front of most suites' process: stop() closes at once (the rolling-restart
+    // suite, which has one, sets RELAY_DRAIN_MS itself).
+    RELAY_DRAIN_MS: '0',
   });
   if (store !== 'pglite') {
     const appUrl = store === 'pg' ? process.env.RELAY_TEST_DATABASE_URL : store.appUrl;
