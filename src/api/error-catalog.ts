@@ -48,6 +48,10 @@ export const ERROR_CATALOG: { readonly [C in ErrorCode]: ErrorCodeDoc } = {
   },
   [ErrorCode.EmbedderUnavailable]: { status: 503, when: 'the embedding model or API is down or failed after its retries; with `Retry-After`' },
   [ErrorCode.StoreUnavailable]: { status: 503, when: 'the database cannot be reached, a statement timed out, or no connection was free; with `Retry-After`' },
+  [ErrorCode.RateLimitUnavailable]: {
+    status: 503,
+    when: 'the Redis that counts the rate limit (`RELAY_REDIS_URL`) cannot be reached and `RELAY_RATE_LIMIT_REQUIRED=true`; with `Retry-After`. Without that setting the request is served uncounted ([scaling.md](scaling.md))',
+  },
 };
 
 /** docs/errors.md's table of API error codes, as `npm run docs` writes it. */

@@ -16,6 +16,7 @@ export const ErrorCode = {
   UnsupportedMediaType: 'unsupported_media_type',
   IdempotencyKeyReused: 'idempotency_key_reused',
   RateLimited: 'rate_limited',
+  RateLimitUnavailable: 'rate_limit_unavailable',
   Internal: 'internal',
   EmbedderFailed: 'embedder_failed',
   EmbedderUnavailable: 'embedder_unavailable',

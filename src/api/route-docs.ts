@@ -80,8 +80,17 @@ export function sharedSchemas(): Record<string, JsonSchema> {
   );
 }
 
-/** What every /api/v1 route can answer: the token, its scope, the parsed input, the rate limit, the store. */
-export const API_ERRORS = [ErrorCode.Unauthorized, ErrorCode.ForbiddenScope, ErrorCode.ValidationFailed, ErrorCode.TenantShredded, ErrorCode.RateLimited, ErrorCode.Internal, ErrorCode.StoreUnavailable] as const;
+/** What every /api/v1 route can answer: the token, its scope, the parsed input, the rate limit (and its Redis), the store. */
+export const API_ERRORS = [
+  ErrorCode.Unauthorized,
+  ErrorCode.ForbiddenScope,
+  ErrorCode.ValidationFailed,
+  ErrorCode.TenantShredded,
+  ErrorCode.RateLimited,
+  ErrorCode.Internal,
+  ErrorCode.StoreUnavailable,
+  ErrorCode.RateLimitUnavailable,
+] as const;
 /** Routes with a JSON body: Fastify's body parser and size limit. */
 export const BODY_ERRORS = [ErrorCode.InvalidJson, ErrorCode.BadRequest, ErrorCode.PayloadTooLarge, ErrorCode.UnsupportedMediaType] as const;
 /** Routes with a path parameter: a segment that is not valid percent-encoded UTF-8 is refused before the route runs. */

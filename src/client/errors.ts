@@ -20,6 +20,7 @@ export const SERVER_ERROR_STATUS = {
   embedder_failed: 502,
   embedder_unavailable: 503,
   store_unavailable: 503,
+  rate_limit_unavailable: 503,
 } as const;
 
 export type ServerErrorCode = keyof typeof SERVER_ERROR_STATUS;
