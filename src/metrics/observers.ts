@@ -26,6 +26,8 @@ export interface ApiObserver {
   write(outcome: WriteOutcome): void;
   /** Any HTTP request finished: `route` is the route pattern (never the raw URL), or `unmatched`. */
   request(route: string, status: number, seconds: number, tenantId: string | null): void;
+  /** A request's rate-limit count could not be made in Redis (RELAY_REDIS_URL): served uncounted, or 503 when required. */
+  rateLimitStoreError(): void;
 }
 
 export interface RerankObserver {

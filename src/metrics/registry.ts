@@ -73,6 +73,11 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   });
   const sweeps = new Counter({ name: 'relay_sweeps_total', help: 'Expiry sweep turns of this replica: ran (it swept) or skipped (another replica is sweeping or took the turn)', labelNames: ['outcome'] as const, registers });
   for (const outcome of SWEEP_OUTCOMES) sweeps.inc({ outcome }, 0);
+  const rateLimitStoreErrors = new Counter({
+    name: 'relay_rate_limit_store_errors_total',
+    help: 'Requests whose rate-limit count the Redis of RELAY_REDIS_URL could not make: served uncounted, or 503 rate_limit_unavailable when RELAY_RATE_LIMIT_REQUIRED=true',
+    registers,
+  });
   for (const strategy of SEARCH_STRATEGIES) searches.inc({ strategy }, 0);
   for (const outcome of STREAM_OUTCOMES) streams.inc({ outcome }, 0);
   for (const outcome of WRITE_OUTCOMES) writes.inc({ outcome }, 0);
@@ -149,6 +154,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
         requestSeconds.observe({ route }, seconds);
         if (tenantRequests && tenantId) tenantRequests.inc({ tenant: tenantLabel(tenantId) });
       }),
+      rateLimitStoreError: on(() => rateLimitStoreErrors.inc()),
     },
     rerank: {
       seconds: on((provider, seconds) => rerankSeconds.observe({ provider }, seconds)),
