@@ -36,6 +36,8 @@ export const EnvSchema = z.object({
   RELAY_JWT_ISSUER: z.string().min(1).optional(),
   RELAY_JWT_AUDIENCE: z.string().min(1).optional(),
   RELAY_RATE_LIMIT_PER_MIN: intIn(1, 10_000_000, 6000),
+  RELAY_REDIS_URL: z.url({ protocol: /^rediss?$/, hostname: /^\S+$/, error: 'must be a redis:// or rediss:// URL, such as redis://127.0.0.1:6379' }).optional(),
+  RELAY_RATE_LIMIT_REQUIRED: bool(false),
   RELAY_BODY_LIMIT_BYTES: intIn(1024, 64 * 1024 * 1024, 1024 * 1024),
   RELAY_SSE_HEARTBEAT_MS: intIn(100, 3_600_000, 15_000),
   RELAY_SWEEP_INTERVAL_S: intIn(1, 86_400, 60),
@@ -186,6 +188,10 @@ export interface AuthConfig {
 export interface ApiConfig {
   /** Requests per minute per tenant. */
   rateLimitPerMin: number;
+  /** RELAY_REDIS_URL: the limit is counted in this Redis, once for every replica; unset: per process. */
+  redisUrl?: string;
+  /** RELAY_RATE_LIMIT_REQUIRED: Redis unreachable → 503 rate_limit_unavailable instead of serving uncounted. */
+  rateLimitRequired: boolean;
   bodyLimitBytes: number;
   heartbeatMs: number;
   sweepIntervalS: number;
@@ -217,6 +223,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (e.RELAY_RERANKER === 'http' && !e.RELAY_RERANK_URL) {
     throw new ConfigError('invalid configuration:\n  RELAY_RERANK_URL: required when RELAY_RERANKER=http');
+  }
+  if (e.RELAY_RATE_LIMIT_REQUIRED && !e.RELAY_REDIS_URL) {
+    throw new ConfigError('invalid configuration:\n  RELAY_RATE_LIMIT_REQUIRED: needs RELAY_REDIS_URL (without it the limit is counted per process and is always available)');
   }
   if (e.RELAY_EMBEDDER === 'onnx' && !e.RELAY_ONNX_MODEL_DIR) {
     throw new ConfigError('invalid configuration:\n  RELAY_ONNX_MODEL_DIR: required when RELAY_EMBEDDER=onnx');
@@ -264,6 +273,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     api: {
       rateLimitPerMin: e.RELAY_RATE_LIMIT_PER_MIN,
+      redisUrl: e.RELAY_REDIS_URL,
+      rateLimitRequired: e.RELAY_RATE_LIMIT_REQUIRED,
       bodyLimitBytes: e.RELAY_BODY_LIMIT_BYTES,
       heartbeatMs: e.RELAY_SSE_HEARTBEAT_MS,
       sweepIntervalS: e.RELAY_SWEEP_INTERVAL_S,
