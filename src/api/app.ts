@@ -1,5 +1,4 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { registerBodyParser } from './body-parser.ts';
 import type { ApiDeps } from './context.ts';
@@ -7,6 +6,7 @@ import { ApiError, ErrorCode } from './errors.ts';
 import { registerCors } from './cors.ts';
 import { frameworkError, installErrorHandler } from './error-handler.ts';
 import { registerOpenApi } from './openapi.ts';
+import { createRateLimiter } from './rate-limit.ts';
 import { Health, Readiness } from './responses.ts';
 import { documented } from './route-docs.ts';
 import { erasureRoute } from './routes/erasure.ts';
@@ -66,6 +66,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   registerBodyParser(app);
   await registerCors(app, opts.limits.corsOrigins);
   await registerOpenApi(app);
+  // Per process, or counted in Redis for every replica (RELAY_REDIS_URL); its connection closes with the app.
+  const limiter = await createRateLimiter(
+    { perMin: opts.limits.rateLimitPerMin, redisUrl: opts.limits.redisUrl, required: opts.limits.rateLimitRequired },
+    { log: app.log, onStoreError: opts.metrics.api.rateLimitStoreError },
+  );
+  app.addHook('onClose', () => limiter.close());
 
   const health = documented({ operationId: 'getHealth', summary: 'The process is up', tag: 'operations', bearer: 'none', answers: { 200: { description: 'up', json: Health } }, errors: [] });
   app.get('/healthz', health, async () => ({ status: 'ok' }));
@@ -75,7 +81,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     bearer: 'none',
     summary: 'Ready to serve: store reachable, migrations current, master key right, models loaded',
     tag: 'operations',
-    answers: { 200: { description: 'ready', json: Readiness }, 503: { description: 'not ready (store unreachable, schema behind, wrong master key, a model not loaded, draining for a shutdown)', json: Readiness } },
+    answers: { 200: { description: 'ready', json: Readiness }, 503: { description: 'not ready (store unreachable, schema behind, wrong master key, a model not loaded, the rate-limit Redis unreachable with RELAY_RATE_LIMIT_REQUIRED=true, draining for a shutdown)', json: Readiness } },
     errors: [],
   });
   app.get('/readyz', readiness, async (_req, reply) => {
@@ -83,9 +89,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     const models = Object.entries(opts.models ?? {}).map(([name, m]) => [name, m.check()] as const);
     // The master key must open the key catalog, or every data request would fail (a wrong key).
     const masterKey = !opts.masterKeyCheck ? null : r.ok ? await opts.masterKeyCheck().catch(() => ({ ok: false, detail: 'unchecked' })) : { ok: false, detail: 'unchecked' };
+    // The Redis of the rate limit: unreachable is not ready only with RELAY_RATE_LIMIT_REQUIRED=true (else the limit fails open).
+    const rateLimitStore = await limiter.readiness();
     // Shutting down: still serving, but the balancer should send nothing new (RELAY_DRAIN_MS).
     const draining = opts.draining?.() ?? false;
-    const ok = r.ok && models.every(([, m]) => m.ok) && masterKey?.ok !== false && !draining;
+    const ok = r.ok && models.every(([, m]) => m.ok) && masterKey?.ok !== false && rateLimitStore?.ok !== false && !draining;
     const body: Readiness = {
       status: ok ? 'ready' : 'not_ready',
       checks: {
@@ -95,6 +103,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
         embedder: opts.memory.embedderId,
         ...(masterKey ? { master_key: masterKey.detail } : {}),
         ...Object.fromEntries(models.map(([name, m]) => [name, m.detail])),
+        ...(rateLimitStore ? { rate_limit_store: rateLimitStore.detail } : {}),
         ...(draining ? { shutdown: 'draining' } : {}),
       },
     };
@@ -124,13 +133,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     api.addHook('onRequest', async (req) => {
       req.principal = await opts.verifier.verify(req.headers.authorization);
     });
-    await api.register(rateLimit, {
-      max: opts.limits.rateLimitPerMin,
-      timeWindow: 60_000,
-      hook: 'onRequest',
-      keyGenerator: (req) => `tenant:${req.principal?.tenantId ?? ''}`,
-      errorResponseBuilder: (_req, ctx) => new ApiError(429, ErrorCode.RateLimited, `too many requests for this tenant; retry in ${ctx.after}`),
-    });
+    await limiter.register(api, (req) => `tenant:${req.principal?.tenantId ?? ''}`);
     for (const route of [memoryWriteRoute, memoryQueryRoute, memoryItemRoutes, memoryListRoute, erasureRoute, exportRoute]) route(api, opts);
   });
 

@@ -11,7 +11,8 @@ export interface ApiDeps {
   metrics: Metrics;
   memory: MemoryService;
   verifier: TokenVerifier;
-  limits: Pick<ApiConfig, 'rateLimitPerMin' | 'bodyLimitBytes' | 'heartbeatMs'> & Partial<Pick<ApiConfig, 'corsOrigins'>>;
+  /** With `redisUrl`, the rate limit is counted in Redis for every replica (src/api/rate-limit.ts). */
+  limits: Pick<ApiConfig, 'rateLimitPerMin' | 'bodyLimitBytes' | 'heartbeatMs'> & Partial<Pick<ApiConfig, 'corsOrigins' | 'redisUrl' | 'rateLimitRequired'>>;
   /** RELAY_METRICS_TOKEN: when set, /metrics/memory needs `Authorization: Bearer <it>`. */
   metricsToken?: string;
   /** Models loaded in the background (the reranker): /readyz is not ready until each is. */

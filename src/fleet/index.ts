@@ -2,4 +2,4 @@
 // them: see docs/scaling.md.
 export { findProgram, freePort, portAccepts, startDaemon, type Daemon, type DaemonOptions } from './daemon.ts';
 export { haproxyConfig, parseServerStates, startHaproxy, type Backend, type Haproxy, type HaproxyOptions, type ServerState } from './haproxy.ts';
-export { startRedis, type RedisServer } from './redis.ts';
+export { startRedis, type RedisOptions, type RedisServer } from './redis.ts';
