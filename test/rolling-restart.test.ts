@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { mintToken } from '../src/auth/index.ts';
 import { sseRequest, type Outcome } from '../src/bench/index.ts';
-import { freePort, startHaproxy, type Haproxy } from '../src/fleet/index.ts';
+import { freePort, haproxyConfig, startHaproxy, type Haproxy } from '../src/fleet/index.ts';
 import { startRelayProcess, type RelayProcess } from './helpers/relay-process.ts';
 
 /**
@@ -30,6 +31,64 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface Stream extends Outcome {
   startedAt: number;
 }
+
+describe('startHaproxy (Debian haproxy 2.6) in front of two plain HTTP servers', () => {
+  const ready = [true, true];
+  const servers: http.Server[] = [];
+  let haproxy: Haproxy | null = null;
+  before(async () => {
+    for (let i = 0; i < 2; i++) {
+      const s = http.createServer((req, res) => {
+        if (req.url === '/readyz') res.statusCode = ready[i] ? 200 : 503;
+        res.end(`b${i}`);
+      });
+      await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+      servers.push(s);
+    }
+    haproxy = await startHaproxy({ backends: servers.map((s) => ({ host: '127.0.0.1', port: (s.address() as { port: number }).port })) });
+  });
+  after(async () => {
+    await haproxy?.stop();
+    for (const s of servers) {
+      s.closeAllConnections();
+      s.close();
+    }
+  });
+
+  it('runs as OS user haproxy when we are root, round robin over backends whose /readyz is 200; a 503 takes one out and a 200 puts it back', async () => {
+    if (process.getuid?.() === 0) {
+      const uid = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${haproxy!.daemon.pid}/status`, 'utf8'))?.[1];
+      assert.notEqual(uid, '0', 'haproxy runs as root');
+    }
+    await haproxy!.waitFor('r0', 'UP');
+    await haproxy!.waitFor('r1', 'UP');
+    const answers = async (n: number) => {
+      const seen: string[] = [];
+      for (let i = 0; i < n; i++) seen.push(await (await fetch(`${haproxy!.url}/x`)).text());
+      return seen.sort();
+    };
+    assert.deepEqual(await answers(4), ['b0', 'b0', 'b1', 'b1']);
+    ready[1] = false;
+    await haproxy!.waitFor('r1', 'DOWN');
+    assert.deepEqual(await answers(4), ['b0', 'b0', 'b0', 'b0']);
+    ready[1] = true;
+    await haproxy!.waitFor('r1', 'UP');
+    assert.deepEqual(await answers(4), ['b0', 'b0', 'b1', 'b1']);
+    assert.match(haproxy!.daemon.output(), /Server replicas\/r1 is DOWN/);
+  });
+
+  it("docs/scaling.md's haproxy.cfg is the one startHaproxy runs (with a deployment's addresses)", () => {
+    const doc = readFileSync('docs/scaling.md', 'utf8');
+    const block = /```haproxy\n([\s\S]*?)```/.exec(doc)?.[1];
+    const expected = haproxyConfig({
+      backends: [1, 2, 3].map((i) => ({ host: `relay-${i}`, port: 8080 })),
+      bindAddress: '0.0.0.0',
+      port: 8080,
+      statsSocket: '/run/haproxy/relay.sock',
+    });
+    assert.equal(block, expected);
+  });
+});
 
 if (appUrl && ownerUrl) {
   describe('rolling restart of 3 replicas behind HAProxy under SSE load (pg)', () => {
@@ -111,7 +170,11 @@ if (appUrl && ownerUrl) {
         const from = Date.now();
         replicas[i]!.kill('SIGTERM');
         // The drain is what lets HAProxy see it go: it is taken out before the process exits.
-        if (Number(DRAIN_MS) > 0) await haproxy!.waitFor(`r${i}`, 'DOWN', 60_000);
+        if (Number(DRAIN_MS) > 0) {
+          await haproxy!.waitFor(`r${i}`, 'DOWN', 60_000);
+          const gone = await Promise.race([replicas[i]!.exited.then(() => true), sleep(0).then(() => false)]);
+          assert.equal(gone, false, `replica ${i} exited before HAProxy took it out`);
+        }
         assert.equal(await replicas[i]!.exited, 0, replicas[i]!.stderr());
         await replicas[i]!.stop();
         windows.push({ from, to: Date.now() });

@@ -29,8 +29,10 @@ export interface HaproxyOptions {
   serverTimeoutMs?: number;
   /** The longest a client may stay silent on its connection. Default 60 s. */
   clientTimeoutMs?: number;
-  /** The port to listen on (127.0.0.1). Default: a free one. */
+  /** The port to listen on. Default: a free one. */
   port?: number;
+  /** The address to listen on. Default 127.0.0.1. */
+  bindAddress?: string;
 }
 
 /** A server's state as HAProxy sees it: `UP`, `DOWN`, `UP 1/2` (going down), `DOWN 1/2` (coming up), `MAINT`, … */
@@ -85,7 +87,7 @@ export function haproxyConfig(opts: HaproxyOptions & { port: number; statsSocket
     '  option redispatch 1',
     '',
     'frontend relay',
-    `  bind 127.0.0.1:${opts.port}`,
+    `  bind ${opts.bindAddress ?? '127.0.0.1'}:${opts.port}`,
     '  default_backend replicas',
     '',
     'backend replicas',
@@ -149,7 +151,7 @@ export async function startHaproxy(opts: HaproxyOptions): Promise<Haproxy> {
   });
   const servers = async () => parseServerStates(await ask(statsSocket, 'show stat'), 'replicas');
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${opts.bindAddress && opts.bindAddress !== '0.0.0.0' ? opts.bindAddress : '127.0.0.1'}:${port}`,
     port,
     daemon,
     config,
