@@ -17,6 +17,8 @@ export const EnvSchema = z.object({
   RELAY_EMBED_DIM: intIn(1, 16000, 384),
   RELAY_DB_POOL_MAX: intIn(1, 1000, 10),
   RELAY_STATEMENT_TIMEOUT_MS: intIn(1, 3_600_000, 5000),
+  RELAY_DB_POOLER: z.enum(['none', 'transaction']).default('none'),
+  RELAY_DB_LISTEN_URL: pgUrl.optional(),
   RELAY_SEARCH_EXACT_MAX: intIn(0, 10_000_000, 2000),
   RELAY_HNSW_EF_SEARCH: intIn(1, 1000, 100),
   RELAY_HNSW_MAX_SCAN_TUPLES: intIn(1, 100_000_000, 20000),
@@ -130,7 +132,17 @@ export interface Config {
   release: string;
   store:
     | { kind: 'pglite'; dataDir: string }
-    | { kind: 'pg'; databaseUrl: string; migrateUrl?: string; poolMax: number; statementTimeoutMs: number };
+    | {
+        kind: 'pg';
+        databaseUrl: string;
+        migrateUrl?: string;
+        poolMax: number;
+        statementTimeoutMs: number;
+        /** RELAY_DB_POOLER: `transaction` behind PgBouncer pool_mode = transaction (docs/scaling.md). */
+        pooler: 'none' | 'transaction';
+        /** RELAY_DB_LISTEN_URL, else DATABASE_URL: where key events are listened for (a session). */
+        listenUrl: string;
+      };
   migrateOnStart: boolean;
   appRole: string;
   embeddingDim: number;
@@ -227,6 +239,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.RELAY_RATE_LIMIT_REQUIRED && !e.RELAY_REDIS_URL) {
     throw new ConfigError('invalid configuration:\n  RELAY_RATE_LIMIT_REQUIRED: needs RELAY_REDIS_URL (without it the limit is counted per process and is always available)');
   }
+  if (e.RELAY_DB_POOLER === 'transaction' && !e.DATABASE_URL) {
+    throw new ConfigError('invalid configuration:\n  RELAY_DB_POOLER: transaction needs DATABASE_URL (the server store; the embedded one has no pooler)');
+  }
+  if (e.RELAY_DB_POOLER === 'transaction' && !e.RELAY_DB_LISTEN_URL) {
+    throw new ConfigError(
+      'invalid configuration:\n  RELAY_DB_LISTEN_URL: required when RELAY_DB_POOLER=transaction: key events need LISTEN on a session of their own, which a transaction pooler cannot keep; point it at PostgreSQL directly (docs/scaling.md)',
+    );
+  }
+  if (e.RELAY_DB_LISTEN_URL && !e.DATABASE_URL) {
+    throw new ConfigError('invalid configuration:\n  RELAY_DB_LISTEN_URL: needs DATABASE_URL (the embedded store listens in-process)');
+  }
   if (e.RELAY_EMBEDDER === 'onnx' && !e.RELAY_ONNX_MODEL_DIR) {
     throw new ConfigError('invalid configuration:\n  RELAY_ONNX_MODEL_DIR: required when RELAY_EMBEDDER=onnx');
   }
@@ -247,6 +270,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           migrateUrl: e.RELAY_MIGRATE_URL,
           poolMax: e.RELAY_DB_POOL_MAX,
           statementTimeoutMs: e.RELAY_STATEMENT_TIMEOUT_MS,
+          pooler: e.RELAY_DB_POOLER,
+          listenUrl: e.RELAY_DB_LISTEN_URL ?? e.DATABASE_URL,
         }
       : { kind: 'pglite', dataDir: e.RELAY_DATA_DIR },
     migrateOnStart: e.RELAY_MIGRATE_ON_START,

@@ -3,3 +3,4 @@
 export { findProgram, freePort, portAccepts, startDaemon, type Daemon, type DaemonOptions } from './daemon.ts';
 export { haproxyConfig, parseServerStates, startHaproxy, type Backend, type Haproxy, type HaproxyOptions, type ServerState } from './haproxy.ts';
 export { startRedis, type RedisOptions, type RedisServer } from './redis.ts';
+export { pgbouncerIni, startPgBouncer, userlistTxt, type PgBouncer, type PgBouncerIniOptions, type PgBouncerOptions, type PgBouncerUser } from './pgbouncer.ts';

@@ -24,3 +24,4 @@ export {
 export { KeyEvents, KEY_EVENT_KINDS, KEY_EVENTS_CHANNEL, announceKeyEvent, parseKeyEvent, publishKeyEvent, type KeyEvent, type KeyEventKind, type KeyEventListener, type KeyEventsOptions } from './key-events.ts';
 export { sweepExpired, type SweepOptions, type SweepResult } from './sweep.ts';
 export { compileFilter, parseFilter, FilterError, FILTER_LIMITS, type MetadataFilter, type Condition, type Scalar } from './filter.ts';
+export { checkPooler, probePooling, PoolerError, type Pooler, type Pooling } from './pooler-probe.ts';

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { isConnectionError } from './errors.ts';
+import { sendCancelRequest } from './pg-cancel.ts';
+import { PoolerError, type Pooler } from './pooler-probe.ts';
 import { setConfigStatement, type Driver, type Listening, type PoolStats, type QueryOptions, type Row, type Settings, type SqlClient } from './sql-client.ts';
 
 export interface PgDriverOptions {
@@ -10,8 +12,27 @@ export interface PgDriverOptions {
   ownerUrl?: string;
   /** Pool size for the application role. Default 10. */
   poolMax?: number;
-  /** Server-side statement timeout in ms. Default 5000. */
+  /** Server-side statement timeout in ms, set in each app transaction. Default 5000. */
   statementTimeoutMs?: number;
+  /**
+   * What `appUrl` leads through. `none` (default): PostgreSQL or a session pool; hot statements
+   * stay prepared per connection. `transaction`: a transaction pool (PgBouncer pool_mode =
+   * transaction), where a connection's backend changes between transactions: no named prepared
+   * statements. Either way nothing is set for the session: no startup parameter (PgBouncer 1.18
+   * refuses unknown ones), every setting transaction-local.
+   */
+  pooler?: Pooler;
+  /**
+   * Where LISTEN connects: a session (PostgreSQL, or a session pool). Default `appUrl`, which a
+   * transaction pool cannot serve: with `pooler: 'transaction'`, listen() refuses without it.
+   */
+  listenUrl?: string;
+  /**
+   * Run before the first app transaction, until it resolves once (openStore's pooler probe when
+   * the server could not be asked at open). A failure fails that transaction; a PoolerError
+   * fails every one after it too.
+   */
+  checkFirst?: () => Promise<void>;
 }
 
 const names = new Map<string, string>();
@@ -25,12 +46,18 @@ function statementName(text: string): string {
   return name;
 }
 
-function wrap(client: pg.PoolClient | pg.Client, signal?: AbortSignal): SqlClient {
+/**
+ * `prepared`: whether `prepare: true` keeps a named statement on the connection. Behind a
+ * transaction pool it cannot: the next transaction of this client may run on another backend,
+ * where the name does not exist (PgBouncer 1.18 does not track them; 1.21+ with
+ * max_prepared_statements could). There every statement is the unnamed one.
+ */
+function wrap(client: pg.PoolClient | pg.Client, signal?: AbortSignal, prepared = true): SqlClient {
   return {
     async query<R extends Row>(text: string, params?: readonly unknown[], opts?: QueryOptions) {
       signal?.throwIfAborted();
       const values = params as unknown[] | undefined;
-      const res = opts?.prepare
+      const res = opts?.prepare && prepared
         ? await client.query<R>({ name: statementName(text), text, values })
         : await client.query<R>(text, values);
       return { rows: res.rows, rowCount: res.rowCount ?? res.rows.length };
@@ -62,6 +89,7 @@ async function inTransaction<T>(
   first: { text: string; params: string[] } | null,
   fn: (sql: SqlClient) => Promise<T>,
   signal?: AbortSignal,
+  prepared = true,
 ): Promise<T> {
   const socket = client.pipeline ? socketOf(client) : undefined;
   socket?.cork();
@@ -75,7 +103,7 @@ async function inTransaction<T>(
   started.catch(() => undefined);
   if (!client.pipeline) await started;
   try {
-    const result = await fn(wrap(client, signal));
+    const result = await fn(wrap(client, signal, prepared));
     await started;
     await client.query('COMMIT');
     return result;
@@ -87,36 +115,32 @@ async function inTransaction<T>(
   }
 }
 
-function backendPid(client: pg.PoolClient): number | undefined {
-  const pid = (client as unknown as { processID?: unknown }).processID;
-  return typeof pid === 'number' ? pid : undefined;
-}
-
-/**
- * Cancels the statement running on backend `pid` (a client went away mid-query). It uses a
- * connection of its own, as the same role: PostgreSQL lets a role cancel its own backends.
- * Best effort: a failure leaves the statement to finish or hit its timeout.
- */
-function cancelBackend(url: string, pid: number | undefined): void {
-  if (pid === undefined) return;
-  const c = new pg.Client({ connectionString: url, application_name: 'relay-memory-cancel' });
-  c.on('error', () => undefined);
-  void c
-    .connect()
-    .then(() => c.query('SELECT pg_cancel_backend($1)', [pid]))
-    .catch(() => undefined)
-    .finally(() => void c.end().catch(() => undefined));
-}
-
 export function createPgDriver(opts: PgDriverOptions): Driver {
   const poolMax = opts.poolMax ?? 10;
+  const statementTimeoutMs = opts.statementTimeoutMs ?? 5000;
+  const pooled = opts.pooler === 'transaction';
   const pool = new pg.Pool({
     connectionString: opts.appUrl,
     max: poolMax,
-    statement_timeout: opts.statementTimeoutMs ?? 5000,
+    // No statement_timeout startup parameter: PgBouncer (1.18, any pool mode) refuses it, and
+    // behind a transaction pool a session is not one backend. It is set per transaction below.
     application_name: 'relay-memory',
     pipeline: true,
   });
+  const timeoutSetting = [['statement_timeout', String(statementTimeoutMs)]] as const;
+  let checking: Promise<void> | null = null;
+  let checked = !opts.checkFirst;
+  const checkOnce = async () => {
+    if (checked || !opts.checkFirst) return;
+    checking ??= opts.checkFirst().then(
+      () => void (checked = true),
+      (err: unknown) => {
+        if (!(err instanceof PoolerError)) checking = null;
+        throw err;
+      },
+    );
+    await checking;
+  };
   // An idle client's error (server restart, terminated backend) must not crash the process;
   // the pool drops that client and the next checkout gets a fresh one.
   pool.on('error', () => undefined);
@@ -140,6 +164,7 @@ export function createPgDriver(opts: PgDriverOptions): Driver {
     async appTransaction(settings: Settings, fn, txOpts) {
       const signal = txOpts?.signal;
       signal?.throwIfAborted();
+      await checkOnce();
       const client = await pool.connect();
       let broken = false;
       let cancelled = false;
@@ -153,12 +178,15 @@ export function createPgDriver(opts: PgDriverOptions): Driver {
       client.on('error', onError);
       const cancel = () => {
         cancelled = true;
-        cancelBackend(opts.appUrl, backendPid(client));
+        sendCancelRequest(client);
       };
+      // Every setting is transaction-local, the timeout too, in the one statement that sets the
+      // scope (pipelined with BEGIN: no round trip of its own).
+      const all = [...timeoutSetting, ...settings];
       try {
         signal?.throwIfAborted();
         signal?.addEventListener('abort', cancel, { once: true });
-        return await inTransaction(client, settings.length > 0 ? setConfigStatement(settings) : null, fn, signal);
+        return await inTransaction(client, setConfigStatement(all), fn, signal, !pooled);
       } catch (err) {
         broken ||= isConnectionError(err);
         throw signal?.aborted ? signal.reason : err;
@@ -178,7 +206,10 @@ export function createPgDriver(opts: PgDriverOptions): Driver {
     },
     async listen(channel: string, onPayload: (payload: string) => void): Promise<Listening> {
       if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`invalid channel name: ${channel}`);
-      const client = new pg.Client({ connectionString: opts.appUrl, application_name: 'relay-memory-listen', keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
+      // A transaction pool hands the LISTEN's backend to other clients after it and never
+      // delivers a notification: no fallback to appUrl there.
+      if (pooled && !opts.listenUrl) throw new Error('RELAY_DB_LISTEN_URL is not set: LISTEN cannot run through a transaction pooler; it needs a direct connection to PostgreSQL');
+      const client = new pg.Client({ connectionString: opts.listenUrl ?? opts.appUrl, application_name: 'relay-memory-listen', keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
       let settle: (cause: Error | null) => void = () => undefined;
       const closed = new Promise<Error | null>((resolve) => (settle = resolve));
       // A connection can die without a word (a network partition): a ping every 5 s that does not

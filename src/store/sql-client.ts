@@ -10,7 +10,9 @@ export interface QueryResult<R extends Row = Row> {
 export interface QueryOptions {
   /**
    * Keep the statement prepared on the connection (server store): parsed and analysed once,
-   * planned per execution as PostgreSQL's plan cache decides. For hot statements only.
+   * planned per execution as PostgreSQL's plan cache decides. For hot statements only. Ignored
+   * behind a transaction pooler (RELAY_DB_POOLER=transaction), where a connection's next
+   * transaction may run on a backend that never saw it.
    */
   prepare?: boolean;
 }
@@ -61,7 +63,8 @@ export interface Driver {
   poolStats(): PoolStats;
   /**
    * LISTENs on `channel` on a connection of its own (server: a dedicated client as the
-   * application role, never a pooled one; PGlite: its in-process notifications). Resolves once
+   * application role, never a pooled one, to RELAY_DB_LISTEN_URL when set; PGlite: its
+   * in-process notifications). Resolves once
    * listening; `closed` resolves when that connection is gone (then listen again).
    */
   listen(channel: string, onPayload: (payload: string) => void): Promise<Listening>;
