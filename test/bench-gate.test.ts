@@ -81,7 +81,7 @@ describe('bench:check gate', () => {
     const real = JSON.parse(readFileSync('bench/baseline.json', 'utf8')) as BaselineFile;
     assert.ok(Object.keys(real.figures).length >= 5);
     for (const [name, f] of Object.entries(real.figures)) {
-      assert.match(name, /^(ann|crypto|query|rerank|canary|load)\./);
+      assert.match(name, /^(ann|crypto|query|rerank|canary|load|replicas)\./);
       assert.ok(Number.isFinite(f.value) && f.value > 0, name);
       assert.ok(f.better === 'higher' || f.better === 'lower', name);
       // The gate's promise: a regression of more than 20% fails. A noisy figure is made steady

@@ -5,4 +5,5 @@ export { closedLoop, errorCode, openLoop, percentile, postJson, sseRequest, SseP
 export { benchLoad, rssMb, type LoadBenchOptions } from './mixed-load.ts';
 export { buildBaselineApp } from './sse-baseline.ts';
 export { measureKeyEventLatency, type KeyEventLatency, type KeyEventLatencyOptions } from './key-events.ts';
+export { benchReplicas, type ReplicasBenchOptions } from './replicas.ts';
 export { benchRerank, type RerankBenchOptions, type RerankBenchSummary } from './rerank.ts';

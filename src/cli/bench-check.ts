@@ -88,6 +88,18 @@ const BENCHES: Bench[] = [
       'canary.routed_vs_direct_p50': { better: 'lower', tolerance: 0.2, note: 'median through the router ÷ median direct, interleaved — the p95 ratio of 3 processes on 2 cores spread 2.1–3.5, the median 2.2–2.4', from: (s) => num(s, 'routed_p50_ms') / num(s, 'direct_p50_ms') },
     },
   },
+  {
+    name: 'replicas',
+    // ~90 s (6 replicas, 2 HAProxy, a PgBouncer, a rolling restart with its 5 s drains): one run.
+    // key_event_p95_ms is milliseconds on this machine, not a ratio, and rolling_restart_sse_success
+    // must be 1.0 exactly, which test/rolling-restart.test.ts asserts: neither is gated here.
+    args: ['--duration', '6'],
+    needsServer: true,
+    repeats: 1,
+    figures: {
+      'replicas.pgbouncer_ratio': { better: 'higher', tolerance: 0.2, note: 'queries/s through PgBouncer (transaction mode, no prepared statements) ÷ straight to PostgreSQL, 3 replicas behind HAProxy each, ABBA slices', from: (s) => num(s, 'pgbouncer_ratio') },
+    },
+  },
 ];
 
 function median(xs: number[]): number {

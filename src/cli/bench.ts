@@ -1,4 +1,4 @@
-import { benchAnn, benchLoad, benchQuery, benchRerank } from '../bench/index.ts';
+import { benchAnn, benchLoad, benchQuery, benchReplicas, benchRerank } from '../bench/index.ts';
 import { loadConfig } from '../config/index.ts';
 import { Store, openStore } from '../store/index.ts';
 
@@ -109,4 +109,35 @@ export async function runBenchLoad(args: BenchLoadArgs): Promise<void> {
     console.log(`RSS ${summary.rss_start_mb} → ${summary.rss_end_mb} MB (max ${summary.rss_max_mb}); errors ${JSON.stringify(summary.errors)}`);
   }
   console.log(JSON.stringify(summary));
+}
+
+export interface BenchReplicasArgs {
+  replicas: number;
+  durationS: number;
+  clients: number;
+  seed: number;
+  json: boolean;
+}
+
+/** `relay bench replicas`: N replicas behind HAProxy, direct and through PgBouncer; see benchReplicas. */
+export async function runBenchReplicas(args: BenchReplicasArgs): Promise<void> {
+  const config = loadConfig();
+  if (config.store.kind !== 'pg' || !config.store.migrateUrl) {
+    throw new Error('bench replicas runs on a server PostgreSQL: set DATABASE_URL and RELAY_MIGRATE_URL (see `relay db setup`)');
+  }
+  if (args.replicas < 1) throw new Error('--replicas must be at least 1');
+  const summary = await benchReplicas({
+    ...args,
+    keySamples: 20,
+    appUrl: config.store.databaseUrl,
+    ownerUrl: config.store.migrateUrl,
+    log: (line) => console.error(`bench replicas: ${line}`),
+  });
+  if (!args.json) {
+    console.log(`${summary.replicas} replicas behind HAProxy: ${summary.qps_direct} queries/s straight to PostgreSQL, ${summary.qps_pgbouncer} through PgBouncer (ratio ${summary.pgbouncer_ratio})`);
+    console.log(`key events: p95 ${summary.key_event_p95_ms} ms to every replica; rolling restart: SSE success ${summary.rolling_restart_sse_success}`);
+  }
+  const { replicas, qps_direct, qps_pgbouncer, pgbouncer_ratio, key_event_p95_ms, rolling_restart_sse_success, ...rest } = summary;
+  console.error(`bench replicas: ${JSON.stringify(rest)}`);
+  console.log(JSON.stringify({ replicas, qps_direct, qps_pgbouncer, pgbouncer_ratio, key_event_p95_ms, rolling_restart_sse_success }));
 }

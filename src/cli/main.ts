@@ -57,6 +57,8 @@ const USAGE = `usage: relay <command>
                                           ONNX cross-encoder (fp32, int8) vs the CPU's GEMM floor, lexical, and a rerank budget
   bench canary [--rate 200] [--duration 20] [--json]
                                           router overhead (p95 vs direct) and breach → weight 0 time, with real processes
+  bench replicas [--replicas 3] [--duration 20] [--clients 32] [--json]
+                                          queries/s through HAProxy, direct vs PgBouncer (ABBA); key events; a rolling restart
   canary run --stable URL --candidate URL [--listen 127.0.0.1:8080] [--plan rollout.yaml]
              [--metrics-source scrape|prometheus=URL] [--state-dir .relay-canary] [--metrics-token-file F]
                                           route users to stable/candidate by plan stages, judge the guardrails, promote or roll back
@@ -93,6 +95,7 @@ async function main(argv: string[]): Promise<void> {
       duration: { type: 'string' },
       rate: { type: 'string' },
       clients: { type: 'string' },
+      replicas: { type: 'string' },
       candidates: { type: 'string' },
       budget: { type: 'string' },
       seed: { type: 'string' },
@@ -172,6 +175,15 @@ async function main(argv: string[]): Promise<void> {
           json: values.json,
         });
       }
+      if (sub === 'replicas') {
+        return (await load.bench()).runBenchReplicas({
+          replicas: int(values.replicas, 'replicas', 3)!,
+          durationS: int(values.duration, 'duration', 20)!,
+          clients: int(values.clients, 'clients', 32)!,
+          seed: int(values.seed, 'seed', 1)!,
+          json: values.json,
+        });
+      }
       if (sub === 'canary') return (await load.canary()).runBenchCanary({ rate: int(values.rate, 'rate', 200)!, durationS: int(values.duration, 'duration', 20)!, json: values.json });
       if (sub === 'rerank') {
         return (await load.bench()).runBenchRerank({
@@ -184,7 +196,7 @@ async function main(argv: string[]): Promise<void> {
       }
       if (sub !== 'ann') {
         throw new UsageError(
-          'usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench load [--clients N] [--duration S] [--long] [--json] | relay bench crypto [--json] | relay bench rerank [--queries N] [--candidates N] [--budget MS] [--json] | relay bench canary [--rate N] [--duration S] [--json]',
+          'usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench load [--clients N] [--duration S] [--long] [--json] | relay bench crypto [--json] | relay bench rerank [--queries N] [--candidates N] [--budget MS] [--json] | relay bench canary [--rate N] [--duration S] [--json] | relay bench replicas [--replicas N] [--duration S] [--clients N] [--json]',
         );
       }
       return (await load.bench()).runBenchAnn({
