@@ -114,3 +114,28 @@ describe('SIGTERM on relay serve with RELAY_DRAIN_MS: /readyz 503 at once, reque
     assert.match(await relay.logged(/second signal/), /second signal: ending the drain early/);
   });
 });
+
+describe('a signal after the drain ends relay serve at once, as before RELAY_DRAIN_MS', () => {
+  let relay: RelayProcess;
+  before(async () => {
+    // Every query holds 60 s before its first result: a stream the close would wait for.
+    // A heartbeat every 500 ms, so that the stream's headers arrive at once.
+    relay = await startRelayProcess('pglite', { RELAY_DRAIN_MS: '0', RELAY_SHUTDOWN_GRACE_MS: '120000', RELAY_FAULTS: 'ttfv_delay_ms=60000', RELAY_SSE_HEARTBEAT_MS: '500' });
+  });
+  after(() => relay?.stop());
+
+  it('SIGTERM starts the close, which waits for the stream; a second SIGTERM kills the process by the signal', async () => {
+    const token = await relay.token('drain-after', 'alice');
+    const stream = await openQueryStream(relay.url, token, { query: 'anything', top_k: 1 });
+    assert.equal(stream.status, 200);
+    relay.kill('SIGTERM');
+    await relay.logged(/"msg":"shutting down"/);
+    const port = Number(new URL(relay.url).port);
+    for (const deadline = Date.now() + 30_000; (await portAccepts(port)) && Date.now() < deadline; ) await sleep(20);
+    assert.equal(await portAccepts(port), false, 'the close began: the port no longer accepts');
+    relay.kill('SIGTERM');
+    // Not an exit code: Node's default action for the signal (the close would have waited a minute).
+    assert.equal(await relay.exited, null);
+    assert.equal((await stream.end()).dropped, true);
+  });
+});

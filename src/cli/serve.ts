@@ -107,11 +107,13 @@ export async function serve(): Promise<void> {
   eventLog = log;
   if (config.faults) log.warn({ faults: config.faults }, 'RELAY_FAULTS is set: this process injects faults (tests only)');
   let shuttingDown = false;
-  const shutdown = async (signal: string) => {
+  const onSigint = () => void shutdown('SIGINT');
+  const onSigterm = () => void shutdown('SIGTERM');
+  async function shutdown(signal: string): Promise<void> {
     if (shuttingDown) {
-      // A second signal (an impatient operator, an orchestrator's second try): skip what is left
-      // of the drain; the close still lets in-flight streams finish within the grace.
-      if (server.draining) log.warn({ signal }, 'second signal: ending the drain early');
+      // A second signal during the drain (an impatient operator, an orchestrator's second try):
+      // skip what is left of it; the close still lets in-flight streams finish within the grace.
+      log.warn({ signal }, 'second signal: ending the drain early');
       server.endDrain();
       return;
     }
@@ -121,6 +123,9 @@ export async function serve(): Promise<void> {
     log.info({ signal, drainMs: config.api.drainMs }, config.api.drainMs > 0 ? 'shutting down: draining (/readyz 503, still serving; a second signal ends the drain)' : 'shutting down');
     try {
       await server.drain();
+      // Past the drain a further signal ends the process at once, as it always did.
+      process.off('SIGINT', onSigint);
+      process.off('SIGTERM', onSigterm);
       // Key events are still heard during the drain (the keyring serves requests until the close).
       await keyEvents.close();
       await server.close();
@@ -129,9 +134,9 @@ export async function serve(): Promise<void> {
     } finally {
       process.exit(0);
     }
-  };
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  }
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigterm);
 
   log.info({ url: server.url, store: config.store.kind, embedder: embedder.id, release: config.release }, 'relay memory is serving');
   if (jwt.created && jwt.secret) {
