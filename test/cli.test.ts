@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
+import { loadMigrations } from '../src/store/index.ts';
 
 function relay(args: string[], env: NodeJS.ProcessEnv = {}) {
   const clean = { ...process.env };
@@ -33,7 +34,9 @@ describe('relay CLI (embedded store)', () => {
     assert.match(relay(['migrate', 'up'], env).stdout, /nothing to apply/);
     const down = relay(['migrate', 'down', '--to', '0'], env);
     assert.equal(down.code, 0, down.stderr);
-    assert.match(down.stdout, /reverted 4, 3, 2, 1/);
+    const every = loadMigrations().map((m) => m.version).reverse();
+    assert.ok(every.length >= 5, 'the migrations through 0005 exist');
+    assert.equal(down.stdout.trim(), `reverted ${every.join(', ')}`);
   });
 
   it('exits 2 with usage on a bad command or flag', () => {

@@ -40,7 +40,7 @@ describe('the npm package', { timeout: 600_000 }, () => {
   });
 
   it('runs relay serve on the embedded store: ready, a write and a query answer', async () => {
-    const env = { ...process.env, RELAY_DATA_DIR: join(dir, 'data'), RELAY_JWT_SECRET: randomBytes(32).toString('base64url'), PORT: '0', HOST: '127.0.0.1', RELAY_MASTER_KEY: '', DATABASE_URL: '', RELAY_MIGRATE_URL: '' };
+    const env = { ...process.env, RELAY_DATA_DIR: join(dir, 'data'), RELAY_JWT_SECRET: randomBytes(32).toString('base64url'), PORT: '0', HOST: '127.0.0.1', RELAY_MASTER_KEY: '', DATABASE_URL: '', RELAY_MIGRATE_URL: '', RELAY_DRAIN_MS: '0' };
     const bin = join(app, 'node_modules/.bin/relay');
     const child = spawn(bin, ['serve'], { cwd: app, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

@@ -138,7 +138,7 @@ const get = timedGet;
 export async function benchCanary(opts: CanaryBenchOptions) {
   const dir = mkdtempSync(join(tmpdir(), 'relay-bench-canary-'));
   const secret = randomBytes(32).toString('base64url');
-  const base: NodeJS.ProcessEnv = { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', RELAY_JWT_SECRET: secret, RELAY_MASTER_KEY: randomBytes(32).toString('base64'), RELAY_RERANK: 'off', RELAY_RATE_LIMIT_PER_MIN: '10000000' };
+  const base: NodeJS.ProcessEnv = { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', RELAY_JWT_SECRET: secret, RELAY_MASTER_KEY: randomBytes(32).toString('base64'), RELAY_RERANK: 'off', RELAY_RATE_LIMIT_PER_MIN: '10000000', RELAY_DRAIN_MS: '0' };
   delete base.DATABASE_URL;
   const stable = proc(['bin/relay.mjs', 'serve'], { ...base, LOG_LEVEL: 'info', RELAY_DATA_DIR: join(dir, 'stable'), RELAY_RELEASE: 'bench-stable' });
   const candidate = proc(['bin/relay.mjs', 'serve'], { ...base, LOG_LEVEL: 'info', RELAY_DATA_DIR: join(dir, 'candidate'), RELAY_RELEASE: 'bench-candidate', RELAY_FAULTS: 'rls_error_rate=1' });

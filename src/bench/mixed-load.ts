@@ -69,6 +69,7 @@ export async function benchLoad(opts: LoadBenchOptions): Promise<Record<string, 
     HOST: '127.0.0.1',
     PORT: String(port),
     LOG_LEVEL: 'warn',
+    RELAY_DRAIN_MS: '0', // no balancer in front: stop at once
     RELAY_EMBEDDER: 'hash',
     // A server database has one master key (its key catalog's, proved at start): use the configured one.
     ...(process.env.RELAY_MASTER_KEY || process.env.RELAY_MASTER_KEY_FILE ? {} : { RELAY_MASTER_KEY: randomBytes(32).toString('base64') }),
