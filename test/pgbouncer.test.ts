@@ -6,11 +6,8 @@ import pg from 'pg';
 import { loadConfig } from '../src/config/index.ts';
 import { pgbouncerIni, startPgBouncer, userlistTxt, type PgBouncer } from '../src/fleet/index.ts';
 import { createPgDriver, openStore, probePooling, SCOPE_SETTINGS, Store, type Driver } from '../src/store/index.ts';
-import { call, counter, sseQuery } from './helpers/api.ts';
+import { call, sseQuery } from './helpers/api.ts';
 import { startRelayProcess, type RelayProcess } from './helpers/relay-process.ts';
-import type { Target } from './helpers/targets.ts';
-import { startFuzzHarness, type FuzzHarness } from './regression/harness.ts';
-import { checkIsolation } from './regression/property.ts';
 
 /**
  * RELAY_DB_POOLER=transaction (docs/scaling.md, "PgBouncer in transaction mode"): the service
@@ -229,33 +226,6 @@ describe('PgBouncer in transaction mode (server store)', { skip }, () => {
       // Key events listen on RELAY_DB_LISTEN_URL, a direct connection.
       assert.equal(await relay.metric('relay_key_events_listening'), 1);
     });
-  });
-
-  it('the cross-tenant isolation fuzz, a slice through it: 10 services at once (20+ tenants in flight), 0 leaks', async () => {
-    const target: Target = {
-      name: 'pg',
-      async open(opts = {}) {
-        const store = new Store(pooledDriver(), opts);
-        await store.migrate();
-        return store;
-      },
-    };
-    const harnesses: FuzzHarness[] = [];
-    try {
-      for (let i = 0; i < 10; i++) harnesses.push(await startFuzzHarness(target));
-      // Each scenario's world has 2 or 3 tenants (worldArb), so 10 streams keep at least 20 busy.
-      const outs = await Promise.all(harnesses.map((h, i) => checkIsolation(h, { runs: 5, seed: 18_2026 + i, maxOps: 30 }, { endOnFailure: true })));
-      for (const [i, out] of outs.entries()) {
-        const why = out.errorInstance instanceof Error ? out.errorInstance.message : String(out.errorInstance);
-        assert.equal(out.failed, false, `stream ${i} (seed ${out.seed}): ${why.slice(0, 2000)}`);
-      }
-      let violations = 0;
-      for (const h of harnesses) violations += await counter(h.api.metrics, 'relay_scope_violations_total');
-      assert.equal(violations, 0, 'rows of another scope reached the service');
-      console.log(`# ${outs.reduce((n, o) => n + o.numRuns, 0)} scenarios on 10 services through one PgBouncer (default_pool_size = 2): 0 leaks`);
-    } finally {
-      await Promise.all(harnesses.map((h) => h.close()));
-    }
   });
 
   describe('start-up probe: a wrong combination fails at start, a right one starts', () => {

@@ -39,6 +39,21 @@ export function serverTargetAt(appUrl: string, ownerUrl: string): Target {
   };
 }
 
+/**
+ * The server store as RELAY_DB_POOLER=transaction opens it: statements through `pooledUrl` (a
+ * PgBouncer in transaction mode), migrations on `ownerUrl` and key events on `listenUrl`, both direct.
+ */
+export function pooledTargetAt(pooledUrl: string, ownerUrl: string, listenUrl: string): Target {
+  return {
+    name: 'pg',
+    async open(opts = {}) {
+      const store = new Store(createPgDriver({ appUrl: pooledUrl, ownerUrl, pooler: 'transaction', listenUrl, poolMax: 4 }), opts);
+      await store.migrate();
+      return store;
+    },
+  };
+}
+
 export function targets(): Target[] {
   const server = serverTarget();
   return server ? [pglite, server] : [pglite];

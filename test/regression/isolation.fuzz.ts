@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Store } from '../../src/store/index.ts';
 import { postgresBinDir, startPgCluster, type PgCluster } from '../helpers/pg-cluster.ts';
-import { serverTargetAt, targets } from '../helpers/targets.ts';
+import { startPgBouncer, type PgBouncer } from '../../src/fleet/index.ts';
+import { counter } from '../helpers/api.ts';
+import { pooledTargetAt, serverTargetAt, targets } from '../helpers/targets.ts';
 import { startFuzzHarness, type FuzzHarness } from './harness.ts';
 import { openMutations, policyDefs as allPolicyDefs, RLS_POLICIES, type PolicyDef as AnyPolicyDef } from './policies.ts';
 import { assertIsolation, checkIsolation, fuzzSettings, type FuzzSettings } from './property.ts';
@@ -12,7 +14,8 @@ import { assertIsolation, checkIsolation, fuzzSettings, type FuzzSettings } from
  * isolation suite"), then the proof that it notices a broken service: each memory_chunks policy
  * dropped or weakened to tenant-only, every policy of every table under RLS made USING (true) /
  * WITH CHECK (true), RLS disabled, and each API scope check removed must make it fail.
- * RELAY_FUZZ_TARGET=pglite|pg runs one store only (a replay names the store it failed on).
+ * RELAY_FUZZ_TARGET=pglite|pg runs one store only (a replay names the store it failed on). On the
+ * server store a slice also runs through a PgBouncer in transaction mode (docs/scaling.md).
  */
 
 const FULL: FuzzSettings = { runs: 60, seed: 8_2026, maxOps: 40 };
@@ -172,6 +175,53 @@ for (const target of targets().filter((t) => !only || t.name === only)) {
           }
         });
       }
+    });
+  });
+}
+
+/**
+ * RELAY_DB_POOLER=transaction: 10 services at once through one PgBouncer (Debian's 1.18, started
+ * here on a free port) with default_pool_size = 2, so 20+ tenants' transactions take turns on two
+ * server connections and each transaction lands on whichever is free. A scope left behind on a
+ * connection, or read from the wrong one, is a leak the oracle sees.
+ */
+const appUrl = process.env.RELAY_TEST_DATABASE_URL;
+const ownerUrl = process.env.RELAY_TEST_MIGRATE_URL;
+if (appUrl && ownerUrl && (!only || only === 'pg')) {
+  describe('cross-tenant isolation fuzz through PgBouncer in transaction mode (pg)', () => {
+    const upstream = new URL(appUrl);
+    const user = decodeURIComponent(upstream.username);
+    let bouncer: PgBouncer;
+    const harnesses: FuzzHarness[] = [];
+    before(async () => {
+      bouncer = await startPgBouncer({
+        upstreamHost: upstream.hostname,
+        upstreamPort: Number(upstream.port || 5432),
+        db: upstream.pathname.slice(1),
+        poolMode: 'transaction',
+        defaultPoolSize: 2,
+        // The client's password, passed on to PostgreSQL as it is (none when it trusts 127.0.0.1).
+        users: [{ name: user, password: decodeURIComponent(upstream.password) || 'fuzz' }],
+      });
+      const target = pooledTargetAt(bouncer.url(user), ownerUrl, appUrl);
+      for (let i = 0; i < 10; i++) harnesses.push(await startFuzzHarness(target));
+    });
+    after(async () => {
+      await Promise.all(harnesses.map((h) => h.close()));
+      await bouncer?.daemon.stop();
+    });
+
+    it('10 services at once (20+ tenants in flight) on a pool of 2: 0 leaks', async () => {
+      // Each scenario's world has 2 or 3 tenants (worldArb), so 10 streams keep at least 20 busy.
+      const outs = await Promise.all(harnesses.map((h, i) => checkIsolation(h, { runs: 6, seed: 18_2026 + i, maxOps: 30 }, { endOnFailure: true })));
+      for (const [i, out] of outs.entries()) {
+        const why = out.errorInstance instanceof Error ? out.errorInstance.message : String(out.errorInstance);
+        assert.equal(out.failed, false, `stream ${i} (seed ${out.seed}): ${why.slice(0, 2000)}`);
+      }
+      let violations = 0;
+      for (const h of harnesses) violations += await counter(h.api.metrics, 'relay_scope_violations_total');
+      assert.equal(violations, 0, 'rows of another scope reached the service');
+      console.log(`  ${outs.reduce((n, o) => n + o.numRuns, 0)} scenarios on 10 services through one PgBouncer (default_pool_size = 2): 0 leaks`);
     });
   });
 }
