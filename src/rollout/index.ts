@@ -12,3 +12,4 @@ export { startCanary, type CanaryRun, type CanaryRunOptions } from './run.ts';
 export { deltaOf, histogramIncrease, type Delta, type Histogram, type Snapshot } from './snapshot.ts';
 export { bearerMatches, readAdminToken, StateStore, type CanaryState, type Decision, type Status } from './state.ts';
 export { statusPage } from './status-page.ts';
+export { GUARDRAIL_ORDER, guardrailsByRelease, guardrailsOfCandidate, judge, passOp, trafficByRelease, type GuardrailPromQL, type Judgement, type PromQLOptions } from './promql.ts';

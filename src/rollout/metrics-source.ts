@@ -1,4 +1,5 @@
 import parsePrometheusTextFormat, { type PromFamily } from 'parse-prometheus-text-format';
+import { API_ROUTE_MATCHER } from './promql.ts';
 import type { Histogram, Snapshot } from './snapshot.ts';
 
 /** Which side of the rollout. */
@@ -32,7 +33,7 @@ async function fetchText(url: string, timeoutMs: number, headers: Record<string,
 /** The routes whose requests are the denominator of the per-request rates (not /metrics, /healthz, …). */
 const API_ROUTE = /^\/api\//;
 /** The same in PromQL. */
-export const API_ROUTE_MATCHER = 'route=~"/api/.*"';
+export { API_ROUTE_MATCHER };
 
 const num = (v: string | undefined) => (v === undefined ? 0 : v === '+Inf' ? Infinity : Number(v));
 
@@ -160,20 +161,8 @@ export function prometheusSource(opts: PrometheusSourceOptions): MetricsSource {
   };
 }
 
-/**
- * The cross_tenant_attempts rule (analysis.ts' attemptsVerdict) as one PromQL expression, for an
- * alert or an Argo Rollouts AnalysisTemplate: the candidate's refused requests minus `factor` ×
- * stable's per-request rate × the candidate's API requests, each summed over every instance of its
- * release. The rule fails when the result is ≥ min_count (and both sides have min_samples
- * requests). Over `range` (e.g. `1h`) with increase(); without it, over the counters' lifetime.
- */
-export function attemptsExcessPromQL(releases: Record<Side, string>, factor: number, range?: string): string {
-  const sum = (series: string, side: Side) =>
-    `sum(${range ? `increase(${series}[${range}])` : series} and on (instance, job) relay_build_info{release="${releases[side].replace(/["\\]/g, '\\$&')}"})`;
-  const attempts = (side: Side) => sum('relay_cross_tenant_attempts_total', side);
-  const requests = (side: Side) => sum(`relay_http_requests_total{${API_ROUTE_MATCHER}}`, side);
-  return `${attempts('candidate')} - ${factor} * (${attempts('stable')} / ${requests('stable')}) * ${requests('candidate')}`;
-}
+// The cross_tenant_attempts rule in PromQL lives with the other guardrails' (promql.ts).
+export { attemptsExcessPromQL } from './promql.ts';
 
 /** `scrape` or `prometheus=URL` → a source; the Prometheus one needs the release names. */
 export function parseMetricsSourceSpec(spec: string): { kind: 'scrape' } | { kind: 'prometheus'; url: string } {
