@@ -82,7 +82,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const drain = () =>
     (drained ??= new Promise<void>((resolve) => {
       draining = true;
-      const timer = setTimeout(resolve, opts.drainMs ?? 0);
+      // No drain: close in this turn, not a timer's later one, so the listener stops before
+      // anything else can connect.
+      if (!((opts.drainMs ?? 0) > 0)) return resolve();
+      const timer = setTimeout(resolve, opts.drainMs);
       endDrain = () => {
         clearTimeout(timer);
         resolve();
