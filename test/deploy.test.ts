@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { AnalysisTemplate, Rollout } from '@kubernetes-models/argo-rollouts/argoproj.io/v1alpha1';
+import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { ConfigMap, Service } from 'kubernetes-models/v1';
 import { parse, parseAllDocuments } from 'yaml';
@@ -23,6 +24,7 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'apps/v1/Deployment': Deployment,
   'argoproj.io/v1alpha1/Rollout': Rollout,
   'argoproj.io/v1alpha1/AnalysisTemplate': AnalysisTemplate,
+  'monitoring.coreos.com/v1/PrometheusRule': PrometheusRule,
 };
 
 function validate(doc: Doc): void {
@@ -68,7 +70,7 @@ describe('deploy/: generated, valid, and tested by promtool', () => {
 
   it('every object in deploy/kubernetes validates against its schema, and a broken one does not', () => {
     const all = manifests();
-    assert.deepEqual(all.map((m) => m.doc.kind).sort(), ['AnalysisTemplate', 'ConfigMap', 'Deployment', 'Rollout', 'Service']);
+    assert.deepEqual(all.map((m) => m.doc.kind).sort(), ['AnalysisTemplate', 'ConfigMap', 'Deployment', 'PrometheusRule', 'Rollout', 'Service']);
     for (const { file, doc } of all) assert.doesNotThrow(() => validate(doc), `${file}: ${doc.kind}`);
     const rollout = all.find((m) => m.doc.kind === 'Rollout')!.doc;
     const broken = structuredClone(rollout) as Doc & { spec: { strategy: { canary: { steps: Array<Record<string, unknown>> } } } };
@@ -76,6 +78,8 @@ describe('deploy/: generated, valid, and tested by promtool', () => {
     assert.throws(() => validate(broken), /setWeight/);
     const template = all.find((m) => m.doc.kind === 'AnalysisTemplate')!.doc;
     assert.throws(() => validate({ ...template, spec: { ...template.spec, metrics: [{ name: 'x', provider: { prometheus: { query: 5 } } }] } }), /query must be string/);
+    const rule = all.find((m) => m.doc.kind === 'PrometheusRule')!.doc;
+    assert.throws(() => validate({ ...rule, spec: { groups: [{ rules: [] }] } }), /name/);
   });
 
   it('the Rollout walks the R1 steps, its analysis takes both hashes, and no secret is inlined', () => {
@@ -112,12 +116,17 @@ describe('deploy/: generated, valid, and tested by promtool', () => {
     assert.match(red.out, /RelayTtfvP95High/);
   });
 
+  it('the PrometheusRule carries the same groups as relay-rules.yml', () => {
+    const rule = manifests().find((m) => m.doc.kind === 'PrometheusRule')!.doc;
+    assert.deepEqual(rule.spec, parse(readFileSync('deploy/prometheus/relay-rules.yml', 'utf8')));
+  });
+
   it("every alert's runbook is a heading of docs/operations.md", () => {
     const headings = anchors('docs/operations.md');
-    const alerts = relayRules().groups.flatMap((g) => g.rules).filter((r) => 'alert' in r) as Array<{ alert: string; annotations: { runbook_url: string } }>;
+    const alerts = relayRules().groups.flatMap((g) => g.rules).filter((r) => r.alert);
     assert.equal(alerts.length, 7);
     for (const a of alerts) {
-      const [file, anchor] = a.annotations.runbook_url.split('#');
+      const [file, anchor] = (a.annotations?.runbook_url ?? '').split('#');
       assert.equal(file, 'docs/operations.md');
       assert.ok(headings.has(anchor!), `${a.alert}: docs/operations.md has no heading #${anchor}`);
     }

@@ -1,8 +1,9 @@
 import { AnalysisTemplate, Rollout } from '@kubernetes-models/argo-rollouts/argoproj.io/v1alpha1';
+import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { ConfigMap, Service } from 'kubernetes-models/v1';
 import { guardrailsOfCandidate, passOp, type GuardrailPromQL } from '../rollout/index.ts';
-import { WINDOW } from './prometheus.ts';
+import { relayRules, WINDOW } from './prometheus.ts';
 
 export const NAME = 'relay-memory';
 /** Not shipped: the operator creates it (kubectl create secret generic relay-memory-secrets --from-literal=…). */
@@ -122,11 +123,17 @@ export function kubernetesManifests(): Record<string, { toJSON(): unknown; valid
       })),
     },
   });
+  // The same rule groups as deploy/prometheus/relay-rules.yml, for the Prometheus Operator.
+  const promRule = new PrometheusRule({
+    metadata: { name: `${NAME}-guardrails`, labels },
+    spec: relayRules(),
+  });
   return {
     'configmap.yaml': config,
     'deployment.yaml': deployment,
     'service.yaml': service,
     'rollout.yaml': rollout,
     'analysis-template.yaml': template,
+    'prometheus-rule.yaml': promRule,
   };
 }

@@ -34,8 +34,17 @@ export function recordName(g: Pick<GuardrailPromQL, 'name' | 'unit'>): string {
 
 export const TRAFFIC_RECORDS = { requests: `release:relay_api_requests:rate${WINDOW}`, errors: `release:relay_api_errors:rate${WINDOW}` } as const;
 
+export interface Rule {
+  record?: string;
+  alert?: string;
+  expr: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
 export interface RuleFile {
-  groups: Array<{ name: string; interval?: string; rules: Array<Record<string, unknown>> }>;
+  groups: Array<{ name: string; rules: Rule[] }>;
 }
 
 /** deploy/prometheus/relay-rules.yml. */
@@ -114,7 +123,7 @@ export function relayRulesTests(): Record<string, unknown> {
       s('relay_db_pool_utilization', release, {}, `${bad ? 0.95 : 0.1}${steps}`),
     );
   }
-  const rules = relayRules().groups[1]!.rules as Array<{ alert: string; labels: Record<string, string>; annotations: Record<string, string> }>;
+  const rules = relayRules().groups[1]!.rules as Array<Rule & { alert: string; labels: Record<string, string>; annotations: Record<string, string> }>;
   return {
     rule_files: ['relay-rules.yml'],
     evaluation_interval: '30s',
