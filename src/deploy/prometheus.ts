@@ -70,7 +70,8 @@ export function relayRules(): RuleFile {
             alert: a.alert,
             expr: `${recordName(g)} ${g.fails.op} ${g.fails.threshold}`,
             for: a.for,
-            labels: { severity, guardrail: g.name },
+            // DESIGN.md: refused attempts always alert security, and a scope violation is a security incident.
+            labels: { severity, guardrail: g.name, ...(g.name === 'cross_tenant_attempts' || g.name === 'scope_violations' ? { notify: 'security' } : {}) },
             annotations: {
               summary: `{{ $labels.release }}: ${a.summary}`,
               description: `R1 guardrail ${g.name} (${g.severity === 'rollback' ? 'a canary rolls back on it' : 'a warning'}): fails when ${g.fails.op} ${g.fails.threshold}, passes when ${passOp(g.fails)} ${g.fails.threshold}. The value: ${g.meaning}.`,
