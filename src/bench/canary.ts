@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mintToken } from '../auth/index.ts';
-import { bucketOf, stickyKey } from '../rollout/index.ts';
+import { startHaproxyWith } from '../fleet/index.ts';
+import { bucketOf, canaryHaproxyConfig, stickyKey } from '../rollout/index.ts';
 import { percentile } from './load.ts';
 
 export interface CanaryBenchOptions {
@@ -16,6 +17,8 @@ export interface CanaryBenchOptions {
   durationS: number;
   /** The controller's analysis interval in the rollback phase (ms). Default 1000. */
   intervalMs: number;
+  /** Also measure HAProxy driven by a second controller (`--traffic haproxy`), interleaved with the builtin router. */
+  haproxy?: boolean;
   log: (line: string) => void;
 }
 
@@ -57,6 +60,8 @@ function proc(args: string[], env: NodeJS.ProcessEnv) {
 export interface Timed {
   ms: number;
   release: string | undefined;
+  /** HAProxy's `X-Relay-Server` (the server that answered), when HAProxy was in the path. */
+  server?: string | undefined;
   status: number;
   ok: boolean;
   failure?: string;
@@ -75,11 +80,12 @@ export function timedGet(agent: http.Agent, url: string, token: string): Promise
     const req = http.get(url, { agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
       const status = res.statusCode ?? 0;
       const release = res.headers['x-relay-release'] as string | undefined;
+      const server = res.headers['x-relay-server'] as string | undefined;
       res.resume();
       res.on('end', () => {
-        if (!res.complete) done({ release, status, ok: false, failure: 'incomplete body' });
-        else if (status < 200 || status > 299) done({ release, status, ok: false, failure: `status ${status}` });
-        else done({ release, status, ok: true });
+        if (!res.complete) done({ release, server, status, ok: false, failure: 'incomplete body' });
+        else if (status < 200 || status > 299) done({ release, server, status, ok: false, failure: `status ${status}` });
+        else done({ release, server, status, ok: true });
       });
       res.on('error', (e) => done({ release, status, ok: false, failure: `body: ${e.message}` }));
       res.on('aborted', () => done({ release, status, ok: false, failure: 'incomplete body' }));
@@ -133,7 +139,9 @@ const get = timedGet;
  * path, direct to stable and through the router (weight 0, so both reach the same process),
  * interleaved so both see the same machine; the added p95 is the difference of the two p95s.
  * (2) Rollback: the candidate meets an RLS error on its first query; how long until the same user's
- * next request is answered by stable, and how many analyses that took.
+ * next request is answered by stable, and how many analyses that took. With `haproxy`, HAProxy in
+ * front of the same releases with a second controller setting its weights is a third path of (1),
+ * and (2) times both splits from the same breach.
  */
 export async function benchCanary(opts: CanaryBenchOptions) {
   const dir = mkdtempSync(join(tmpdir(), 'relay-bench-canary-'));
@@ -155,83 +163,130 @@ export async function benchCanary(opts: CanaryBenchOptions) {
     const controller = proc(['bin/relay.mjs', 'canary', 'run', '--stable', stableUrl, '--candidate', candidateUrl, '--listen', '127.0.0.1:0', '--plan', join(dir, 'plan.yaml'), '--state-dir', join(dir, 'state')], base);
     stopAll.push(controller.stop);
     const routerUrl = await controller.url('relay canary is routing');
+    // HAProxy in front of the same two releases, its weights set by a second controller.
+    let haproxyUrl = '';
+    if (opts.haproxy) {
+      const hostPort = (u: string) => new URL(u).host;
+      const hap = await startHaproxyWith({ config: ({ port, socket }) => canaryHaproxyConfig({ bind: `127.0.0.1:${port}`, socket, stable: { address: hostPort(stableUrl) }, candidate: { address: hostPort(candidateUrl) } }) });
+      stopAll.push(() => hap.daemon.stop());
+      haproxyUrl = hap.url;
+      const hc = proc(['bin/relay.mjs', 'canary', 'run', '--stable', stableUrl, '--candidate', candidateUrl, '--listen', '127.0.0.1:0', '--plan', join(dir, 'plan.yaml'), '--state-dir', join(dir, 'state-haproxy'), '--traffic', `haproxy=${hap.socket}`, '--backend', 'relay', '--stable-server', 'stable', '--candidate-server', 'candidate'], base);
+      stopAll.push(hc.stop);
+      await hc.url('relay canary is driving haproxy');
+    }
     const token = async (user: string) => mintToken({ secret, tenant: 'bench', user, ttlSeconds: 3600 });
-    // Users by bucket: one that the router sends to stable at 50%, one to the candidate.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+    // Users by bucket: one that the router sends to stable at 50%, one to the candidate; with
+    // HAProxy, the same by the server that answers through it (its own hash).
     let stableUser = '';
     let candidateUser = '';
-    for (let i = 0; !stableUser || !candidateUser; i++) {
+    let hapStableUser = '';
+    let hapCandidateUser = '';
+    for (let i = 0; !stableUser || !candidateUser || (opts.haproxy && (!hapStableUser || !hapCandidateUser)); i++) {
       const t = await token(`u${i}`);
       if (bucketOf(stickyKey(`Bearer ${t}`, '127.0.0.1')) < 50) candidateUser ||= t;
       else stableUser ||= t;
+      if (opts.haproxy) {
+        const r = await get(agent, `${haproxyUrl}/healthz`, t);
+        if (r.server === 'candidate') hapCandidateUser ||= t;
+        else if (r.server === 'stable') hapStableUser ||= t;
+        if (i > 1000) throw new Error('HAProxy sent no user to one of the releases: are its weights 50/50?');
+      }
     }
 
-    // (1) Overhead, after a warm-up, stable-bucket user (weight 50 sends it to stable).
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+    // (1) Overhead, after a warm-up, stable-bucket users (weight 50 sends them to stable). The
+    // paths interleave in ABBA order (direct, router[, haproxy, haproxy], router, direct …), so
+    // each sees the same machine.
     const directPath = new PathTimes('direct');
     const routedPath = new PathTimes('routed');
+    const haproxyPath = new PathTimes('haproxy');
     const direct = directPath.ms;
     const routed = routedPath.ms;
-    const fire = (i: number) => (i % 2 === 0 ? get(agent, `${stableUrl}/healthz`, stableUser).then((r) => directPath.add(r)) : get(agent, `${routerUrl}/healthz`, stableUser).then((r) => routedPath.add(r)));
-    for (let i = 0; i < 400; i++) await fire(i);
+    const viaHaproxy = haproxyPath.ms;
+    const paths = opts.haproxy ? 3 : 2;
+    const order = opts.haproxy ? [0, 1, 2, 2, 1, 0] : [0, 1, 1, 0];
+    const fire = (i: number) => {
+      const which = order[i % order.length]!;
+      if (which === 0) return get(agent, `${stableUrl}/healthz`, stableUser).then((r) => directPath.add(r));
+      if (which === 1) return get(agent, `${routerUrl}/healthz`, stableUser).then((r) => routedPath.add(r));
+      return get(agent, `${haproxyUrl}/healthz`, hapStableUser).then((r) => haproxyPath.add(r.server === 'stable' ? r : { ...r, ok: false, failure: `answered by ${r.server}` }));
+    };
+    for (let i = 0; i < 200 * paths; i++) await fire(i);
     directPath.reset();
     routedPath.reset();
-    opts.log(`overhead: ${opts.rate} req/s direct and ${opts.rate} req/s through the router for ${opts.durationS} s`);
-    const total = opts.rate * 2 * opts.durationS;
+    haproxyPath.reset();
+    opts.log(`overhead: ${opts.rate} req/s direct, ${opts.rate} req/s through the router${opts.haproxy ? ` and ${opts.rate} req/s through HAProxy` : ''} for ${opts.durationS} s`);
+    const total = opts.rate * paths * opts.durationS;
     const t0 = performance.now();
     const pending: Promise<unknown>[] = [];
     for (let i = 0; i < total; i++) {
-      const wait = t0 + (i * 1000) / (opts.rate * 2) - performance.now();
+      const wait = t0 + (i * 1000) / (opts.rate * paths) - performance.now();
       if (wait > 1) await new Promise((r) => setTimeout(r, wait));
       pending.push(fire(i));
     }
     await Promise.all(pending);
-    // Every request of both paths must have succeeded: failures are not timed, and any fails the run.
+    // Every request of every path must have succeeded: failures are not timed, and any fails the run.
     directPath.check();
     routedPath.check();
+    if (opts.haproxy) haproxyPath.check();
     const p95Direct = percentile(direct, 95);
     const p95Routed = percentile(routed, 95);
 
-    // (2) Rollback: wait for the controller's first look, then one query of a candidate user.
+    // (2) Rollback: wait for the controllers' first look, then one query of a candidate user.
+    // Both controllers read the same candidate's metrics: the one breach rolls back both splits.
     opts.log('rollback: one RLS error on the candidate');
-    const statePath = join(dir, 'state', 'state.json');
-    for (let i = 0; ; i++) {
-      const s = JSON.parse(readFileSync(statePath, 'utf8')) as { baselines: { watch: { candidate?: unknown } } };
-      if (s.baselines.watch.candidate) break;
-      if (i > 600) throw new Error('the controller never read the candidate');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const waitForLook = async (stateDir: string) => {
+      for (let i = 0; ; i++) {
+        const s = JSON.parse(readFileSync(join(dir, stateDir, 'state.json'), 'utf8')) as { baselines: { watch: { candidate?: unknown } } };
+        if (s.baselines.watch.candidate) break;
+        if (i > 600) throw new Error('the controller never read the candidate');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    await waitForLook('state');
+    if (opts.haproxy) await waitForLook('state-haproxy');
     const breachWall = Date.now();
     const breach = performance.now();
     const res = await fetch(`${routerUrl}/api/v1/memory/query`, { method: 'POST', headers: { authorization: `Bearer ${candidateUser}`, 'content-type': 'application/json' }, body: '{"query":"x"}' });
     await res.body?.cancel();
     if (res.headers.get('x-relay-release') !== 'bench-candidate' || res.status !== 500) throw new Error(`the breach did not happen on the candidate (${res.status} from ${res.headers.get('x-relay-release')})`);
-    let weight0 = 0;
-    for (;;) {
-      const r = await get(agent, `${routerUrl}/healthz`, candidateUser);
-      if (r.release === 'bench-stable') {
-        weight0 = performance.now();
-        break;
+    /** Milliseconds from the breach until `url` answers `user` from stable. */
+    const until = async (url: string, user: string, onStable: (r: Timed) => boolean) => {
+      for (;;) {
+        const r = await get(agent, `${url}/healthz`, user);
+        if (onStable(r)) return Math.round(performance.now() - breach);
+        if (performance.now() - breach > 60_000) throw new Error(`no rollback within 60 s at ${url}`);
+        await new Promise((r2) => setTimeout(r2, 2));
       }
-      if (performance.now() - breach > 60_000) throw new Error('no rollback within 60 s');
-      await new Promise((r2) => setTimeout(r2, 2));
-    }
+    };
+    const [rollbackMs, rollbackMsHaproxy] = await Promise.all([
+      until(routerUrl, candidateUser, (r) => r.release === 'bench-stable'),
+      opts.haproxy ? until(haproxyUrl, hapCandidateUser, (r) => r.server === 'stable') : Promise.resolve(null),
+    ]);
     agent.destroy();
-    const audit = readFileSync(join(dir, 'state', 'audit.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as { at: string; type?: string; action?: string });
-    const rollbackAt = Date.parse(audit.find((e) => e.action === 'rollback')!.at);
-    const analyses = audit.filter((e) => e.type === 'analysis' && Date.parse(e.at) >= breachWall && Date.parse(e.at) <= rollbackAt).length;
+    const analysesToRollback = (stateDir: string) => {
+      const audit = readFileSync(join(dir, stateDir, 'audit.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { at: string; type?: string; action?: string });
+      const rollbackAt = Date.parse(audit.find((e) => e.action === 'rollback')!.at);
+      return audit.filter((e) => e.type === 'analysis' && Date.parse(e.at) >= breachWall && Date.parse(e.at) <= rollbackAt).length;
+    };
+    const p95Haproxy = opts.haproxy ? percentile(viaHaproxy, 95) : null;
     return {
       added_p95_ms: Math.round((p95Routed - p95Direct) * 100) / 100,
-      rollback_ms: Math.round(weight0 - breach),
-      intervals_to_rollback: analyses,
+      ...(opts.haproxy ? { added_p95_ms_haproxy: Math.round((p95Haproxy! - p95Direct) * 100) / 100 } : {}),
+      rollback_ms: rollbackMs,
+      ...(opts.haproxy ? { rollback_ms_haproxy: rollbackMsHaproxy } : {}),
+      intervals_to_rollback: analysesToRollback('state'),
+      ...(opts.haproxy ? { intervals_to_rollback_haproxy: analysesToRollback('state-haproxy') } : {}),
       direct_p95_ms: p95Direct,
       routed_p95_ms: p95Routed,
+      ...(opts.haproxy ? { haproxy_p95_ms: p95Haproxy, haproxy_p50_ms: percentile(viaHaproxy, 50) } : {}),
       direct_p50_ms: percentile(direct, 50),
       routed_p50_ms: percentile(routed, 50),
       requests_per_path: direct.length,
-      failed_requests: directPath.failed + routedPath.failed,
+      failed_requests: directPath.failed + routedPath.failed + haproxyPath.failed,
       rate_per_path: opts.rate,
       interval_ms: opts.intervalMs,
     };

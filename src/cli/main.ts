@@ -55,12 +55,13 @@ const USAGE = `usage: relay <command>
                                           200 clients × 1 request/s (80% SSE queries, 20% writes): SSE success, TTFV, errors, RSS
   bench rerank [--queries 100] [--candidates 20] [--budget 150] [--seed 1] [--json]
                                           ONNX cross-encoder (fp32, int8) vs the CPU's GEMM floor, lexical, and a rerank budget
-  bench canary [--rate 200] [--duration 20] [--json]
+  bench canary [--rate 200] [--duration 20] [--traffic haproxy] [--json]
                                           router overhead (p95 vs direct) and breach → weight 0 time, with real processes
   bench replicas [--replicas 3] [--duration 20] [--clients 32] [--json]
                                           queries/s through HAProxy, direct vs PgBouncer (ABBA); key events; a rolling restart
   canary run --stable URL --candidate URL [--listen 127.0.0.1:8080] [--plan rollout.yaml]
              [--metrics-source scrape|prometheus=URL] [--state-dir .relay-canary] [--metrics-token-file F]
+             [--traffic builtin|haproxy=SOCKET --backend NAME --stable-server S --candidate-server C]
                                           route users to stable/candidate by plan stages, judge the guardrails, promote or roll back
   canary status [--json]                  stage, weight, time left, guardrails, last decisions (--listen, --state-dir as for run)
   canary pause|resume|abort               hold the stage clock / go on / roll back now (admin token from --state-dir)
@@ -110,6 +111,10 @@ async function main(argv: string[]): Promise<void> {
       'metrics-source': { type: 'string' },
       'state-dir': { type: 'string' },
       'metrics-token-file': { type: 'string' },
+      traffic: { type: 'string' },
+      backend: { type: 'string' },
+      'stable-server': { type: 'string' },
+      'candidate-server': { type: 'string' },
       force: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -149,6 +154,10 @@ async function main(argv: string[]): Promise<void> {
         metricsSource: values['metrics-source'],
         stateDir: values['state-dir'],
         metricsTokenFile: values['metrics-token-file'],
+        traffic: values.traffic,
+        backend: values.backend,
+        stableServer: values['stable-server'],
+        candidateServer: values['candidate-server'],
         force: values.force,
         json: values.json,
       });
@@ -184,7 +193,7 @@ async function main(argv: string[]): Promise<void> {
           json: values.json,
         });
       }
-      if (sub === 'canary') return (await load.canary()).runBenchCanary({ rate: int(values.rate, 'rate', 200)!, durationS: int(values.duration, 'duration', 20)!, json: values.json });
+      if (sub === 'canary') return (await load.canary()).runBenchCanary({ rate: int(values.rate, 'rate', 200)!, durationS: int(values.duration, 'duration', 20)!, json: values.json, traffic: values.traffic });
       if (sub === 'rerank') {
         return (await load.bench()).runBenchRerank({
           queries: int(values.queries, 'queries', 100)!,
@@ -196,7 +205,7 @@ async function main(argv: string[]): Promise<void> {
       }
       if (sub !== 'ann') {
         throw new UsageError(
-          'usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench load [--clients N] [--duration S] [--long] [--json] | relay bench crypto [--json] | relay bench rerank [--queries N] [--candidates N] [--budget MS] [--json] | relay bench canary [--rate N] [--duration S] [--json] | relay bench replicas [--replicas N] [--duration S] [--clients N] [--json]',
+          'usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench load [--clients N] [--duration S] [--long] [--json] | relay bench crypto [--json] | relay bench rerank [--queries N] [--candidates N] [--budget MS] [--json] | relay bench canary [--rate N] [--duration S] [--traffic haproxy] [--json] | relay bench replicas [--replicas N] [--duration S] [--clients N] [--json]',
         );
       }
       return (await load.bench()).runBenchAnn({

@@ -169,3 +169,37 @@ export async function startHaproxy(opts: HaproxyOptions): Promise<Haproxy> {
     stop: () => daemon.stop(),
   };
 }
+
+/** HAProxy running a configuration its caller wrote (e.g. the canary's: src/rollout/traffic/). */
+export interface HaproxyWith {
+  url: string;
+  port: number;
+  daemon: Daemon;
+  config: string;
+  /** The runtime API socket (`admin.sock` in its temp folder). */
+  socket: string;
+}
+
+/**
+ * Debian's HAProxy in the foreground with the configuration `config` writes for a free port and a
+ * runtime API socket in its temp folder (owned by the OS user haproxy, mode 600: only that user
+ * and root may use it); resolves once it accepts connections. Stopped by PID (daemon.stop()).
+ */
+export async function startHaproxyWith(opts: { config: (o: { port: number; socket: string }) => string }): Promise<HaproxyWith> {
+  const port = await freePort();
+  let config = '';
+  let socket = '';
+  const daemon = await startDaemon({
+    name: 'haproxy',
+    program: 'haproxy',
+    user: 'haproxy',
+    prepare: (dir) => {
+      socket = join(dir, 'admin.sock');
+      config = opts.config({ port, socket });
+      writeFileSync(join(dir, 'haproxy.cfg'), config);
+    },
+    args: (dir) => ['-db', '-f', join(dir, 'haproxy.cfg')],
+    ready: () => portAccepts(port),
+  });
+  return { url: `http://127.0.0.1:${port}`, port, daemon, config, socket };
+}

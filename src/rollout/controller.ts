@@ -7,12 +7,15 @@ import type { MetricsSource, Side } from './metrics-source.ts';
 import type { Plan } from './plan.ts';
 import { deltaOf, type Snapshot } from './snapshot.ts';
 import { reviveSnapshot, type CanaryState, type Ending, type StateStore } from './state.ts';
+import { builtinTraffic, type TrafficLayer } from './traffic/index.ts';
 
 export interface ControllerOptions {
   plan: Plan;
   source: MetricsSource;
   store: StateStore;
   targets: Record<Side, { url: string; release: string }>;
+  /** Where the split happens. Default: the builtin router, which reads `weight` at every request. */
+  traffic?: TrafficLayer;
   /** One JSON object per decision, for the operator's log. */
   log?: (entry: Record<string, unknown>) => void;
 }
@@ -43,7 +46,7 @@ export const ANALYSIS_OUTCOMES: readonly AnalysisOutcome[] = ['pass', 'fail', 'i
 /** Every decision action the controller records. */
 export const DECISION_ACTIONS = [
   'start', 'resume_after_restart', 'stage', 'hold', 'source_error', 'rollback', 'rollback_hooks', 'promoted', 'promotion_hooks',
-  'pause', 'resume', 'abort', 'force_promote', 'retry',
+  'pause', 'resume', 'abort', 'force_promote', 'retry', 'traffic_error',
 ] as const;
 
 const TERMINAL = new Set(['rolled_back', 'promoted', 'aborted']);
@@ -68,13 +71,23 @@ export class CanaryController {
   /** Security alerts on their way (stop() waits for them). */
   private readonly pending = new Set<Promise<void>>();
 
+  private readonly traffic: TrafficLayer;
+  /** Resolves once start()'s first call to the traffic layer has answered (or failed). */
+  synced: Promise<void> = Promise.resolve();
+
   constructor(private readonly opts: ControllerOptions) {
     this.plan = opts.plan;
+    this.traffic = opts.traffic ?? builtinTraffic();
   }
 
-  /** Candidate share (percent) the router applies now. */
+  /** Candidate share (percent) the plan asks for now: the builtin router applies it at every request. */
   get weight(): number {
     return this.state.weight;
+  }
+
+  /** The share in effect as far as the traffic layer confirmed it (null: not confirmed yet). */
+  get confirmedWeight(): number | null {
+    return reportedWeight(this.state);
   }
 
   get targets(): CanaryState['targets'] {
@@ -122,7 +135,35 @@ export class CanaryController {
       this.decide('start', `canary of ${this.opts.targets.candidate.release} against ${this.opts.targets.stable.release}: stage 1 at ${this.state.weight}%`);
     }
     this.save();
+    this.synced = this.serial(async () => {
+      await this.syncTraffic();
+      this.save();
+    });
     this.schedule();
+  }
+
+  /**
+   * Asks the traffic layer to hold `state.weight` and records what it confirmed; never throws.
+   * Resolves with why it failed (null: confirmed). A failure leaves the last confirmed share in
+   * the state: the next call (every interval) tries again.
+   */
+  private async syncTraffic(): Promise<string | null> {
+    const t = (this.state.traffic ??= { layer: this.traffic.kind, confirmedWeight: null, confirmedAt: null, error: null });
+    t.layer = this.traffic.kind;
+    try {
+      const share = await this.traffic.apply(this.state.weight);
+      if (t.confirmedWeight !== share && this.traffic.kind !== 'builtin') {
+        this.opts.store.audit({ type: 'traffic', layer: this.traffic.kind, confirmed_weight: share, stage: this.state.stageIndex + 1 });
+        this.opts.log?.({ msg: 'canary: traffic confirmed', layer: this.traffic.describe(), weight: share });
+      }
+      t.confirmedWeight = share;
+      t.confirmedAt = new Date().toISOString();
+      t.error = null;
+      return null;
+    } catch (err) {
+      t.error = (err as Error).message;
+      return t.error;
+    }
   }
 
   private freshState(now: string): CanaryState {
@@ -184,7 +225,30 @@ export class CanaryController {
 
   /** One analysis: read, judge, and roll back, hold or promote. */
   async tick(): Promise<Report | null> {
-    if (TERMINAL.has(this.state.status)) return null;
+    // The split first, in every status: a rollback whose weight 0 the traffic layer did not
+    // confirm yet is written again here, interval after interval, until it is.
+    const before = this.state.traffic?.confirmedWeight;
+    const trafficError = await this.syncTraffic();
+    if (TERMINAL.has(this.state.status)) {
+      if (this.state.traffic?.confirmedWeight !== before) this.save();
+      return null;
+    }
+    if (trafficError) {
+      // Like unreadable metrics: a blind interval (the share in effect is unknown), retried at the
+      // next one, and a rollback after max_source_errors of them in a row.
+      this.state.sourceErrors++;
+      this.lastTickAt = null;
+      const reason = `traffic layer not confirming the weight (${this.state.sourceErrors}/${this.plan.maxSourceErrors}): ${trafficError}`;
+      this.opts.store.audit({ type: 'analysis', error: reason, stage: this.state.stageIndex + 1, weight: this.state.weight });
+      this.emit({ kind: 'analysis', verdict: 'error' });
+      if (this.state.sourceErrors >= this.plan.maxSourceErrors) {
+        await this.rollBack('rolled_back', `traffic layer failed ${this.state.sourceErrors} times in a row: weight 0 is written at its next answer (${trafficError})`, {});
+      } else {
+        this.decide('traffic_error', reason);
+        this.save();
+      }
+      return null;
+    }
     const [cand, stab] = await Promise.allSettled([this.opts.source.read('candidate'), this.opts.source.read('stable')]);
     const now = Date.now();
     if (cand.status === 'rejected') {
@@ -313,6 +377,7 @@ export class CanaryController {
     this.state.stageStartedAt = new Date().toISOString();
     this.state.baselines.stage = { candidate: this.lastSnap.candidate!, stable: this.lastSnap.stable ?? this.state.baselines.stage.stable };
     this.decide('stage', `stage ${this.state.stageIndex} passed (${from.weight}%): on to ${to.weight}%`, { values: this.values(report) });
+    await this.syncTraffic();
   }
 
   private async promote(reason: string, report: Report | null, action: 'promoted' | 'force_promote'): Promise<void> {
@@ -320,6 +385,8 @@ export class CanaryController {
     this.state.stageIndex = this.plan.stages.length - 1;
     this.state.weight = 100;
     this.decide(action, reason);
+    this.save();
+    await this.syncTraffic();
     this.save();
     const hooks = await runHooks(this.plan.hooks.promote, this.hookEnv('promoted', reason));
     const ran = hooks.filter((h) => !h.skipped).map((h) => `${h.name} (${hookSucceeded(h) ? 'ok' : h.timedOut ? 'timed out' : `exit ${h.exitCode}`})`);
@@ -341,6 +408,8 @@ export class CanaryController {
     this.state.status = status;
     if (status === 'rolled_back') this.state.cooldownUntil = new Date(at.getTime() + this.plan.cooldownMs).toISOString();
     this.decide(status === 'aborted' ? 'abort' : 'rollback', reason, { values });
+    this.save();
+    await this.syncTraffic();
     this.save();
     const hooks = await runHooks(this.plan.hooks.rollback, this.hookEnv(status, reason));
     const ran = hooks.map((h) => `${h.name} (${h.skipped ? 'skipped' : hookSucceeded(h) ? 'ok' : h.timedOut ? 'timed out' : `exit ${h.exitCode}`})`);
@@ -394,7 +463,10 @@ export class CanaryController {
       this.state = { ...this.freshState(new Date().toISOString()), chart: previous.chart, decisions: previous.decisions };
       this.lastTickAt = null;
       this.lastSnap = {};
+      this.state.traffic = previous.traffic;
       this.decide('retry', `retry${force && Date.now() < until ? ' --force, inside the cool-down' : ''}: stage 1 at ${this.state.weight}%`);
+      this.save();
+      await this.syncTraffic();
       this.save();
     });
   }
@@ -406,7 +478,15 @@ export interface StatusView {
   status: CanaryState['status'];
   stage: number;
   stages: Array<{ weight: number; window_ms: number }>;
-  weight: number;
+  /**
+   * The candidate share in effect: the plan's with the builtin router (which applies it at every
+   * request), the share HAProxy last confirmed with `--traffic haproxy` (null before its first answer).
+   */
+  weight: number | null;
+  /** The share the plan asks for now. */
+  target_weight: number;
+  /** The traffic layer and what it last confirmed. */
+  traffic: { layer: 'builtin' | 'haproxy'; confirmed_weight: number | null; confirmed_at: string | null; error: string | null };
   observed_ms: number;
   /** Observed time still needed in this stage (0 when the window is over). */
   time_left_ms: number;
@@ -432,7 +512,9 @@ export function statusView(state: CanaryState, plan: Plan): StatusView {
     status: state.status,
     stage: state.stageIndex + 1,
     stages: plan.stages.map((s) => ({ weight: s.weight, window_ms: s.windowMs })),
-    weight: state.weight,
+    weight: reportedWeight(state),
+    target_weight: state.weight,
+    traffic: { layer: state.traffic?.layer ?? 'builtin', confirmed_weight: state.traffic?.confirmedWeight ?? null, confirmed_at: state.traffic?.confirmedAt ?? null, error: state.traffic?.error ?? null },
     observed_ms: state.observedMs,
     time_left_ms: TERMINAL.has(state.status) ? 0 : Math.max(0, stage.windowMs - state.observedMs),
     interval_ms: plan.intervalMs,
@@ -448,4 +530,9 @@ export function statusView(state: CanaryState, plan: Plan): StatusView {
     promotion: state.promotion,
     cooldown_until: state.cooldownUntil,
   };
+}
+
+/** The share to report: the plan's with the builtin router, only a confirmed one with an external traffic layer. */
+export function reportedWeight(state: CanaryState): number | null {
+  return state.traffic && state.traffic.layer !== 'builtin' ? state.traffic.confirmedWeight : state.weight;
 }

@@ -1,7 +1,7 @@
 export { analyze, attemptsVerdict, histogramQuantile, holdsPromotion, resolvableSample, type AnalysisInput, type Comparison, type GuardrailResult, type Report, type Unit, type Verdict } from './analysis.ts';
 export { redactUrl, sendAlerts, type AlertResult } from './alerts.ts';
 export { bucketOf, routeToCandidate, stickyKey } from './bucket.ts';
-export { ANALYSIS_OUTCOMES, CanaryActionError, CanaryController, DECISION_ACTIONS, statusView, type AnalysisOutcome, type ControllerEvent, type ControllerOptions, type StatusView } from './controller.ts';
+export { ANALYSIS_OUTCOMES, CanaryActionError, CanaryController, DECISION_ACTIONS, reportedWeight, statusView, type AnalysisOutcome, type ControllerEvent, type ControllerOptions, type StatusView } from './controller.ts';
 export { formatValue, guardrailRows, guardrailTable, type GuardrailRow } from './format.ts';
 export { runHook, runHooks, type HookResult } from './hooks.ts';
 export { API_ROUTE_MATCHER, attemptsExcessPromQL, MetricsSourceError, parseMetricsSourceSpec, prometheusSource, scrapeSource, snapshotFromText, type MetricsSource, type Side } from './metrics-source.ts';
@@ -10,6 +10,7 @@ export { buildRouter, type RouterOptions } from './router.ts';
 export { CANARY_STATUSES, createRouterMetrics } from './router-metrics.ts';
 export { startCanary, type CanaryRun, type CanaryRunOptions } from './run.ts';
 export { deltaOf, histogramIncrease, type Delta, type Histogram, type Snapshot } from './snapshot.ts';
-export { bearerMatches, readAdminToken, StateStore, type CanaryState, type Decision, type Status } from './state.ts';
+export { bearerMatches, readAdminToken, StateStore, type CanaryState, type Decision, type Status, type TrafficRecord } from './state.ts';
 export { statusPage } from './status-page.ts';
 export { GUARDRAIL_ORDER, guardrailsByRelease, guardrailsOfCandidate, judge, passOp, trafficByRelease, type GuardrailPromQL, type Judgement, type PromQLOptions } from './promql.ts';
+export { askHaproxy, builtinTraffic, canaryHaproxyConfig, haproxyTraffic, parseTrafficSpec, TrafficError, type CanaryHaproxyConfigOptions, type HaproxyTrafficOptions, type TrafficLayer, type TrafficSpec } from './traffic/index.ts';

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
-import { ANALYSIS_OUTCOMES, DECISION_ACTIONS, type CanaryController } from './controller.ts';
+import { ANALYSIS_OUTCOMES, DECISION_ACTIONS, reportedWeight, type CanaryController } from './controller.ts';
 import type { Status } from './state.ts';
 
 export const CANARY_STATUSES: readonly Status[] = ['running', 'paused', 'promoted', 'rolled_back', 'aborted'];
@@ -24,10 +24,11 @@ export function createRouterMetrics(controller: CanaryController): { registry: R
   });
   new Gauge({
     name: 'relay_canary_candidate_weight_ratio',
-    help: 'Share of users the router sends to the candidate now (0..1; 0 after a rollback)',
+    help: 'Share of users sent to the candidate now (0..1; 0 after a rollback): the router\'s, or what HAProxy last confirmed with --traffic haproxy',
     registers,
     collect() {
-      this.set((state()?.weight ?? 0) / 100);
+      const s = state();
+      this.set(((s ? reportedWeight(s) : 0) ?? 0) / 100);
     },
   });
   new Gauge({

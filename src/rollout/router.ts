@@ -19,6 +19,8 @@ export interface RouterOptions {
   plan: Plan;
   /** Bearer token of the admin calls (`POST /canary/admin/*`). */
   adminToken: string;
+  /** Reverse-proxy every other request (the builtin traffic layer). Default true; false when HAProxy splits. */
+  proxy?: boolean;
 }
 
 const ADMIN_ACTIONS = ['pause', 'resume', 'abort', 'promote', 'retry'] as const;
@@ -79,6 +81,7 @@ export async function buildRouter(opts: RouterOptions): Promise<FastifyInstance>
     return statusView(controller.state, opts.plan);
   });
 
+  if (opts.proxy === false) return app;
   await app.register(async (proxy) => {
     proxy.addHook('onRequest', async (req, reply) => {
       const side: Side = routeToCandidate(stickyKey(req.headers.authorization, req.ip), controller.weight) ? 'candidate' : 'stable';

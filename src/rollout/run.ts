@@ -4,6 +4,7 @@ import { MetricsSourceError, parseMetricsSourceSpec, prometheusSource, scrapeSou
 import type { Plan } from './plan.ts';
 import { buildRouter } from './router.ts';
 import { StateStore } from './state.ts';
+import { haproxyTraffic, parseTrafficSpec, type TrafficLayer } from './traffic/index.ts';
 
 export interface CanaryRunOptions {
   stableUrl: string;
@@ -15,6 +16,12 @@ export interface CanaryRunOptions {
   metricsSource?: string;
   /** State file, audit log and admin token. Default ./.relay-canary. */
   stateDir?: string;
+  /**
+   * `builtin` (default: the router splits) or `haproxy=<runtime API socket>`: HAProxy splits and
+   * the controller sets its weights (`haproxy` names the backend and servers).
+   */
+  traffic?: string;
+  haproxy?: { backend: string; stableServer: string; candidateServer: string };
   /** The services' RELAY_METRICS_TOKEN, when /metrics/memory is guarded. */
   metricsToken?: string;
   /** Release names; read from each service's relay_build_info when omitted. */
@@ -28,6 +35,7 @@ export interface CanaryRun {
   store: StateStore;
   adminToken: string;
   router: FastifyInstance;
+  traffic: TrafficLayer | null;
   close(): Promise<void>;
 }
 
@@ -39,8 +47,21 @@ async function releaseOf(url: string, metricsToken: string | undefined): Promise
   return release;
 }
 
-/** `relay canary run`: the controller, its router and its analysis loop. */
+/**
+ * `relay canary run`: the controller, its router (or HAProxy, with `traffic: haproxy=…`) and its
+ * analysis loop. Either way the analysis reads each release's own /metrics/memory at the
+ * --stable/--candidate URLs (or Prometheus by release label): with HAProxy the router sees no
+ * request, and nothing in the analysis needs it to.
+ */
 export async function startCanary(opts: CanaryRunOptions): Promise<CanaryRun> {
+  const trafficSpec = parseTrafficSpec(opts.traffic ?? 'builtin');
+  let traffic: TrafficLayer | null = null;
+  if (trafficSpec.kind === 'haproxy') {
+    if (!opts.haproxy) throw new MetricsSourceError('--traffic haproxy=… needs --backend, --stable-server and --candidate-server');
+    traffic = haproxyTraffic({ socket: trafficSpec.socket, ...opts.haproxy });
+    // Fails at start on a socket that does not answer or a backend/server HAProxy does not have.
+    await traffic.read();
+  }
   const urls: Record<Side, string> = { stable: opts.stableUrl, candidate: opts.candidateUrl };
   const releases: Record<Side, string> = {
     stable: opts.releases?.stable ?? (await releaseOf(urls.stable, opts.metricsToken)),
@@ -56,11 +77,13 @@ export async function startCanary(opts: CanaryRunOptions): Promise<CanaryRun> {
     source,
     store,
     targets: { stable: { url: urls.stable, release: releases.stable }, candidate: { url: urls.candidate, release: releases.candidate } },
+    ...(traffic ? { traffic } : {}),
     log: opts.log,
   });
   // The router (and its metrics) first, so they count the controller's first decision too.
-  const router = await buildRouter({ controller, plan: opts.plan, adminToken });
+  const router = await buildRouter({ controller, plan: opts.plan, adminToken, proxy: traffic === null });
   controller.start();
+  await controller.synced;
   const [host, port] = (opts.listen ?? '127.0.0.1:8080').split(/:(?=\d+$)/);
   try {
     await router.listen({ host: host || '127.0.0.1', port: Number(port ?? 8080) });
@@ -76,6 +99,7 @@ export async function startCanary(opts: CanaryRunOptions): Promise<CanaryRun> {
     store,
     adminToken,
     router,
+    traffic,
     async close() {
       await controller.stop();
       await router.close();

@@ -59,6 +59,18 @@ export interface CanaryState {
   cooldownUntil: string | null;
   /** When the last security alert (refused cross-tenant attempts) went out; absent in older state files. */
   securityAlertAt?: string | null;
+  /** What the traffic layer last confirmed holding; absent in older state files (builtin router). */
+  traffic?: TrafficRecord;
+}
+
+/** The split as the traffic layer (builtin router or HAProxy) last confirmed it. */
+export interface TrafficRecord {
+  layer: 'builtin' | 'haproxy';
+  /** The candidate share (percent) read back from the traffic layer; null before its first answer. */
+  confirmedWeight: number | null;
+  confirmedAt: string | null;
+  /** Why the last call to the traffic layer failed; null when it answered. */
+  error: string | null;
 }
 
 const CHART_MAX = 720;

@@ -69,7 +69,7 @@ export function statusPage(): string {
   function render(s) {
     document.body.className = 'status-' + s.status;
     document.body.dataset.status = s.status;
-    $('headline').textContent = 'Relay canary: ' + s.status.replace('_', ' ') + ' · stage ' + s.stage + ' of ' + s.stages.length + ' · weight ' + s.weight + '%';
+    $('headline').textContent = 'Relay canary: ' + s.status.replace('_', ' ') + ' · stage ' + s.stage + ' of ' + s.stages.length + ' · weight ' + (s.weight === null ? 'not confirmed' : s.weight + '%') + (s.traffic && s.traffic.layer !== 'builtin' ? ' (' + s.traffic.layer + (s.traffic.error ? ': ' + s.traffic.error : '') + ')' : '');
     $('summary').textContent = s.targets.candidate.release + ' against ' + s.targets.stable.release +
       ' · observed ' + dur(s.observed_ms) + ', ' + dur(s.time_left_ms) + ' left in this stage' + (s.cooldown_until ? ' · no retry before ' + s.cooldown_until : '');
     const ending = s.rollback || (s.status === 'promoted' ? s.promotion : null);

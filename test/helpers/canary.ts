@@ -44,7 +44,7 @@ export async function startController(opts: { stable: string; candidate: string;
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`relay canary run did not start in 60 s:\n${out}`)), 60_000);
     const look = () => {
-      const line = out.split('\n').find((l) => l.includes('relay canary is routing'));
+      const line = out.split('\n').find((l) => l.includes('relay canary is routing') || l.includes('relay canary is driving haproxy'));
       if (!line) return;
       clearTimeout(timer);
       resolve((JSON.parse(line) as { url: string }).url);
@@ -85,6 +85,8 @@ export async function startController(opts: { stable: string; candidate: string;
 
 export interface StreamOutcome {
   release: string | null;
+  /** HAProxy's X-Relay-Server (stable, candidate) when HAProxy split the traffic. */
+  server?: string | null;
   status: number;
   ok: boolean;
   /** Date.now() when the first result (or done) arrived. */
@@ -122,7 +124,8 @@ export async function queryStream(url: string, token: string): Promise<StreamOut
       body: JSON.stringify({ query: 'where are the keys?' }),
     });
     const release = res.headers.get('x-relay-release');
-    if (!res.body) return { release, status: res.status, ok: false, firstAt: null };
+    const server = res.headers.get('x-relay-server');
+    if (!res.body) return { release, server, status: res.status, ok: false, firstAt: null };
     let text = '';
     let firstAt: number | null = null;
     const decoder = new TextDecoder();
@@ -130,7 +133,7 @@ export async function queryStream(url: string, token: string): Promise<StreamOut
       text += decoder.decode(chunk as Uint8Array, { stream: true });
       if (firstAt === null && /event: (result|done)/.test(text)) firstAt = Date.now();
     }
-    return { release, status: res.status, ok: res.status === 200 && text.includes('event: done') && !text.includes('event: error'), firstAt };
+    return { release, server, status: res.status, ok: res.status === 200 && text.includes('event: done') && !text.includes('event: error'), firstAt };
   } catch {
     return { release: null, status: 0, ok: false, firstAt: null };
   }
