@@ -174,9 +174,12 @@ describe(`canary with HAProxy as the split: real HAProxy, two releases and the c
     const erroredAt = Date.now();
     assert.equal(one.server, 'candidate');
     assert.equal(one.status, 500);
-    const done = await c.until('rollback', (s) => s.status === 'rolled_back' && s.weight === 0, 60);
+    const done = await c.until('rollback and its hooks', (s) => s.status === 'rolled_back' && s.weight === 0 && s.rollback !== null, 60);
     assert.match(done.decisions.find((d) => d.action === 'rollback')!.reason, /rls_errors/);
     const entries = audit(c);
+    // HAProxy confirmed weight 0 in the rollback's own turn, before its hooks ran (not an interval later).
+    const order = entries.filter((e) => (e.type === 'traffic' && e.confirmed_weight === 0) || e.action === 'rollback_hooks').map((e) => (e.type === 'traffic' ? 'weight 0 confirmed' : 'hooks'));
+    assert.deepEqual(order, ['weight 0 confirmed', 'hooks']);
     const rollbackAt = Date.parse(entries.find((e) => e.action === 'rollback')!.at);
     const between = entries.filter((e) => e.type === 'analysis' && Date.parse(e.at) > erroredAt && Date.parse(e.at) < rollbackAt - 5);
     assert.ok(between.length <= 1, `${between.length} analyses passed the RLS error by`);
