@@ -27,8 +27,8 @@ const audit = (c: ControllerProcess): Audit[] =>
 const hostPort = (url: string) => new URL(url).host;
 
 /** Both servers' weights as HAProxy holds them now. */
-async function weights(hap: HaproxyWith): Promise<{ stable: number; candidate: number }> {
-  const read = async (s: string) => parseGetWeight(await askHaproxy(hap.socket, `get weight relay/${s}`))!;
+async function weights(hap: HaproxyWith, socket = hap.socket): Promise<{ stable: number; candidate: number }> {
+  const read = async (s: string) => parseGetWeight(await askHaproxy(socket, `get weight relay/${s}`))!;
   return { stable: await read('stable'), candidate: await read('candidate') };
 }
 
@@ -248,6 +248,31 @@ describe(`canary with HAProxy as the split: real HAProxy, two releases and the c
     restored = true;
     const confirmed = await c.until('weight 0 confirmed', (s) => s.weight === 0, 10);
     assert.equal(confirmed.traffic.error, null);
+    assert.deepEqual(await weights(hap), { stable: 100, candidate: 0 });
+  });
+
+  it('7. a guardrail breach while the runtime socket is gone still rolls back at once; weight 0 is written when HAProxy answers again', async () => {
+    const { cand, hap } = await setup('rls_error_rate=1');
+    const c = await controller(cand, hap, 'stages: [{weight: 5, window: 1h}, {weight: 100, window: 1h}]\ninterval: 500ms\nmax_source_errors: 1000\n');
+    await c.until('the first analysis at weight 5', (s) => s.report !== null && s.weight === 5, 60);
+    const away = `${hap.socket}.away`;
+    renameSync(hap.socket, away);
+    let restored = false;
+    cleanup.push(async () => {
+      if (!restored) renameSync(away, hap.socket);
+    });
+    await c.until('a traffic error', (s) => s.traffic.failures >= 1, 30);
+    // HAProxy still splits at its last weights: the user it has on the candidate meets the RLS error.
+    const one = await queryStream(hap.url, users.low[0]!);
+    assert.deepEqual([one.server, one.status], ['candidate', 500]);
+    const decided = await c.until('the rollback decision', (s) => s.status === 'rolled_back', 30);
+    assert.match(decided.decisions.find((d) => d.action === 'rollback')!.reason, /rls_errors/);
+    assert.equal(decided.weight, 5, 'not reported as 0 before HAProxy confirmed it');
+    // (read through the moved socket, which the controller does not know)
+    assert.deepEqual(await weights(hap, away), { stable: 95, candidate: 5 });
+    renameSync(away, hap.socket);
+    restored = true;
+    await c.until('weight 0 confirmed', (s) => s.weight === 0, 10);
     assert.deepEqual(await weights(hap), { stable: 100, candidate: 0 });
   });
 });

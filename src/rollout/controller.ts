@@ -148,7 +148,7 @@ export class CanaryController {
    * the state: the next call (every interval) tries again.
    */
   private async syncTraffic(): Promise<string | null> {
-    const t = (this.state.traffic ??= { layer: this.traffic.kind, confirmedWeight: null, confirmedAt: null, error: null });
+    const t = (this.state.traffic ??= { layer: this.traffic.kind, confirmedWeight: null, confirmedAt: null, error: null, failures: 0 });
     t.layer = this.traffic.kind;
     try {
       const share = await this.traffic.apply(this.state.weight);
@@ -233,21 +233,24 @@ export class CanaryController {
       if (this.state.traffic?.confirmedWeight !== before) this.save();
       return null;
     }
+    // HAProxy not confirming the weight: like an unreadable metrics source, the interval is blind
+    // (not observed time, no promotion: the share in effect is unknown), it is tried again at the
+    // next one, and max_source_errors in a row roll back. The guardrails are still judged on the
+    // metrics, so a breach rolls back now (weight 0 written at the layer's next answer).
+    const t = this.state.traffic!;
+    const blind = trafficError !== null;
     if (trafficError) {
-      // Like unreadable metrics: a blind interval (the share in effect is unknown), retried at the
-      // next one, and a rollback after max_source_errors of them in a row.
-      this.state.sourceErrors++;
-      this.lastTickAt = null;
-      const reason = `traffic layer not confirming the weight (${this.state.sourceErrors}/${this.plan.maxSourceErrors}): ${trafficError}`;
-      this.opts.store.audit({ type: 'analysis', error: reason, stage: this.state.stageIndex + 1, weight: this.state.weight });
-      this.emit({ kind: 'analysis', verdict: 'error' });
-      if (this.state.sourceErrors >= this.plan.maxSourceErrors) {
-        await this.rollBack('rolled_back', `traffic layer failed ${this.state.sourceErrors} times in a row: weight 0 is written at its next answer (${trafficError})`, {});
-      } else {
-        this.decide('traffic_error', reason);
-        this.save();
+      t.failures = (t.failures ?? 0) + 1;
+      const reason = `traffic layer not confirming the weight (${t.failures}/${this.plan.maxSourceErrors}): ${trafficError}`;
+      this.opts.store.audit({ type: 'traffic', layer: this.traffic.kind, error: reason, stage: this.state.stageIndex + 1, weight: this.state.weight });
+      if (t.failures >= this.plan.maxSourceErrors) {
+        this.lastTickAt = null;
+        await this.rollBack('rolled_back', `traffic layer failed ${t.failures} times in a row: weight 0 is written at its next answer (${trafficError})`, {});
+        return null;
       }
-      return null;
+      this.decide('traffic_error', reason);
+    } else {
+      t.failures = 0;
     }
     const [cand, stab] = await Promise.allSettled([this.opts.source.read('candidate'), this.opts.source.read('stable')]);
     const now = Date.now();
@@ -274,7 +277,7 @@ export class CanaryController {
     if (snaps.stable && !b.watch.stable) b.watch.stable = b.stage.stable = snaps.stable;
     if (!b.watch.candidate || !b.stage.candidate) {
       b.watch.candidate = b.stage.candidate = cand.value;
-      this.lastTickAt = now;
+      this.lastTickAt = blind ? null : now;
       this.lastSnap = snaps;
       this.save();
       return null;
@@ -292,8 +295,8 @@ export class CanaryController {
     });
     this.emit({ kind: 'analysis', verdict: report.breaches.length > 0 ? 'fail' : report.promotable ? 'pass' : 'insufficient_data' });
     this.securityAlert(report, window?.crossTenant ?? 0, stableWindow?.crossTenant ?? 0);
-    if (this.lastTickAt !== null && this.state.status === 'running') this.state.observedMs += Math.min(now - this.lastTickAt, 2 * this.plan.intervalMs);
-    this.lastTickAt = now;
+    if (this.lastTickAt !== null && this.state.status === 'running' && !blind) this.state.observedMs += Math.min(now - this.lastTickAt, 2 * this.plan.intervalMs);
+    this.lastTickAt = blind ? null : now;
     this.lastSnap = snaps;
     this.state.lastReport = report;
     const byName = Object.fromEntries(report.guardrails.map((g) => [g.name, g]));
@@ -314,7 +317,7 @@ export class CanaryController {
       return report;
     }
     const stage = this.plan.stages[this.state.stageIndex]!;
-    if (this.state.status === 'running' && this.state.observedMs >= stage.windowMs) {
+    if (this.state.status === 'running' && !blind && this.state.observedMs >= stage.windowMs) {
       if (report.promotable) await this.advance(report);
       else if (this.state.decisions.at(-1)?.action !== 'hold') {
         const waiting = report.guardrails.filter(holdsPromotion).map((g) => `${g.name}: ${g.verdict} (${g.why})`);
@@ -486,7 +489,7 @@ export interface StatusView {
   /** The share the plan asks for now. */
   target_weight: number;
   /** The traffic layer and what it last confirmed. */
-  traffic: { layer: 'builtin' | 'haproxy'; confirmed_weight: number | null; confirmed_at: string | null; error: string | null };
+  traffic: { layer: 'builtin' | 'haproxy'; confirmed_weight: number | null; confirmed_at: string | null; error: string | null; failures: number };
   observed_ms: number;
   /** Observed time still needed in this stage (0 when the window is over). */
   time_left_ms: number;
@@ -514,7 +517,7 @@ export function statusView(state: CanaryState, plan: Plan): StatusView {
     stages: plan.stages.map((s) => ({ weight: s.weight, window_ms: s.windowMs })),
     weight: reportedWeight(state),
     target_weight: state.weight,
-    traffic: { layer: state.traffic?.layer ?? 'builtin', confirmed_weight: state.traffic?.confirmedWeight ?? null, confirmed_at: state.traffic?.confirmedAt ?? null, error: state.traffic?.error ?? null },
+    traffic: { layer: state.traffic?.layer ?? 'builtin', confirmed_weight: state.traffic?.confirmedWeight ?? null, confirmed_at: state.traffic?.confirmedAt ?? null, error: state.traffic?.error ?? null, failures: state.traffic?.failures ?? 0 },
     observed_ms: state.observedMs,
     time_left_ms: TERMINAL.has(state.status) ? 0 : Math.max(0, stage.windowMs - state.observedMs),
     interval_ms: plan.intervalMs,

@@ -71,6 +71,8 @@ export interface TrafficRecord {
   confirmedAt: string | null;
   /** Why the last call to the traffic layer failed; null when it answered. */
   error: string | null;
+  /** Intervals in a row in which it did not confirm the weight (max_source_errors of them roll back). */
+  failures: number;
 }
 
 const CHART_MAX = 720;
