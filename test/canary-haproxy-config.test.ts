@@ -39,6 +39,18 @@ describe('canary HAProxy configuration and runtime API', () => {
     assert.throws(() => parseTrafficSpec('nginx'), /builtin or haproxy=/);
   });
 
+  it('relay canary run --traffic haproxy=… needs the backend and server names, and refuses to start on a socket that does not answer', () => {
+    const run = (...args: string[]) => spawnSync(process.execPath, ['bin/relay.mjs', 'canary', 'run', '--stable', 'http://127.0.0.1:1', '--candidate', 'http://127.0.0.1:2', '--listen', '127.0.0.1:0', '--state-dir', scratchDir('canary-hap-cli-'), ...args], { encoding: 'utf8', timeout: 30_000 });
+    const noNames = run('--traffic', 'haproxy=/nonexistent/admin.sock');
+    assert.equal(noNames.status, 2, noNames.stderr);
+    assert.match(noNames.stderr, /needs --backend NAME, --stable-server S and --candidate-server C/);
+    const bad = run('--traffic', 'nginx');
+    assert.equal(bad.status, 2, bad.stderr);
+    const gone = run('--traffic', 'haproxy=/nonexistent/admin.sock', '--backend', 'relay', '--stable-server', 'stable', '--candidate-server', 'candidate');
+    assert.equal(gone.status, 1, gone.stderr);
+    assert.match(gone.stderr, /HAProxy runtime API \/nonexistent\/admin\.sock: ENOENT/);
+  });
+
   describe('against a real HAProxy', () => {
     let hap: HaproxyWith;
     let upstream: http.Server;
