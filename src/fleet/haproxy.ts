@@ -56,6 +56,34 @@ export interface Haproxy {
 }
 
 /**
+ * The `defaults` section both configurations run (startHaproxy's and the canary's,
+ * src/rollout/traffic/): HTTP mode, a log line per health-check state change, timeouts long
+ * enough for SSE streams, and retries only of connections that never reached a server.
+ */
+export function haproxyDefaults(o: { clientTimeout: string; serverTimeoutMs: number; checkIntervalMs: number }): string[] {
+  return [
+    'defaults',
+    '  mode http',
+    // In the foreground (-db) HAProxy writes its warnings to stderr: with this, each health
+    // check that changes a server's state (taken out, put back), not one line per request.
+    '  option log-health-checks',
+    '  timeout connect 2s',
+    `  timeout client ${o.clientTimeout}`,
+    `  timeout server ${o.serverTimeoutMs}ms`,
+    `  timeout tunnel ${o.serverTimeoutMs}ms`,
+    '  timeout http-request 10s',
+    '  timeout http-keep-alive 10s',
+    `  timeout check ${Math.max(1000, 2 * o.checkIntervalMs)}ms`,
+    // Only the default retry-on (conn-failure): a request that never reached a server is tried
+    // again, on another one (redispatch on every retry). A request that did reach one is never
+    // replayed: a write could land twice.
+    '  retries 3',
+    '  option redispatch 1',
+    '',
+  ];
+}
+
+/**
  * The configuration startHaproxy runs: round robin over the replicas, each checked with
  * `GET /readyz` (only a 200 keeps it in), connection failures retried on another replica (safe
  * for any request: it never reached a replica), and timeouts long enough for SSE streams.
@@ -68,24 +96,7 @@ export function haproxyConfig(opts: HaproxyOptions & { port: number; statsSocket
     '  maxconn 4096',
     `  stats socket ${opts.statsSocket} mode 600 level operator`,
     '',
-    'defaults',
-    '  mode http',
-    // In the foreground (-db) HAProxy writes its warnings to stderr: with this, each health
-    // check that changes a replica's state (taken out, put back), not one line per request.
-    '  option log-health-checks',
-    '  timeout connect 2s',
-    `  timeout client ${opts.clientTimeoutMs ?? 60_000}ms`,
-    `  timeout server ${serverTimeout}ms`,
-    `  timeout tunnel ${serverTimeout}ms`,
-    '  timeout http-request 10s',
-    '  timeout http-keep-alive 10s',
-    `  timeout check ${Math.max(1000, 2 * inter)}ms`,
-    // Only the default retry-on (conn-failure): a request that never reached a replica is tried
-    // again, on another one (redispatch on every retry). A request that did reach one is never
-    // replayed: a write could land twice.
-    '  retries 3',
-    '  option redispatch 1',
-    '',
+    ...haproxyDefaults({ clientTimeout: `${opts.clientTimeoutMs ?? 60_000}ms`, serverTimeoutMs: serverTimeout, checkIntervalMs: inter }),
     'frontend relay',
     `  bind ${opts.bindAddress ?? '127.0.0.1'}:${opts.port}`,
     '  default_backend replicas',

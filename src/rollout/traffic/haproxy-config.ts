@@ -1,3 +1,5 @@
+import { haproxyDefaults } from '../../fleet/index.ts';
+
 export interface CanaryHaproxyConfigOptions {
   /** `address:port` HAProxy listens on for clients. */
   bind: string;
@@ -40,21 +42,7 @@ export function canaryHaproxyConfig(o: CanaryHaproxyConfigOptions): string {
     '  maxconn 4096',
     `  stats socket ${o.socket} mode 600 level admin`,
     '',
-    'defaults',
-    '  mode http',
-    '  option log-health-checks',
-    '  timeout connect 2s',
-    '  timeout client 60s',
-    `  timeout server ${serverTimeout}ms`,
-    `  timeout tunnel ${serverTimeout}ms`,
-    '  timeout http-request 10s',
-    '  timeout http-keep-alive 10s',
-    `  timeout check ${Math.max(1000, 2 * inter)}ms`,
-    // A request that never reached a release is retried (on the other one if its own is down);
-    // one that reached it is never replayed.
-    '  retries 3',
-    '  option redispatch 1',
-    '',
+    ...haproxyDefaults({ clientTimeout: '60s', serverTimeoutMs: serverTimeout, checkIntervalMs: inter }),
     'frontend relay',
     `  bind ${o.bind}`,
     `  default_backend ${backend}`,
