@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { loadConfig } from '../src/config/index.ts';
-import { pgbouncerIni, startPgBouncer, userlistTxt, type PgBouncer } from '../src/fleet/index.ts';
+import { pgbouncerIni, startPgBouncer, upstreamOf, userlistTxt, type PgBouncer } from '../src/fleet/index.ts';
 import { createPgDriver, openStore, probePooling, SCOPE_SETTINGS, Store, type Driver } from '../src/store/index.ts';
 import { call, sseQuery } from './helpers/api.ts';
 import { startRelayProcess, type RelayProcess } from './helpers/relay-process.ts';
@@ -55,13 +55,12 @@ describe('RELAY_DB_POOLER and RELAY_DB_LISTEN_URL (configuration)', () => {
 
 describe('PgBouncer in transaction mode (server store)', { skip }, () => {
   const upstream = new URL(appUrl ?? 'postgres://x@127.0.0.1:5432/x');
-  const db = upstream.pathname.slice(1);
   const password = randomBytes(12).toString('hex');
   let tx: PgBouncer;
   let session: PgBouncer;
 
   before(async () => {
-    const common = { upstreamHost: upstream.hostname, upstreamPort: Number(upstream.port || 5432), db, users: [{ name: APP_USER, password }], defaultPoolSize: 2 };
+    const common = { ...upstreamOf(upstream), users: [{ name: APP_USER, password }], defaultPoolSize: 2 };
     tx = await startPgBouncer({ ...common, poolMode: 'transaction' });
     session = await startPgBouncer({ ...common, poolMode: 'session' });
   });

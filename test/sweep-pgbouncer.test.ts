@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { startPgBouncer, type PgBouncer } from '../src/fleet/index.ts';
+import { startPgBouncer, upstreamOf, type PgBouncer } from '../src/fleet/index.ts';
 import { createPgDriver, Store } from '../src/store/index.ts';
 
 /** The sweep turn's lock (migration 0005): class "RSWP", key 0. */
@@ -22,9 +22,7 @@ describe('the sweep behind PgBouncer in transaction mode (pg)', { skip: !process
   before(async () => {
     const password = randomBytes(12).toString('hex');
     bouncer = await startPgBouncer({
-      upstreamHost: upstream.hostname,
-      upstreamPort: Number(upstream.port || 5432),
-      db: upstream.pathname.slice(1),
+      ...upstreamOf(upstream),
       poolMode: 'transaction',
       defaultPoolSize: 1,
       users: [{ name: decodeURIComponent(upstream.username), password }],

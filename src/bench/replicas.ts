@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import os from 'node:os';
 import { mintToken } from '../auth/index.ts';
-import { startHaproxy, startPgBouncer, type Haproxy, type PgBouncer } from '../fleet/index.ts';
+import { startHaproxy, startPgBouncer, upstreamOf, type Haproxy, type PgBouncer } from '../fleet/index.ts';
 import { measureKeyEventLatency } from './key-events.ts';
 import { abbaClosedLoops, closedLoop, sseRequest, type Outcome } from './load.ts';
 import { child, eraseUsers, freePort, sentence, vocabulary, waitFor } from './proc.ts';
@@ -160,9 +160,7 @@ export async function benchReplicas(opts: ReplicasBenchOptions): Promise<Record<
   const agent = new http.Agent({ keepAlive: true, maxSockets: opts.clients * 2 + 16 });
   try {
     const pgbouncer: PgBouncer = await startPgBouncer({
-      upstreamHost: app.hostname,
-      upstreamPort: Number(app.port || 5432),
-      db: decodeURIComponent(app.pathname.slice(1)),
+      ...upstreamOf(app),
       poolMode: 'transaction',
       defaultPoolSize: 10,
       maxClientConn: 500,

@@ -68,6 +68,12 @@ export interface PgBouncerOptions {
   users: readonly PgBouncerUser[];
 }
 
+/** The PostgreSQL a connection string names, as `startPgBouncer` takes it (the database by the same name on both sides). */
+export function upstreamOf(url: string | URL): Pick<PgBouncerOptions, 'upstreamHost' | 'upstreamPort' | 'db'> {
+  const u = typeof url === 'string' ? new URL(url) : url;
+  return { upstreamHost: u.hostname, upstreamPort: Number(u.port || 5432), db: decodeURIComponent(u.pathname.slice(1)) };
+}
+
 export interface PgBouncer {
   /** `postgres://user:password@127.0.0.1:<port>/<db>` for one of `users` (db: default the one it serves). */
   url(user: string, db?: string): string;

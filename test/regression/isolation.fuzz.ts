@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Store } from '../../src/store/index.ts';
 import { postgresBinDir, startPgCluster, type PgCluster } from '../helpers/pg-cluster.ts';
-import { startPgBouncer, type PgBouncer } from '../../src/fleet/index.ts';
+import { startPgBouncer, upstreamOf, type PgBouncer } from '../../src/fleet/index.ts';
 import { counter } from '../helpers/api.ts';
 import { pooledTargetAt, serverTargetAt, targets } from '../helpers/targets.ts';
 import { startFuzzHarness, type FuzzHarness } from './harness.ts';
@@ -195,9 +195,7 @@ if (appUrl && ownerUrl && (!only || only === 'pg')) {
     const harnesses: FuzzHarness[] = [];
     before(async () => {
       bouncer = await startPgBouncer({
-        upstreamHost: upstream.hostname,
-        upstreamPort: Number(upstream.port || 5432),
-        db: upstream.pathname.slice(1),
+        ...upstreamOf(upstream),
         poolMode: 'transaction',
         defaultPoolSize: 2,
         // The client's password, passed on to PostgreSQL as it is (none when it trusts 127.0.0.1).
