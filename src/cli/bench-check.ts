@@ -83,7 +83,7 @@ const BENCHES: Bench[] = [
     name: 'canary',
     args: ['--duration', '5'],
     needsServer: false,
-    // One short run's ratio spread 2.41–2.57 on the AMD EPYC (AVX-512/VNNI) class: the median of three.
+    // One short run's ratio spread 2.41–2.62 on the AMD EPYC (AVX-512/VNNI) class: the median of three.
     repeats: 3,
     figures: {
       'canary.routed_vs_direct_p50': { better: 'lower', tolerance: 0.2, note: 'median through the router ÷ median direct, alternated request by request; median of 3 short runs', from: (s) => num(s, 'routed_p50_ms') / num(s, 'direct_p50_ms') },
