@@ -74,6 +74,7 @@ export async function serve(): Promise<void> {
   let serverLog: { error(obj: object, msg: string): void } | null = null;
   const memory = new MemoryService({
     memory: new SealedMemory(store, keyring, {
+      vectorTransform: config.vectorTransform,
       onScopeViolation: ({ chunkId, mismatch }) => {
         metrics.scopeViolation();
         serverLog?.error({ chunkId, mismatch }, 'scope violation: a row outside the request scope was about to be served; dropped');

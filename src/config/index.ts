@@ -15,6 +15,7 @@ export const EnvSchema = z.object({
   RELAY_MIGRATE_ON_START: bool(true),
   RELAY_APP_ROLE: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier').default('app_user'),
   RELAY_EMBED_DIM: intIn(1, 16000, 384),
+  RELAY_VECTOR_TRANSFORM: z.enum(['on', 'off']).default('on'),
   RELAY_DB_POOL_MAX: intIn(1, 1000, 10),
   RELAY_STATEMENT_TIMEOUT_MS: intIn(1, 3_600_000, 5000),
   RELAY_DB_POOLER: z.enum(['none', 'transaction']).default('none'),
@@ -146,6 +147,8 @@ export interface Config {
   migrateOnStart: boolean;
   appRole: string;
   embeddingDim: number;
+  /** RELAY_VECTOR_TRANSFORM: new vectors stored under their scope's keyed orthogonal transform (docs/security.md). */
+  vectorTransform: boolean;
   search: { exactMax: number; efSearch: number; maxScanTuples: number };
   embed: EmbedConfig;
   auth: AuthConfig;
@@ -278,6 +281,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     keyEventGraceMs: e.RELAY_KEY_EVENT_GRACE_MS,
     appRole: e.RELAY_APP_ROLE,
     embeddingDim: e.RELAY_EMBED_DIM,
+    vectorTransform: e.RELAY_VECTOR_TRANSFORM === 'on',
     search: { exactMax: e.RELAY_SEARCH_EXACT_MAX, efSearch: e.RELAY_HNSW_EF_SEARCH, maxScanTuples: e.RELAY_HNSW_MAX_SCAN_TUPLES },
     embed: {
       kind: e.RELAY_EMBEDDER,

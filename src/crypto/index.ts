@@ -28,3 +28,4 @@ export { Keyring, DATA_KEY_ID, DEFAULT_ROTATE_AFTER, type KeyringOptions, type K
 export { makeMasterKeyCheck, opensMasterKeyCheck, type MasterKeyCheckValue } from './master-key-check.ts';
 export { runCryptoBench, type CryptoBenchOptions, type CryptoBenchResult } from './bench.ts';
 export { createPrivateFile, looseMode } from './private-file.ts';
+export { VectorTransform, TRANSFORM_ROUNDS } from './vector-transform.ts';

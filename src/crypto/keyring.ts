@@ -69,6 +69,8 @@ interface TenantKeys {
   loadedAt: number;
   shredded: boolean;
   data: Map<number, DataKey>;
+  /** Each data key version's vector seed (the same keys as `data`). */
+  vectorSeeds: Map<number, Buffer>;
   newest: DataKey | undefined;
   hmac: KeyObject | undefined;
   counter: SealCounter | undefined;
@@ -255,6 +257,24 @@ export class Keyring {
     return createHmac('sha256', st.hmac).update(TAG_LABEL).update(purpose, 'utf8').update(Buffer.of(0)).update(data).digest();
   }
 
+  /**
+   * The vector seed of each of the tenant's data key versions (`VectorTransform.derive`), no key
+   * made: a tenant that never sealed has none. With `need`, a version not among those cached
+   * (made by another process since) loads the tenant afresh. Synchronous work when cached.
+   */
+  vectorSeeds(tenantId: string, need?: number): Promise<ReadonlyMap<number, Buffer>> {
+    const st = this.#cached(tenantId);
+    if (st !== undefined && !st.shredded && (need === undefined || st.vectorSeeds.has(need))) return Promise.resolve(st.vectorSeeds);
+    return this.#vectorSeedsSlow(tenantId, st, need);
+  }
+
+  async #vectorSeedsSlow(tenantId: string, cached: TenantKeys | undefined, need: number | undefined): Promise<ReadonlyMap<number, Buffer>> {
+    let st = cached ?? (await this.#keys(tenantId));
+    if (!st.shredded && need !== undefined && !st.vectorSeeds.has(need)) st = await (this.#loading.get(tenantId)?.promise ?? this.#reload(tenantId));
+    if (st.shredded) throw this.#failed(new CryptoError('key_shredded'));
+    return st.vectorSeeds;
+  }
+
   /** Makes a new data key version for the tenant; new seals use it, old values still open. */
   async rotate(tenantId: string): Promise<number> {
     const st = await this.#reload(tenantId);
@@ -358,7 +378,7 @@ export class Keyring {
   async #load(tenantId: string): Promise<TenantKeys> {
     const loadedAt = performance.now();
     const [rows, shredded] = await Promise.all([this.#repo.list(tenantId), this.#repo.isShredded(tenantId)]);
-    const st: TenantKeys = { loadedAt, shredded, data: new Map(), newest: undefined, hmac: undefined, counter: undefined };
+    const st: TenantKeys = { loadedAt, shredded, data: new Map(), vectorSeeds: new Map(), newest: undefined, hmac: undefined, counter: undefined };
     if (shredded) return st;
     let hmacVersion = 0;
     const keys = await Promise.all(rows.map(async (row) => ({ row, root: await this.#unwrap(row) })));
@@ -366,6 +386,7 @@ export class Keyring {
       if (row.kind === 'data') {
         const key = prepareDataKey(root, DATA_KEY_ID, row.version);
         st.data.set(row.version, key);
+        st.vectorSeeds.set(row.version, key.vectorSeed);
         if (st.newest === undefined || row.version > st.newest.version) st.newest = key;
       } else if (row.kind === 'hmac' && row.version > hmacVersion) {
         hmacVersion = row.version;

@@ -19,6 +19,7 @@ import { COMMITMENT_BYTES, headerLength, headerPrefix, parseSealed, SEALED_FORMA
 
 const ENC_INFO = Buffer.from('relay/data-key/enc/v1', 'ascii');
 const COMMIT_INFO = Buffer.from('relay/data-key/commit/v1', 'ascii');
+const VECTOR_INFO = Buffer.from('relay/data-key/vector/v1', 'ascii');
 
 /** An unwrapped data key, ready to use. Holds no copy of the root key bytes. */
 export interface DataKey {
@@ -28,9 +29,11 @@ export interface DataKey {
   readonly commitment: Buffer;
   /** Magic, format, key id and version: the header bytes before the nonce. */
   readonly prefix: Buffer;
+  /** Keys the vector transforms of rows under this key (`VectorTransform.derive`, salted per user). */
+  readonly vectorSeed: Buffer;
 }
 
-/** Derives the encryption key and the commitment from a root data key (32 bytes). */
+/** Derives the encryption key, the commitment and the vector seed from a root data key (32 bytes). */
 export function prepareDataKey(rootKey: Buffer, keyId: string, version: number): DataKey {
   if (!Buffer.isBuffer(rootKey) || rootKey.length !== KEY_BYTES) throw new RangeError(`data key must be ${KEY_BYTES} bytes`);
   const prefix = headerPrefix(keyId, version);
@@ -38,7 +41,8 @@ export function prepareDataKey(rootKey: Buffer, keyId: string, version: number):
   const encKey = createSecretKey(enc);
   enc.fill(0);
   const commitment = Buffer.from(hkdfSync('sha256', rootKey, Buffer.alloc(0), COMMIT_INFO, COMMITMENT_BYTES));
-  return { keyId, version, encKey, commitment, prefix };
+  const vectorSeed = Buffer.from(hkdfSync('sha256', rootKey, Buffer.alloc(0), VECTOR_INFO, 32));
+  return { keyId, version, encKey, commitment, prefix, vectorSeed };
 }
 
 // Nonces come from a CSPRNG pool refilled 340 nonces at a time: one randomBytes(12) per

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { CryptoError, describeSealed, type Keyring, type OpenFailureReason, type SealContext } from '../crypto/index.ts';
+import { CryptoError, describeSealed, type Keyring, type OpenFailureReason, type SealContext, type VectorTransform } from '../crypto/index.ts';
 import { isTenantShreddedError, purgeShreddedTenant, type Chunk, type IdempotentReplay, type Metadata, type Scope, type SearchOptions, type SearchStrategy, type Store } from '../store/index.ts';
 import { scopeMismatch, type ScopeViolationHook } from './scope-guard.ts';
+import { VectorSpace } from './vector-space.ts';
 
 /** The purpose bound into the AAD of a chunk's text: a value sealed for anything else does not open as one. */
 export const CHUNK_TEXT_PURPOSE = 'chunk.text';
@@ -55,13 +56,23 @@ function shreddedAsCryptoError(err: unknown): never {
   throw isTenantShreddedError(err) ? new CryptoError('key_shredded') : err;
 }
 
+export interface SealedMemoryOptions {
+  /** Every row served is checked against the request's scope first; a mismatch is dropped and reported here. */
+  onScopeViolation?: ScopeViolationHook;
+  /** New vectors under the scope's keyed transform (RELAY_VECTOR_TRANSFORM); default true. */
+  vectorTransform?: boolean;
+}
+
 export class SealedMemory {
+  readonly vectors: VectorSpace;
+
   constructor(
     readonly store: Store,
     readonly keyring: Keyring,
-    /** Every row served is checked against the request's scope first; a mismatch is dropped and reported here. */
-    private readonly opts: { onScopeViolation?: ScopeViolationHook } = {},
-  ) {}
+    private readonly opts: SealedMemoryOptions = {},
+  ) {
+    this.vectors = new VectorSpace(keyring, store.embeddingDim, opts.vectorTransform ?? true);
+  }
 
   /** False (and reported) for a row whose tenant or user is not the scope's: it must not be served. */
   private inScope(scope: Scope, chunk: Chunk): boolean {
@@ -98,15 +109,18 @@ export class SealedMemory {
     signal?: AbortSignal,
   ): Promise<{ ids: string[]; replay: IdempotentReplay | null }> {
     const scope = await this.scope(tenantId, userId);
+    const transforms = new Map<number, VectorTransform>();
     const rows = await Promise.all(
       items.map(async (item) => {
         const id = item.id ?? randomUUID();
         const ciphertext = await this.keyring.seal(item.text, textContext(scope, id));
+        const stored = await this.vectors.forRow(scope, ciphertext, item.embedding, transforms);
         return {
           id,
           ciphertext,
           keyId: keyIdOf(ciphertext),
-          embedding: item.embedding,
+          embedding: stored.vector,
+          vectorKey: stored.key,
           embedderId: item.embedderId,
           metadata: item.metadata,
           expiresAt: item.expiresAt ?? null,
@@ -151,12 +165,14 @@ export class SealedMemory {
     if (patch.text !== undefined && patch.embedding === undefined) throw new TypeError('a new text needs its new embedding');
     const scope = await this.scope(tenantId, userId);
     const ciphertext = patch.text === undefined ? undefined : await this.keyring.seal(patch.text, textContext(scope, id));
+    const stored = ciphertext && patch.embedding ? await this.vectors.forRow(scope, ciphertext, patch.embedding) : undefined;
     return this.store
       .withScope(scope, (chunks) =>
         chunks.update(id, {
           ciphertext,
           keyId: ciphertext ? keyIdOf(ciphertext) : undefined,
-          embedding: patch.embedding,
+          embedding: stored?.vector,
+          vectorKey: stored?.key,
           embedderId: patch.embedderId,
           metadata: patch.metadata,
           expiresAt: patch.expiresAt,
@@ -192,7 +208,8 @@ export class SealedMemory {
   ): Promise<MemorySearch> {
     const scope = await this.scope(tenantId, userId);
     const { signal, ...search } = opts;
-    const outcome = await this.store.withScope(scope, (chunks) => chunks.search(embedding, k, search), { signal });
+    const query = await this.vectors.query(scope, embedding);
+    const outcome = await this.store.withScope(scope, (chunks) => chunks.search(query, k, search), { signal });
     const started = process.hrtime.bigint();
     const { opened, skipped } = await this.openAll(scope, outcome.hits);
     const openSeconds = Number(process.hrtime.bigint() - started) / 1e9;

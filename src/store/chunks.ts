@@ -1,5 +1,5 @@
 import type { Scope } from './scope.ts';
-import { nearestInScope, type Predicate, type SearchStrategy, type SearchTuning } from './search.ts';
+import { nearestInScope, type Predicate, type QueryVectors, type SearchStrategy, type SearchTuning } from './search.ts';
 import type { SqlClient } from './sql-client.ts';
 import { toBuffer, toSqlVector } from './vector.ts';
 
@@ -11,9 +11,27 @@ export interface NewChunk {
   ciphertext: Buffer;
   keyId: string;
   embedding: ArrayLike<number>;
+  /** The data key version whose transform `embedding` is under; null or absent: the model's own space. */
+  vectorKey?: number | null;
   embedderId: string;
   metadata?: Metadata;
   expiresAt?: Date | null;
+}
+
+/** A query vector in one space: `key` as `NewChunk.vectorKey`. */
+export interface KeyedVector {
+  key: number | null;
+  vector: ArrayLike<number>;
+}
+
+/**
+ * A query in every space the scope may hold: `primary` (the space new rows are written in;
+ * the HNSW index searches with it) and the rest. Rows in a space with no vector here are
+ * compared with the primary one.
+ */
+export interface SearchVectors {
+  primary: KeyedVector;
+  others: readonly KeyedVector[];
 }
 
 export interface Chunk {
@@ -22,6 +40,8 @@ export interface Chunk {
   userHash: Buffer;
   ciphertext: Buffer;
   keyId: string;
+  /** As `NewChunk.vectorKey`. */
+  vectorKey: number | null;
   embedderId: string;
   metadata: Metadata;
   version: number;
@@ -34,6 +54,8 @@ export interface ChunkPatch {
   ciphertext?: Buffer;
   keyId?: string;
   embedding?: ArrayLike<number>;
+  /** With `embedding`: the space it is in (as `NewChunk.vectorKey`). */
+  vectorKey?: number | null;
   embedderId?: string;
   metadata?: Metadata;
   /** A new expiry; null: none (the row stays until deleted). Absent: unchanged. */
@@ -79,7 +101,7 @@ export interface IdempotentReplay {
   response: unknown;
 }
 
-const COLUMNS = 'id, tenant_id, user_hash, ciphertext, key_id, embedder_id, metadata, version, created_at, updated_at, expires_at';
+const COLUMNS = 'id, tenant_id, user_hash, ciphertext, key_id, vector_key, embedder_id, metadata, version, created_at, updated_at, expires_at';
 const LIVE = '(expires_at IS NULL OR expires_at > now())';
 
 type ChunkRecord = {
@@ -88,6 +110,7 @@ type ChunkRecord = {
   user_hash: unknown;
   ciphertext: unknown;
   key_id: string;
+  vector_key: number | null;
   embedder_id: string;
   metadata: Metadata;
   version: number;
@@ -103,6 +126,7 @@ function toChunk(r: ChunkRecord): Chunk {
     userHash: toBuffer(r.user_hash),
     ciphertext: toBuffer(r.ciphertext),
     keyId: r.key_id,
+    vectorKey: r.vector_key,
     embedderId: r.embedder_id,
     metadata: r.metadata,
     version: r.version,
@@ -140,10 +164,10 @@ export class ScopedChunks {
     for (const c of chunks) if (!isChunkId(c.id)) throw new RangeError(`chunk id is not a UUID: ${c.id}`);
     // Arrays travel as text[] (hex for bytes) so both drivers bind them the same way.
     await this.sql.query(
-      `INSERT INTO memory_chunks (id, tenant_id, user_hash, ciphertext, key_id, embedding, embedder_id, metadata, expires_at)
-       SELECT u.id::uuid, $1, $2, decode(u.ct, 'hex'), u.kid, u.emb::vector, u.eid, u.meta::jsonb, u.exp::timestamptz
-       FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
-            AS u(id, ct, kid, emb, eid, meta, exp)`,
+      `INSERT INTO memory_chunks (id, tenant_id, user_hash, ciphertext, key_id, embedding, vector_key, embedder_id, metadata, expires_at)
+       SELECT u.id::uuid, $1, $2, decode(u.ct, 'hex'), u.kid, u.emb::vector, u.vk, u.eid, u.meta::jsonb, u.exp::timestamptz
+       FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[], $9::text[], $10::text[])
+            AS u(id, ct, kid, emb, vk, eid, meta, exp)`,
       [
         this.scope.tenantId,
         this.scope.userHash,
@@ -151,6 +175,7 @@ export class ScopedChunks {
         chunks.map((c) => c.ciphertext.toString('hex')),
         chunks.map((c) => c.keyId),
         chunks.map((c) => toSqlVector(c.embedding, this.dim)),
+        chunks.map((c) => c.vectorKey ?? null),
         chunks.map((c) => c.embedderId),
         chunks.map((c) => JSON.stringify(c.metadata ?? {})),
         chunks.map((c) => c.expiresAt?.toISOString() ?? null),
@@ -234,7 +259,10 @@ export class ScopedChunks {
     };
     if (patch.ciphertext) set('ciphertext', patch.ciphertext);
     if (patch.keyId) set('key_id', patch.keyId);
-    if (patch.embedding) set('embedding', toSqlVector(patch.embedding, this.dim), '::vector');
+    if (patch.embedding) {
+      set('embedding', toSqlVector(patch.embedding, this.dim), '::vector');
+      set('vector_key', patch.vectorKey ?? null, '::int');
+    }
     if (patch.embedderId) set('embedder_id', patch.embedderId);
     if (patch.metadata) set('metadata', JSON.stringify(patch.metadata), '::jsonb');
     if (patch.expiresAt !== undefined) set('expires_at', patch.expiresAt?.toISOString() ?? null, '::timestamptz');
@@ -276,10 +304,19 @@ export class ScopedChunks {
     return res.rowCount;
   }
 
-  /** The k nearest live chunks by cosine distance: always min(k, live chunks in scope that match `opts`). */
-  async search(embedding: ArrayLike<number>, k: number, opts: SearchOptions = {}): Promise<SearchOutcome> {
+  /**
+   * The k nearest live chunks by cosine distance: always min(k, live chunks in scope that match
+   * `opts`). A plain vector is compared with every row as it is stored.
+   */
+  async search(embedding: ArrayLike<number> | SearchVectors, k: number, opts: SearchOptions = {}): Promise<SearchOutcome> {
     if (!Number.isInteger(k) || k < 1 || k > 1000) throw new RangeError('k must be an integer in 1..1000');
-    const vector = toSqlVector(embedding, this.dim);
+    const query: QueryVectors =
+      'primary' in embedding
+        ? {
+            primary: { key: embedding.primary.key, vector: toSqlVector(embedding.primary.vector, this.dim) },
+            others: embedding.others.map((o) => ({ key: o.key, vector: toSqlVector(o.vector, this.dim) })),
+          }
+        : { primary: { key: null, vector: toSqlVector(embedding, this.dim) }, others: [] };
     const { embedderId, filter } = opts;
     const where: Predicate | undefined =
       embedderId === undefined && !filter
@@ -301,7 +338,7 @@ export class ScopedChunks {
     const started = process.hrtime.bigint();
     if (this.searchDelayMs > 0) await this.sql.query('SELECT pg_sleep($1)', [this.searchDelayMs / 1000]);
     const { neighbours, strategy } = await nearestInScope<ChunkRecord>(
-      this.sql, COLUMNS, this.scope.tenantId, this.scope.userHash, vector, k, this.tuning, where, !filter,
+      this.sql, COLUMNS, this.scope.tenantId, this.scope.userHash, query, k, this.tuning, where, !filter,
     );
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     // The index answered alone with fewer than k: only possible if a search path lost rows

@@ -61,20 +61,53 @@ export interface NeighbourResult<R> {
  */
 export type Predicate = (firstParam: number) => { sql: string; params: unknown[] };
 
-/** Parameters of every search statement: $1 tenant, $2 user hash, $3 vector, $4 k, $5 the exact/HNSW cap. */
-const FIXED_PARAMS = 5;
+/**
+ * What a search compares rows with. Vectors at rest may be under a keyed transform
+ * (`vector_key`: the data key version; null: the model's own space), and a query needs its
+ * vector in each space the scope may hold. `primary` is the space new rows are written in;
+ * `others` the rest (pgvector text form each). With `others` empty, every row is compared
+ * with the primary vector, as before transforms existed.
+ */
+export interface QueryVectors {
+  primary: { key: number | null; vector: string };
+  others: ReadonlyArray<{ key: number | null; vector: string }>;
+}
 
 function scopeRows(where: string): string {
   return `FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 AND (expires_at IS NULL OR expires_at > now())${where}`;
 }
 
 /**
+ * The distance of a row to the query in the row's own space ($3 is the primary vector), and
+ * the parameters that names, numbered from `first`: the primary key, then a key and a vector
+ * for each other space. Exact search only: an index orders by one vector.
+ */
+function keyedDistance(query: QueryVectors, first: number): { distance: string; primaryKey: string; params: unknown[] } {
+  if (query.others.length === 0) return { distance: 'embedding <=> $3::vector', primaryKey: '', params: [] };
+  const params: unknown[] = [query.primary.key];
+  const primaryKey = `$${first}::int`;
+  const arms = [`WHEN vector_key IS NOT DISTINCT FROM ${primaryKey} THEN $3::vector`];
+  for (const other of query.others) {
+    params.push(other.key, other.vector);
+    arms.push(`WHEN vector_key IS NOT DISTINCT FROM $${first + params.length - 2}::int THEN $${first + params.length - 1}::vector`);
+  }
+  return { distance: `embedding <=> (CASE ${arms.join(' ')} ELSE $3::vector END)`, primaryKey, params };
+}
+
+/**
  * Exact: every live row of the scope by distance. MATERIALIZED keeps the planner
  * from answering with the HNSW index, whose post-filter could return fewer than k rows.
  */
-function exact(where: string): string {
-  return `s AS MATERIALIZED (SELECT id, embedding <=> $3::vector AS distance ${scopeRows(where)}),
+function exact(where: string, distance: string): string {
+  return `s AS MATERIALIZED (SELECT id, ${distance} AS distance ${scopeRows(where)}),
   c AS (SELECT id, distance FROM s ORDER BY distance, id LIMIT $4)`;
+}
+
+/** True when the scope holds a row whose vector is not in the primary space: a few index probes. */
+function mixedKeys(primaryKey: string): string {
+  const scope = 'SELECT 1 FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 AND';
+  return `EXISTS (${scope} vector_key < ${primaryKey}) OR EXISTS (${scope} vector_key > ${primaryKey})
+      OR EXISTS (${scope} vector_key IS NULL AND ${primaryKey} IS NOT NULL) OR EXISTS (${scope} vector_key IS NOT NULL AND ${primaryKey} IS NULL)`;
 }
 
 /**
@@ -82,16 +115,20 @@ function exact(where: string): string {
  * gates two branches with one-time filters, so only one of them runs — exact for a small
  * scope, HNSW (iterative scan) for a large one. The count ignores the extra conditions (it
  * stays index-only); a selective condition on a large scope makes the HNSW branch come back
- * short, and the exact search then settles it.
+ * short, and the exact search then settles it. A large scope whose vectors are in more than
+ * one space (between `keys rotate` and `keys reseal`) is searched exactly: the index orders
+ * by one query vector, which means nothing to rows of another space.
  */
-function adaptive(where: string): string {
+function adaptive(where: string, distance: string, primaryKey: string): string {
+  const mixed = primaryKey === '' ? 'false' : `CASE WHEN (SELECT n FROM n) >= $5 THEN ${mixedKeys(primaryKey)} ELSE false END`;
   return `n AS MATERIALIZED (SELECT count(*)::int AS n FROM (SELECT 1 FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 LIMIT $5) x),
-  s AS MATERIALIZED (SELECT id, embedding <=> $3::vector AS distance ${scopeRows(where)}),
+  o AS MATERIALIZED (SELECT ${mixed} AS mixed),
+  s AS MATERIALIZED (SELECT id, ${distance} AS distance ${scopeRows(where)}),
   c AS (
-    (SELECT id, distance FROM s WHERE (SELECT n FROM n) < $5 ORDER BY distance, id LIMIT $4)
+    (SELECT id, distance FROM s WHERE (SELECT n FROM n) < $5 OR (SELECT mixed FROM o) ORDER BY distance, id LIMIT $4)
     UNION ALL
     (SELECT id, distance FROM (
-       SELECT id, embedding <=> $3::vector AS distance ${scopeRows(where)} AND (SELECT n FROM n) >= $5
+       SELECT id, embedding <=> $3::vector AS distance ${scopeRows(where)} AND (SELECT n FROM n) >= $5 AND NOT (SELECT mixed FROM o)
        ORDER BY embedding <=> $3::vector LIMIT $4) a))`;
 }
 
@@ -106,7 +143,7 @@ function withRows(ctes: string, columns: string, extra = ''): string {
     ORDER BY c.distance, c.id`;
 }
 
-type Found<R> = Array<Neighbour<R> & { scopeRows?: number }>;
+type Found<R> = Array<Neighbour<R> & { scopeRows?: number; mixed?: boolean }>;
 
 /**
  * The k nearest live rows of one scope: always min(k, live rows in scope).
@@ -119,7 +156,7 @@ export async function nearestInScope<R>(
   columns: string,
   tenantId: string,
   userHash: Buffer,
-  vector: string,
+  query: QueryVectors,
   k: number,
   tuning: SearchTuning,
   where?: Predicate,
@@ -128,26 +165,32 @@ export async function nearestInScope<R>(
   const cap = tuning.exactMax + 1;
   const run = async (text: string, params: unknown[]): Promise<Found<R>> => {
     const res = await sql.query<Record<string, unknown>>(text, params, { prepare });
-    return res.rows.map(({ scope_rows, ...row }) => ({
+    return res.rows.map(({ scope_rows, mixed_keys, ...row }) => ({
       row: row as R,
       distance: Number(row.distance),
       scopeRows: typeof scope_rows === 'number' ? scope_rows : undefined,
+      mixed: mixed_keys === true,
     }));
   };
-  const base = [tenantId, userHash, vector, k];
+  const base = [tenantId, userHash, query.primary.vector, k];
   // The extra conditions' parameters follow the fixed ones of each statement.
   const extra = (first: number) => {
     const e = where?.(first);
     return { cond: e ? ` AND (${e.sql})` : '', params: e?.params ?? [] };
   };
-  const a = extra(FIXED_PARAMS + 1);
-  const found = await run(withRows(adaptive(a.cond), columns, ', (SELECT n FROM n) AS scope_rows'), [...base, cap, ...a.params]);
-  const large = (found[0]?.scopeRows ?? 0) >= cap;
-  if (found.length >= k) return { neighbours: found, strategy: large ? 'hnsw' : 'exact' };
-  // Short. Under the cap the exact branch ran, so that is all there is; over it, or when
+  const ak = keyedDistance(query, base.length + 2);
+  const a = extra(base.length + 2 + ak.params.length);
+  const found = await run(
+    withRows(adaptive(a.cond, ak.distance, ak.primaryKey), columns, ', (SELECT n FROM n) AS scope_rows, (SELECT mixed FROM o) AS mixed_keys'),
+    [...base, cap, ...ak.params, ...a.params],
+  );
+  const indexed = (found[0]?.scopeRows ?? 0) >= cap && found[0]?.mixed !== true;
+  if (found.length >= k) return { neighbours: found, strategy: indexed ? 'hnsw' : 'exact' };
+  // Short. When the exact branch ran, that is all there is; when the index did, or when
   // nothing came back (the count is then unknown), the exact search settles it.
-  if (found.length > 0 && !large) return { neighbours: found, strategy: 'exact' };
-  const e = extra(base.length + 1);
-  const all = await run(withRows(exact(e.cond), columns), [...base, ...e.params]);
+  if (found.length > 0 && !indexed) return { neighbours: found, strategy: 'exact' };
+  const ek = keyedDistance(query, base.length + 1);
+  const e = extra(base.length + 1 + ek.params.length);
+  const all = await run(withRows(exact(e.cond, ek.distance), columns), [...base, ...ek.params, ...e.params]);
   return { neighbours: all, strategy: found.length > 0 || all.length > 0 ? 'hnsw_then_exact' : 'exact' };
 }
