@@ -29,8 +29,11 @@ async function reversedEmbedder(dim: number): Promise<Embedder & { calls: number
 
 type RawRow = {
   id: string;
+  tenant_id: string;
+  user_hash: Uint8Array;
   embedder_id: string;
   embedding: string;
+  vector_key: number | null;
   version: number;
 };
 
@@ -54,7 +57,10 @@ for (const target of targets()) {
     const rows = async (tenantId: string): Promise<RawRow[]> =>
       (
         await store.driver.ownerTransaction((sql) =>
-          sql.query<RawRow>('SELECT id, embedder_id, embedding::text AS embedding, version FROM memory_chunks WHERE tenant_id = $1 ORDER BY id', [tenantId]),
+          sql.query<RawRow>(
+            'SELECT id, tenant_id, user_hash, embedder_id, embedding::text AS embedding, vector_key, version FROM memory_chunks WHERE tenant_id = $1 ORDER BY id',
+            [tenantId],
+          ),
         )
       ).rows;
 
@@ -71,8 +77,11 @@ for (const target of targets()) {
 
     async function assertEmbeddedBy(e: Embedder, row: RawRow, text: string): Promise<void> {
       assert.equal(row.embedder_id, e.id);
-      const [want] = await e.embed([text]);
-      assert.deepEqual(parseVector(row.embedding).map(Math.fround), Array.from(want!));
+      const [model] = await e.embed([text]);
+      // At rest under the keyed transform of the row's user and of the key that sealed its text.
+      assert.ok(row.vector_key !== null, 'the new vector is stored under the transform');
+      const transform = await memory.vectors.transformFor({ tenantId: row.tenant_id, userHash: Buffer.from(row.user_hash) }, row.vector_key);
+      assert.deepEqual(parseVector(row.embedding).map(Math.fround), Array.from(transform.apply(model!)).map(Math.fround));
     }
 
     before(async () => {

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { prepareDataKey, sealWithKey } from '../crypto/index.ts';
-import { prewarm, Store, withVectorIndexRebuilt, type Scope, type SearchStrategy } from '../store/index.ts';
+import { prepareDataKey, sealWithKey, VectorTransform } from '../crypto/index.ts';
+import { prewarm, Store, withVectorIndexRebuilt, type Scope, type SearchStrategy, type SearchVectors } from '../store/index.ts';
 import { ClusteredSpace, rng } from './synthetic.ts';
 
 export interface AnnBenchOptions {
@@ -13,6 +13,13 @@ export interface AnnBenchOptions {
   keep: boolean;
   /** Use rows a previous `--keep` run left (same chunks and seed). */
   reuse: boolean;
+  /**
+   * Vectors at rest under the keyed transform, as the service stores them by default: rows
+   * hold Q·v with `vector_key` 1, and each query carries Q·q (primary, key 1) and q (key null),
+   * the shape the service sends, so it pays the vector_key probe the service pays. Off: raw
+   * vectors, `vector_key` null and a plain query, as before transforms existed. Default true.
+   */
+  transform: boolean;
   log: (line: string) => void;
 }
 
@@ -76,7 +83,34 @@ const round = (x: number, d = 2) => Number(x.toFixed(d));
 const BENCH_KEY = prepareDataKey(randomBytes(32), 'dk', 1);
 const TEXT = Buffer.from('synthetic benchmark chunk');
 
-async function load(store: Store, users: BenchUser[], space: ClusteredSpace, seed: number, log: (l: string) => void): Promise<void> {
+/** The data key version the bench's transformed rows are under. */
+const BENCH_VECTOR_KEY = 1;
+
+/**
+ * Each user's transform under its tenant's vector seed. The seed stands in for a data key's
+ * vector seed (no keyring here); it comes from the bench seed and the tenant, not from
+ * randomBytes, so that a `--reuse` run queries rows a `--keep` run left in the same spaces.
+ */
+function transformsOf(users: BenchUser[], seed: number, dim: number): VectorTransform[] {
+  const seeds = new Map<string, Buffer>();
+  return users.map((u) => {
+    let s = seeds.get(u.scope.tenantId);
+    if (!s) {
+      s = createHash('sha256').update(`relay bench ann vector seed/${seed}/${u.scope.tenantId}`).digest();
+      seeds.set(u.scope.tenantId, s);
+    }
+    return VectorTransform.derive(s, u.scope.userHash, dim);
+  });
+}
+
+async function load(
+  store: Store,
+  users: BenchUser[],
+  space: ClusteredSpace,
+  seed: number,
+  transforms: VectorTransform[] | null,
+  log: (l: string) => void,
+): Promise<void> {
   const bursts = timeline(users, seed);
   const rand = rng(seed ^ 0x10ad);
   const started = Date.now();
@@ -87,13 +121,16 @@ async function load(store: Store, users: BenchUser[], space: ClusteredSpace, see
       const b = bursts[next++];
       if (!b) return;
       const user = users[b.user]!;
+      const transform = transforms?.[b.user];
       const rows = Array.from({ length: b.count }, () => {
         const id = randomUUID();
+        const v = space.near(user.clusters[Math.floor(rand() * user.clusters.length)]!);
         return {
           id,
           ciphertext: sealWithKey(BENCH_KEY, TEXT, { tenantId: user.scope.tenantId, userHash: user.scope.userHash, chunkId: id, purpose: 'bench.text' }),
           keyId: 'dk:1',
-          embedding: space.near(user.clusters[Math.floor(rand() * user.clusters.length)]!),
+          embedding: transform ? transform.apply(v) : v,
+          vectorKey: transform ? BENCH_VECTOR_KEY : null,
           embedderId: 'bench-synthetic',
         };
       });
@@ -113,12 +150,18 @@ interface Sample {
   expected: number;
 }
 
-async function runQueries(store: Store, users: BenchUser[], queries: Array<{ user: number; vector: Float32Array }>, k: number): Promise<Sample[]> {
+interface BenchQuery {
+  user: number;
+  /** What the search is given: the raw vector, or (transform on) the keyed query the service sends. */
+  search: Float32Array | SearchVectors;
+}
+
+async function runQueries(store: Store, users: BenchUser[], queries: BenchQuery[], k: number): Promise<Sample[]> {
   const samples: Sample[] = [];
   for (const q of queries) {
     const user = users[q.user]!;
     const started = process.hrtime.bigint();
-    const outcome = await store.withScope(user.scope, (c) => c.search(q.vector, k));
+    const outcome = await store.withScope(user.scope, (c) => c.search(q.search, k));
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     samples.push({ kind: user.kind, ms, ids: outcome.hits.map((h) => h.id), strategy: outcome.strategy, expected: Math.min(k, user.size) });
   }
@@ -134,15 +177,22 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
   const space = new ClusteredSpace(store.embeddingDim, 2000, opts.seed);
   const users = plan(opts.chunks, opts.seed, space.centers.length);
   const heavy = users.find((u) => u.kind === 'heavy')!;
+  const transforms = opts.transform ? transformsOf(users, opts.seed, store.embeddingDim) : null;
+  const vectorKey = opts.transform ? BENCH_VECTOR_KEY : null;
+  const mode = opts.transform ? 'on' : 'off';
 
   const present = await store.withScope(heavy.scope, (c) => c.list(1));
-  if (opts.reuse && present.chunks.length > 0) {
-    log('reusing rows left by an earlier --keep run');
+  const left = present.chunks[0];
+  if (opts.reuse && left && left.vectorKey === vectorKey) {
+    log(`reusing rows left by an earlier --keep run (transform ${mode})`);
   } else {
+    // Rows left with the transform the other way would make every large scope read as mixed
+    // (searched exactly) or be compared in the wrong space: load again.
+    if (opts.reuse && left) log(`the rows left by an earlier --keep run are ${left.vectorKey === null ? 'raw' : `under vector key ${left.vectorKey}`}, not what --transform ${mode} stores: loading again`);
     await cleanup(store, users);
-    log(`loading ${opts.chunks} rows for ${users.length} users (interleaved bursts)`);
+    log(`loading ${opts.chunks} rows for ${users.length} users (interleaved bursts, transform ${mode})`);
     const started = Date.now();
-    await withVectorIndexRebuilt(store.driver, () => load(store, users, space, opts.seed, log));
+    await withVectorIndexRebuilt(store.driver, () => load(store, users, space, opts.seed, transforms, log));
     log(`loaded and indexed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }
   // What `relay db index-scopes` does on a server: an HNSW index of its own for each large scope.
@@ -153,13 +203,18 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
   const byKind = (kind: Kind) => users.map((u, i) => ({ u, i })).filter((x) => x.u.kind === kind);
   const makeQueries = (seed: number) => {
     const rand = rng(seed);
-    const out: Array<{ user: number; vector: Float32Array }> = [];
+    const out: BenchQuery[] = [];
     (['small', 'mid', 'heavy'] as const).forEach((kind, n) => {
       const pool = byKind(kind);
       const count = Math.floor(opts.queries / 3) + (n < opts.queries % 3 ? 1 : 0);
       for (let j = 0; j < count; j++) {
         const { u, i } = pool[Math.floor(rand() * pool.length)]!;
-        out.push({ user: i, vector: space.near(u.clusters[Math.floor(rand() * u.clusters.length)]!) });
+        const q = space.near(u.clusters[Math.floor(rand() * u.clusters.length)]!);
+        // Q·q is computed here, outside the timed search (the service derives and applies it
+        // before the search too); the exact baseline gets the same keyed query, so its top k
+        // is the exact top k in the rows' own space (Q is orthogonal: the raw space's as well).
+        const t = transforms?.[i];
+        out.push({ user: i, search: t ? { primary: { key: BENCH_VECTOR_KEY, vector: t.apply(q) }, others: [{ key: null, vector: q }] } : q });
       }
     });
     return out;
@@ -216,6 +271,7 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
     chunks: opts.chunks,
     dim: store.embeddingDim,
     k,
+    transform: mode,
     ...all,
     heavy_p95_ms: heavyStats.p95_ms,
     heavy_recall_at_10: heavyStats.recall_at_10,

@@ -10,6 +10,10 @@ export async function runBenchCrypto(json: boolean): Promise<void> {
     console.log(`ratio        ${result.ratio_1k}`);
     console.log(`seal 16 KiB  ${result.seal_mb_s_16k} MB/s`);
     console.log(`hmacUser     ${result.hmac_ops_s} ops/s`);
+    console.log(`transform    ${result.transform_ns_per_vector} ns/vector (384-d, VectorTransform#apply)`);
+    console.log(`dense 384²   ${result.dense_ns_per_vector} ns/vector (matrix–vector product, the baseline)`);
+    console.log(`ratio        ${result.transform_vs_dense} (transform / dense)`);
+    console.log(`derive       ${result.derive_ns} ns (VectorTransform.derive, once per user and data key version)`);
   }
   console.log(JSON.stringify({ bench: 'crypto', ...result }));
 }

@@ -9,6 +9,8 @@ export interface BenchAnnArgs {
   json: boolean;
   keep: boolean;
   reuse: boolean;
+  /** Vectors at rest under the keyed transform (`--transform on`, the default). */
+  transform: boolean;
 }
 
 /** `relay bench ann`: needs a server store (DATABASE_URL and RELAY_MIGRATE_URL); meant for a scratch database. */

@@ -59,6 +59,7 @@ export async function keys(action: string | undefined, args: KeysArgs): Promise<
         let started = false;
         const report = await resealTenant(store.driver, ownerKeyring(store.driver, provider), tenant, {
           batchSize: args.batchSize,
+          vectorTransform: config.vectorTransform,
           onProgress: (p) => {
             if (!started) {
               bar.start(p.total, 0, { skipped: 0 });
@@ -73,7 +74,8 @@ export async function keys(action: string | undefined, args: KeysArgs): Promise<
           return;
         }
         const failures = Object.entries(report.failures).map(([r, n]) => `${n} ${r}`).join(', ');
-        console.log(`tenant ${tenant}: resealed ${report.done} rows under ${report.target}${report.skipped ? `; ${report.skipped} did not open and were left as they are (${failures})` : ''}`);
+        const space = config.vectorTransform ? `their vectors under its transform` : `their vectors in the model's own space (RELAY_VECTOR_TRANSFORM=off)`;
+        console.log(`tenant ${tenant}: resealed ${report.done} rows under ${report.target}, ${space}${report.skipped ? `; ${report.skipped} did not open and were left as they are (${failures})` : ''}`);
         if (report.skipped) process.exitCode = 1;
       });
       return;

@@ -47,8 +47,9 @@ const USAGE = `usage: relay <command>
   keys rotate-master                      rewrap every tenant key under RELAY_NEW_MASTER_KEY(_FILE)
   reindex --tenant T [--batch-size N]    re-embed the tenant's rows written by another embedder (resumable)
   bench crypto [--json]                   seal/open throughput against bare AES-256-GCM on one core
-  bench ann [--chunks 300000] [--queries 300] [--seed 1] [--json] [--keep] [--reuse]
+  bench ann [--chunks 300000] [--queries 300] [--seed 1] [--transform on|off] [--json] [--keep] [--reuse]
                                           filtered vector search vs exact search on a server PostgreSQL
+                                          (vectors under the keyed transform, as the service stores them; off: raw)
   bench query [--chunks 20000] [--duration 30] [--rate 200] [--clients 50] [--seed 1] [--json]
                                           SSE query TTFV (open loop) and queries/s (closed loop) vs a static-event Fastify route
   bench load [--clients 200] [--duration 60] [--long] [--seed 1] [--json]
@@ -103,6 +104,7 @@ async function main(argv: string[]): Promise<void> {
       json: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       reuse: { type: 'boolean', default: false },
+      transform: { type: 'string' },
       long: { type: 'boolean', default: false },
       stable: { type: 'string' },
       candidate: { type: 'string' },
@@ -205,8 +207,11 @@ async function main(argv: string[]): Promise<void> {
       }
       if (sub !== 'ann') {
         throw new UsageError(
-          'usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench load [--clients N] [--duration S] [--long] [--json] | relay bench crypto [--json] | relay bench rerank [--queries N] [--candidates N] [--budget MS] [--json] | relay bench canary [--rate N] [--duration S] [--traffic haproxy] [--json] | relay bench replicas [--replicas N] [--duration S] [--clients N] [--json]',
+          'usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--transform on|off] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench load [--clients N] [--duration S] [--long] [--json] | relay bench crypto [--json] | relay bench rerank [--queries N] [--candidates N] [--budget MS] [--json] | relay bench canary [--rate N] [--duration S] [--traffic haproxy] [--json] | relay bench replicas [--replicas N] [--duration S] [--clients N] [--json]',
         );
+      }
+      if (values.transform !== undefined && values.transform !== 'on' && values.transform !== 'off') {
+        throw new UsageError(`--transform must be on or off, got ${JSON.stringify(values.transform)}`);
       }
       return (await load.bench()).runBenchAnn({
         chunks: int(values.chunks, 'chunks', 300000)!,
@@ -215,6 +220,7 @@ async function main(argv: string[]): Promise<void> {
         json: values.json,
         keep: values.keep,
         reuse: values.reuse,
+        transform: values.transform !== 'off',
       });
     default:
       throw new UsageError(`unknown command ${command}\n\n${USAGE}`);

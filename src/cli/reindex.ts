@@ -46,6 +46,7 @@ export async function reindex(args: ReindexArgs): Promise<void> {
         const report = await reindexTenant(store.driver, ownerKeyring(store.driver, provider), embedder, tenant, {
           batchSize: args.batchSize,
           signal: stop.signal,
+          vectorTransform: config.vectorTransform,
           onProgress: (p) => {
             last = p;
             if (!started) {

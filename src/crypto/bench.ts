@@ -1,8 +1,9 @@
 /**
  * `relay bench crypto`: seal/open through the real keyring API (keys cached) against a bare
- * AES-256-GCM loop, all on this thread (one core), in one run. The measurements are
+ * AES-256-GCM loop, and the vectors-at-rest transform (`VectorTransform`, 384-d) against a dense
+ * 384×384 matrix–vector product, all on this thread (one core), in one run. The measurements are
  * interleaved in short slices so that load from other processes falls on all of them alike
- * and the ratio stays meaningful on a busy machine.
+ * and the ratios stay meaningful on a busy machine.
  */
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { contextLength, type SealContext } from './aad.ts';
@@ -11,6 +12,7 @@ import { MemoryKeyRepository } from './key-repository.ts';
 import { Keyring } from './keyring.ts';
 import { headerLength, headerPrefix } from './sealed-format.ts';
 import { DATA_KEY_ID } from './keyring.ts';
+import { VectorTransform } from './vector-transform.ts';
 
 export interface CryptoBenchOptions {
   /** Measuring time per series, ms, split over `rounds` slices; default 2000. */
@@ -29,7 +31,18 @@ export interface CryptoBenchResult {
   ratio_1k: number;
   seal_mb_s_16k: number;
   hmac_ops_s: number;
+  /** `VectorTransform#apply` of one 384-d vector (a derived transform, 3 rounds), ns. */
+  transform_ns_per_vector: number;
+  /** The baseline: a dense 384×384 Float64Array matrix times one vector, ns. */
+  dense_ns_per_vector: number;
+  /** transform_ns_per_vector / dense_ns_per_vector */
+  transform_vs_dense: number;
+  /** `VectorTransform.derive` for one (data key's vector seed, user), 384-d, ns: paid on a miss of the service's transform cache. */
+  derive_ns: number;
 }
+
+/** The dimension of the transform series (the default embedder's). */
+const BENCH_DIM = 384;
 
 type Op = () => unknown;
 
@@ -56,6 +69,7 @@ async function slice(s: Series, ms: number): Promise<void> {
 }
 
 const perSecond = (s: Series): number => (s.ops * 1e9) / Number(s.ns);
+const nsPerOp = (s: Series): number => Number(s.ns) / s.ops;
 const round = (n: number, digits = 0): number => Number(n.toFixed(digits));
 
 export async function runCryptoBench(opts: CryptoBenchOptions = {}): Promise<CryptoBenchResult> {
@@ -80,12 +94,34 @@ export async function runCryptoBench(opts: CryptoBenchOptions = {}): Promise<Cry
   };
   const users = Array.from({ length: 1024 }, (_, i) => `user-${i}`);
   let u = 0;
+
+  // Vectors at rest: the tenant's real vector seed (data key version 1), user pseudonyms as salts.
+  const seed = (await keyring.vectorSeeds(ctx.tenantId)).get(1);
+  if (seed === undefined) throw new Error('bench: the tenant has no vector seed after a seal');
+  const salts = Array.from({ length: 1024 }, () => randomBytes(32));
+  let k = 0;
+  const transform = VectorTransform.derive(seed, ctx.userHash, BENCH_DIM);
+  const vec = Float64Array.from({ length: BENCH_DIM }, () => Math.random() * 2 - 1);
+  const matrix = Float64Array.from({ length: BENCH_DIM * BENCH_DIM }, () => Math.random() * 2 - 1);
+  // Row-major y = M·v, a fresh output per vector as `apply` makes one.
+  const dense: Op = () => {
+    const y = new Float64Array(BENCH_DIM);
+    for (let i = 0, row = 0; i < BENCH_DIM; i++, row += BENCH_DIM) {
+      let acc = 0;
+      for (let j = 0; j < BENCH_DIM; j++) acc += matrix[row + j]! * vec[j]!;
+      y[i] = acc;
+    }
+    return y;
+  };
   const series = {
     raw: { op: raw, ops: 0, ns: 0n },
     seal1k: { op: () => keyring.seal(pt1k, ctx), ops: 0, ns: 0n },
     open1k: { op: () => keyring.openSealed(sealed1k, ctx), ops: 0, ns: 0n },
     seal16k: { op: () => keyring.seal(pt16k, ctx), ops: 0, ns: 0n },
     hmac: { op: () => keyring.hmacUser(ctx.tenantId, users[u++ & 1023] as string), ops: 0, ns: 0n },
+    transform: { op: () => transform.apply(vec), ops: 0, ns: 0n },
+    dense: { op: dense, ops: 0, ns: 0n },
+    derive: { op: () => VectorTransform.derive(seed, salts[k++ & 1023] as Buffer, BENCH_DIM), ops: 0, ns: 0n },
   } satisfies Record<string, Series>;
   const all: Series[] = Object.values(series);
 
@@ -100,6 +136,8 @@ export async function runCryptoBench(opts: CryptoBenchOptions = {}): Promise<Cry
 
   const seal = perSecond(series.seal1k);
   const rawOps = perSecond(series.raw);
+  const transformNs = nsPerOp(series.transform);
+  const denseNs = nsPerOp(series.dense);
   return {
     seal_ops_s_1k: round(seal),
     open_ops_s_1k: round(perSecond(series.open1k)),
@@ -107,5 +145,9 @@ export async function runCryptoBench(opts: CryptoBenchOptions = {}): Promise<Cry
     ratio_1k: round(seal / rawOps, 3),
     seal_mb_s_16k: round((perSecond(series.seal16k) * pt16k.length) / 1e6, 1),
     hmac_ops_s: round(perSecond(series.hmac)),
+    transform_ns_per_vector: round(transformNs),
+    dense_ns_per_vector: round(denseNs),
+    transform_vs_dense: round(transformNs / denseNs, 3),
+    derive_ns: round(nsPerOp(series.derive)),
   };
 }

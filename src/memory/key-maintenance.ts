@@ -1,6 +1,7 @@
 import { CryptoError, DATA_KEY_ID, Keyring, makeMasterKeyCheck, opensMasterKeyCheck, type KeyProvider, type OpenFailureReason } from '../crypto/index.ts';
-import { announceKeyEvent, createMasterKeyCheck, readMasterKeyCheck, replaceMasterKeyCheck, SqlKeyRepository, type Driver } from '../store/index.ts';
+import { announceKeyEvent, createMasterKeyCheck, readMasterKeyCheck, replaceMasterKeyCheck, SqlKeyRepository, toSqlVector, type Driver, type Scope } from '../store/index.ts';
 import { keyIdOf, textContext } from './sealed-memory.ts';
+import { VectorSpace } from './vector-space.ts';
 
 export interface ResealProgress {
   done: number;
@@ -49,56 +50,86 @@ export function ownerKeyring(driver: Driver, provider: KeyProvider, previous: re
   return new Keyring({ provider, previousProviders: previous, repository: new SqlKeyRepository(driver, 'owner'), cacheTtlMs: 60_000 });
 }
 
-async function newestDataKey(driver: Driver, tenantId: string): Promise<string | null> {
+async function newestDataKey(driver: Driver, tenantId: string): Promise<number | null> {
   const keys = await new SqlKeyRepository(driver, 'owner').list(tenantId);
   const newest = Math.max(0, ...keys.filter((k) => k.kind === 'data').map((k) => k.version));
-  return newest > 0 ? `${DATA_KEY_ID}:${newest}` : null;
+  return newest > 0 ? newest : null;
 }
+
+/** D of `memory_chunks.embedding`, read from the table. */
+export async function embeddingDim(driver: Driver): Promise<number> {
+  const res = await driver.ownerTransaction((sql) =>
+    sql.query<{ d: number }>(`SELECT atttypmod AS d FROM pg_attribute WHERE attrelid = 'memory_chunks'::regclass AND attname = 'embedding'`),
+  );
+  const d = res.rows[0]?.d;
+  if (typeof d !== 'number' || d < 1) throw new Error('memory_chunks.embedding has no dimension');
+  return d;
+}
+
+export interface ResealOptions {
+  batchSize?: number;
+  onProgress?: (p: ResealProgress) => void;
+  /** RELAY_VECTOR_TRANSFORM: vectors end under the newest key's transform (true, the default) or in the model's own space. */
+  vectorTransform?: boolean;
+}
+
+type ResealRow = { id: string; user_hash: Uint8Array; ciphertext: Uint8Array; key_id: string; vector_key: number | null; embedder_id: string; embedding: string };
 
 /**
  * `keys reseal`: re-encrypts, under the tenant's newest data key, every row still sealed under
- * an older one — in batches, each its own transaction, as the maintenance login. Resumable by
- * construction: a row's `key_id` says whether it is done, so a run cut short (crash, Ctrl-C)
- * just starts again on what is left. A row changed meanwhile (its ciphertext is compared in
- * the UPDATE) is left for the next run; a row that does not open is counted and left as it is.
+ * an older one, and moves every vector to the space the setting asks for — the newest key's
+ * transform of its user (docs/security.md), or the model's own with RELAY_VECTOR_TRANSFORM=off
+ * — in batches, each its own transaction, as the maintenance login. Resumable by construction:
+ * a row's `key_id` and `vector_key` say whether it is done, so a run cut short (crash, Ctrl-C)
+ * just starts again on what is left. A row changed meanwhile (its ciphertext, embedder and
+ * vector key are compared in the UPDATE) is left for the next run; a row that does not open is
+ * counted and left as it is.
  */
-export async function resealTenant(
-  driver: Driver,
-  keyring: Keyring,
-  tenantId: string,
-  opts: { batchSize?: number; onProgress?: (p: ResealProgress) => void } = {},
-): Promise<ResealReport> {
+export async function resealTenant(driver: Driver, keyring: Keyring, tenantId: string, opts: ResealOptions = {}): Promise<ResealReport> {
   const batchSize = opts.batchSize ?? 500;
-  const target = await newestDataKey(driver, tenantId);
+  const newest = await newestDataKey(driver, tenantId);
+  const target = newest === null ? null : `${DATA_KEY_ID}:${newest}`;
   const report: ResealReport = { done: 0, total: 0, skipped: 0, target, failures: {} };
-  if (!target) return report;
+  if (newest === null || target === null) return report;
+  const vectorTarget = (opts.vectorTransform ?? true) ? newest : null;
+  const space = new VectorSpace(keyring, await embeddingDim(driver), vectorTarget !== null);
   // Running services drop the tenant's cached keys, so what they write from now on is sealed
   // under the newest key too (one of them may have missed the rotation's own event).
   await announceKeyEvent(driver, { tenantId, kind: 'reseal' });
+  const pending = 'tenant_id = $1 AND (key_id <> $2 OR vector_key IS DISTINCT FROM $3::int)';
   const counted = await driver.ownerTransaction((sql) =>
-    sql.query<{ n: number }>('SELECT count(*)::int AS n FROM memory_chunks WHERE tenant_id = $1 AND key_id <> $2', [tenantId, target]),
+    sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM memory_chunks WHERE ${pending}`, [tenantId, target, vectorTarget]),
   );
   report.total = counted.rows[0]?.n ?? 0;
   opts.onProgress?.({ done: 0, total: report.total, skipped: 0 });
   let after = '00000000-0000-0000-0000-000000000000';
   for (;;) {
-    const batch = await driver.ownerTransaction((sql) =>
-      sql.query<{ id: string; user_hash: Buffer; ciphertext: Buffer; key_id: string }>(
-        `SELECT id, user_hash, ciphertext, key_id FROM memory_chunks
-          WHERE tenant_id = $1 AND key_id <> $2 AND id > $3 ORDER BY id LIMIT $4`,
-        [tenantId, target, after, batchSize],
+    const batch: { rows: ResealRow[] } = await driver.ownerTransaction((sql) =>
+      sql.query<ResealRow>(
+        `SELECT id, user_hash, ciphertext, key_id, vector_key, embedder_id, embedding::text AS embedding FROM memory_chunks
+          WHERE ${pending} AND id > $4 ORDER BY id LIMIT $5`,
+        [tenantId, target, vectorTarget, after, batchSize],
       ),
     );
     if (batch.rows.length === 0) break;
     after = batch.rows[batch.rows.length - 1]!.id;
-    const updates: Array<{ id: string; old: Buffer; sealed: Buffer }> = [];
+    const updates: Array<{ row: ResealRow; old: Buffer; sealed: Buffer; vector: ArrayLike<number> }> = [];
     for (const row of batch.rows) {
-      const ctx = textContext({ tenantId, userHash: Buffer.from(row.user_hash) }, row.id);
+      const scope: Scope = { tenantId, userHash: Buffer.from(row.user_hash) };
+      const ctx = textContext(scope, row.id);
       const old = Buffer.from(row.ciphertext);
       try {
-        const plain = await keyring.openSealed(old, ctx);
-        updates.push({ id: row.id, old, sealed: await keyring.seal(plain, ctx) });
-        plain.fill(0);
+        let sealed: Buffer = old;
+        if (row.key_id !== target) {
+          const plain = await keyring.openSealed(old, ctx);
+          sealed = await keyring.seal(plain, ctx);
+          plain.fill(0);
+        }
+        // The model's vector, then the target space's: Qₙ·Qₒᵀ·v (orthogonal, so nothing is lost but rounding).
+        const stored = JSON.parse(row.embedding) as number[];
+        const raw = row.vector_key === null ? stored : (await space.transformFor(scope, row.vector_key)).invert(stored);
+        const vector = vectorTarget === null ? raw : (await space.transformFor(scope, vectorTarget)).apply(raw);
+        updates.push({ row, old, sealed, vector });
       } catch (err) {
         if (!(err instanceof CryptoError)) throw err;
         report.skipped++;
@@ -107,7 +138,11 @@ export async function resealTenant(
     }
     await driver.ownerTransaction(async (sql) => {
       for (const u of updates) {
-        const res = await sql.query('UPDATE memory_chunks SET ciphertext = $2, key_id = $3 WHERE id = $1 AND ciphertext = $4', [u.id, u.sealed, keyIdOf(u.sealed), u.old]);
+        const res = await sql.query(
+          `UPDATE memory_chunks SET ciphertext = $2, key_id = $3, embedding = $4::vector, vector_key = $5::int
+            WHERE id = $1 AND ciphertext = $6 AND embedder_id = $7 AND vector_key IS NOT DISTINCT FROM $8::int`,
+          [u.row.id, u.sealed, keyIdOf(u.sealed), toSqlVector(u.vector, u.vector.length), vectorTarget, u.old, u.row.embedder_id, u.row.vector_key],
+        );
         report.done += res.rowCount;
       }
     });

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { CryptoError, describeSealed, type Keyring, type OpenFailureReason, type SealContext, type VectorTransform } from '../crypto/index.ts';
+import { CryptoError, describeSealed, type Keyring, type OpenFailureReason, type SealContext } from '../crypto/index.ts';
 import { isTenantShreddedError, purgeShreddedTenant, type Chunk, type IdempotentReplay, type Metadata, type Scope, type SearchOptions, type SearchStrategy, type Store } from '../store/index.ts';
 import { scopeMismatch, type ScopeViolationHook } from './scope-guard.ts';
 import { VectorSpace } from './vector-space.ts';
@@ -109,12 +109,11 @@ export class SealedMemory {
     signal?: AbortSignal,
   ): Promise<{ ids: string[]; replay: IdempotentReplay | null }> {
     const scope = await this.scope(tenantId, userId);
-    const transforms = new Map<number, VectorTransform>();
     const rows = await Promise.all(
       items.map(async (item) => {
         const id = item.id ?? randomUUID();
         const ciphertext = await this.keyring.seal(item.text, textContext(scope, id));
-        const stored = await this.vectors.forRow(scope, ciphertext, item.embedding, transforms);
+        const stored = await this.vectors.forRow(scope, ciphertext, item.embedding);
         return {
           id,
           ciphertext,

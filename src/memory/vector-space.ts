@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import { CryptoError, describeSealed, VectorTransform, type Keyring } from '../crypto/index.ts';
 import type { KeyedVector, Scope, SearchVectors } from '../store/index.ts';
 
@@ -10,6 +11,16 @@ import type { KeyedVector, Scope, SearchVectors } from '../store/index.ts';
  * it carries its vector in every space the tenant's keys allow.
  */
 export class VectorSpace {
+  /**
+   * Derived transforms of recent (seed, user) pairs: deriving costs ~4 applications (HKDF, an
+   * AES-CTR stream, three shuffles), and a user's queries come in runs. 3.4 KB each at 384-d.
+   * Keyed by the seed's identity, never its bytes: a seed the keyring dropped (a shred) is never
+   * handed out again, so what was derived from it is unreachable and ages out.
+   */
+  readonly #cache = new LRUCache<string, VectorTransform>({ max: 1024, ttl: 300_000 });
+  readonly #seedIds = new WeakMap<Buffer, number>();
+  #nextSeedId = 0;
+
   constructor(
     private readonly keyring: Keyring,
     readonly dim: number,
@@ -17,27 +28,30 @@ export class VectorSpace {
     readonly transform: boolean,
   ) {}
 
+  #derive(seed: Buffer, userHash: Buffer): VectorTransform {
+    let id = this.#seedIds.get(seed);
+    if (id === undefined) this.#seedIds.set(seed, (id = this.#nextSeedId++));
+    const slot = `${id}:${userHash.toString('hex')}`;
+    let t = this.#cache.get(slot);
+    if (t === undefined) this.#cache.set(slot, (t = VectorTransform.derive(seed, userHash, this.dim)));
+    return t;
+  }
+
   /** The transform of the scope under data key `version`. */
   async transformFor(scope: Scope, version: number): Promise<VectorTransform> {
     const seed = (await this.keyring.vectorSeeds(scope.tenantId, version)).get(version);
     if (seed === undefined) throw new CryptoError('unknown_key');
-    return VectorTransform.derive(seed, scope.userHash, this.dim);
+    return this.#derive(seed, scope.userHash);
   }
 
   /**
    * How a row whose text is `sealed` stores `embedding`: under the transform of the data key
-   * version that sealed it, or as it is with the transform off. `cache` spares a batch of rows
-   * deriving one transform per row.
+   * version that sealed it, or as it is with the transform off.
    */
-  async forRow(scope: Scope, sealed: Buffer, embedding: ArrayLike<number>, cache?: Map<number, VectorTransform>): Promise<KeyedVector> {
+  async forRow(scope: Scope, sealed: Buffer, embedding: ArrayLike<number>): Promise<KeyedVector> {
     if (!this.transform) return { key: null, vector: embedding };
     const version = describeSealed(sealed).keyVersion;
-    let t = cache?.get(version);
-    if (t === undefined) {
-      t = await this.transformFor(scope, version);
-      cache?.set(version, t);
-    }
-    return { key: version, vector: t.apply(embedding) };
+    return { key: version, vector: (await this.transformFor(scope, version)).apply(embedding) };
   }
 
   /**
@@ -49,7 +63,7 @@ export class VectorSpace {
     const seeds = await this.keyring.vectorSeeds(scope.tenantId);
     const keyed: KeyedVector[] = [...seeds.keys()]
       .sort((a, b) => b - a)
-      .map((version) => ({ key: version, vector: VectorTransform.derive(seeds.get(version)!, scope.userHash, this.dim).apply(embedding) }));
+      .map((version) => ({ key: version, vector: this.#derive(seeds.get(version)!, scope.userHash).apply(embedding) }));
     const raw: KeyedVector = { key: null, vector: embedding };
     const [newest, ...older] = keyed;
     if (!this.transform || newest === undefined) return { primary: raw, others: keyed };

@@ -10,6 +10,7 @@ export type { Driver, Listening, PoolStats, SqlClient, TransactionOptions } from
 export { setupDatabase, type SetupOptions, type SetupResult } from './setup.ts';
 export { openStore, type OpenStoreOptions, type StoreLocation } from './open.ts';
 export { prewarm, withVectorIndexRebuilt } from './bulk-load.ts';
+export { toSqlVector } from './vector.ts';
 export { ensureScopeIndexes, scopeIndexName, SCOPE_INDEX_PREFIX, type ScopeIndexOptions, type ScopeIndexReport } from './scope-indexes.ts';
 export {
   SqlKeyRepository,
