@@ -19,10 +19,13 @@ export const TRANSFORM_ROUNDS = 3;
 const INFO_LABEL = 'relay/vector-transform/v1\0';
 
 interface Round {
-  /** ±1 per coordinate, applied first. */
-  signs: Int8Array;
-  /** y[i] = x[perm[i]] (dimensions are at most 65536). */
+  /** y[i] = x[perm[i]] · mult[i] (dimensions are at most 65536). */
   perm: Uint16Array;
+  /**
+   * The round's random sign of input coordinate perm[i], times the Walsh–Hadamard normalisation
+   * the previous round left for it: each block's 1/√n is applied one pass later, on the way in.
+   */
+  mult: Float64Array;
 }
 
 /** Powers of two, largest first, summing to `dim` (its binary digits). */
@@ -32,10 +35,30 @@ function blocksOf(dim: number): number[] {
   return blocks;
 }
 
-/** In place, normalized (so it is its own inverse), on `x[from, from + n)`; n a power of two. */
+/** In place, unnormalised (H·H = n·I), on `x[from, from + n)`; n a power of two. */
 function walshHadamard(x: Float64Array, from: number, n: number): void {
-  for (let h = 1; h < n; h <<= 1) {
-    for (let i = from; i < from + n; i += h << 1) {
+  const end = from + n;
+  let h = 1;
+  if (n >= 4) {
+    // The first two stages at once (a radix-4 butterfly): the inner loops of h = 1 and 2 are all overhead.
+    for (let i = from; i < end; i += 4) {
+      const a = x[i]!;
+      const b = x[i + 1]!;
+      const c = x[i + 2]!;
+      const d = x[i + 3]!;
+      const ab = a + b;
+      const amb = a - b;
+      const cd = c + d;
+      const cmd = c - d;
+      x[i] = ab + cd;
+      x[i + 1] = amb + cmd;
+      x[i + 2] = ab - cd;
+      x[i + 3] = amb - cmd;
+    }
+    h = 4;
+  }
+  for (; h < n; h <<= 1) {
+    for (let i = from; i < end; i += h << 1) {
       for (let j = i; j < i + h; j++) {
         const a = x[j]!;
         const b = x[j + h]!;
@@ -44,8 +67,6 @@ function walshHadamard(x: Float64Array, from: number, n: number): void {
       }
     }
   }
-  const scale = 1 / Math.sqrt(n);
-  for (let i = from; i < from + n; i++) x[i]! *= scale;
 }
 
 /** A stream of unbiased integers from a key (AES-256-CTR over zeros). */
@@ -75,16 +96,33 @@ class KeyedStream {
   }
 }
 
+/**
+ * Working space of `apply` and `invert`, one pair per dimension: both run synchronously, so one
+ * pair serves every transform of the process. A Float64Array of 384 lives outside the JS heap
+ * and costs ~3 µs to allocate, as much as a third of the transform itself.
+ */
+const scratch = new Map<number, [Float64Array, Float64Array]>();
+function scratchFor(dim: number): [Float64Array, Float64Array] {
+  let pair = scratch.get(dim);
+  if (pair === undefined) scratch.set(dim, (pair = [new Float64Array(dim), new Float64Array(dim)]));
+  return pair;
+}
+
 export class VectorTransform {
   readonly #rounds: readonly Round[];
   readonly #blocks: readonly number[];
+  /** 1/√n of the block coordinate i is in: the last round's normalisation. */
+  readonly #scale: Float64Array;
 
   private constructor(
     readonly dim: number,
     rounds: Round[],
+    blocks: number[],
+    scale: Float64Array,
   ) {
     this.#rounds = rounds;
-    this.#blocks = blocksOf(dim);
+    this.#blocks = blocks;
+    this.#scale = scale;
   }
 
   /**
@@ -97,9 +135,12 @@ export class VectorTransform {
     const key = Buffer.from(hkdfSync('sha256', seed, salt, Buffer.from(`${INFO_LABEL}${dim}`, 'utf8'), 32));
     const stream = new KeyedStream(key);
     key.fill(0);
+    const blocks = blocksOf(dim);
+    const scale = new Float64Array(dim);
+    for (let from = 0, b = 0; b < blocks.length; from += blocks[b]!, b++) scale.fill(1 / Math.sqrt(blocks[b]!), from, from + blocks[b]!);
     const rounds: Round[] = [];
+    const signs = new Int8Array(dim);
     for (let r = 0; r < TRANSFORM_ROUNDS; r++) {
-      const signs = new Int8Array(dim);
       let bits = 0;
       for (let i = 0; i < dim; i++) {
         if (i % 32 === 0) bits = stream.uint32();
@@ -113,9 +154,11 @@ export class VectorTransform {
         perm[i] = perm[j]!;
         perm[j] = t;
       }
-      rounds.push({ signs, perm });
+      const mult = new Float64Array(dim);
+      for (let i = 0; i < dim; i++) mult[i] = signs[perm[i]!]! * (r === 0 ? 1 : scale[perm[i]!]!);
+      rounds.push({ perm, mult });
     }
-    return new VectorTransform(dim, rounds);
+    return new VectorTransform(dim, rounds, blocks, scale);
   }
 
   #check(v: ArrayLike<number>): void {
@@ -130,32 +173,38 @@ export class VectorTransform {
     }
   }
 
-  /** Q·v. */
-  apply(v: ArrayLike<number>): Float64Array {
+  /** Q·v: per round, sign and permute (one pass), Walsh–Hadamard; the last normalisation at the end. */
+  apply(v: ArrayLike<number>): number[] {
     this.#check(v);
-    let x = Float64Array.from(v);
-    let y = new Float64Array(this.dim);
-    for (const { signs, perm } of this.#rounds) {
-      for (let i = 0; i < this.dim; i++) x[i]! *= signs[i]!;
-      for (let i = 0; i < this.dim; i++) y[i] = x[perm[i]!]!;
+    const dim = this.dim;
+    let [x, y] = scratchFor(dim);
+    for (let i = 0; i < dim; i++) x[i] = v[i]!;
+    for (const { perm, mult } of this.#rounds) {
+      for (let i = 0; i < dim; i++) y[i] = x[perm[i]!]! * mult[i]!;
       this.#hadamardBlocks(y);
       [x, y] = [y, x];
     }
-    return x;
+    const scale = this.#scale;
+    const out = new Array<number>(dim);
+    for (let i = 0; i < dim; i++) out[i] = x[i]! * scale[i]!;
+    return out;
   }
 
-  /** Qᵀ·w: the vector `apply` was given. */
-  invert(w: ArrayLike<number>): Float64Array {
+  /** Qᵀ·w: the vector `apply` was given (each step undone, in reverse). */
+  invert(w: ArrayLike<number>): number[] {
     this.#check(w);
-    let y = Float64Array.from(w);
-    let x = new Float64Array(this.dim);
+    const dim = this.dim;
+    let [y, x] = scratchFor(dim);
+    // Undo the last normalisation; then each round: H·H = n·I, so H·u/n undoes H.
+    const scale = this.#scale;
+    for (let i = 0; i < dim; i++) y[i] = w[i]! / scale[i]!;
     for (let r = this.#rounds.length - 1; r >= 0; r--) {
-      const { signs, perm } = this.#rounds[r]!;
+      const { perm, mult } = this.#rounds[r]!;
       this.#hadamardBlocks(y);
-      for (let i = 0; i < this.dim; i++) x[perm[i]!] = y[i]!;
-      for (let i = 0; i < this.dim; i++) x[i]! *= signs[i]!;
+      // y = H·z with z[i] = x[perm[i]]·mult[i], and H·H = n·I: z[i] = y[i]/n = y[i]·scale[i]².
+      for (let i = 0; i < dim; i++) x[perm[i]!] = (y[i]! * scale[i]! * scale[i]!) / mult[i]!;
       [x, y] = [y, x];
     }
-    return y;
+    return Array.from(y);
   }
 }

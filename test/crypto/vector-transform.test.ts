@@ -64,7 +64,7 @@ test('orthogonal: norms, inner products and cosine distances are kept, at every 
       const b = a.map((x, i) => 0.8 * x + 0.6 * noise[i]!);
       const qa = q.apply(a);
       const qb = q.apply(b);
-      assert.ok(qa instanceof Float64Array);
+      assert.ok(Array.isArray(qa), "a fresh array: the working space is not handed out");
       close(norm(qa), norm(a), `‖Qa‖ dim ${dim}`);
       close(norm(qb), norm(b), `‖Qb‖ dim ${dim}`);
       close(dot(qa, qb), dot(a, b), `⟨Qa,Qb⟩ dim ${dim}`);
@@ -111,6 +111,15 @@ test('apply and invert leave their input alone and take number[] and Float32Arra
   assert.deepEqual(q.apply(Array.from(v)), w);
   const f32 = Float32Array.from(v);
   assert.deepEqual(q.apply(f32), q.apply(Float64Array.from(f32)));
+  // The working space is shared by every transform: an answer is never changed by a later call.
+  const kept = [...w];
+  const back = q.invert(w);
+  const keptBack = [...back];
+  const other = VectorTransform.derive(SEED_V2, BOB, 384);
+  other.apply(gaussians(4)(384));
+  other.invert(gaussians(5)(384));
+  assert.deepEqual(w, kept);
+  assert.deepEqual(back, keptBack);
 });
 
 test('deterministic: the same seed, salt and dimension give the same transform, from fresh derivations', () => {
