@@ -310,13 +310,19 @@ export class ScopedChunks {
    */
   async search(embedding: ArrayLike<number> | SearchVectors, k: number, opts: SearchOptions = {}): Promise<SearchOutcome> {
     if (!Number.isInteger(k) || k < 1 || k > 1000) throw new RangeError('k must be an integer in 1..1000');
-    const query: QueryVectors =
-      'primary' in embedding
-        ? {
-            primary: { key: embedding.primary.key, vector: toSqlVector(embedding.primary.vector, this.dim) },
-            others: embedding.others.map((o) => ({ key: o.key, vector: toSqlVector(o.vector, this.dim) })),
-          }
-        : { primary: { key: null, vector: toSqlVector(embedding, this.dim) }, others: [] };
+    let query: QueryVectors;
+    if ('primary' in embedding && embedding.others.length > 0) {
+      const others = embedding.others;
+      let text: Array<{ key: number | null; vector: string }> | undefined;
+      query = {
+        primary: { key: embedding.primary.key, vector: toSqlVector(embedding.primary.vector, this.dim) },
+        others: () => (text ??= others.map((o) => ({ key: o.key, vector: toSqlVector(o.vector, this.dim) }))),
+      };
+    } else {
+      // One space only: rows are compared as stored, nothing checks their spaces.
+      const only = 'primary' in embedding ? embedding.primary : { key: null, vector: embedding };
+      query = { primary: { key: only.key, vector: toSqlVector(only.vector, this.dim) } };
+    }
     const { embedderId, filter } = opts;
     const where: Predicate | undefined =
       embedderId === undefined && !filter

@@ -65,12 +65,13 @@ export type Predicate = (firstParam: number) => { sql: string; params: unknown[]
  * What a search compares rows with. Vectors at rest may be under a keyed transform
  * (`vector_key`: the data key version; null: the model's own space), and a query needs its
  * vector in each space the scope may hold. `primary` is the space new rows are written in;
- * `others` the rest (pgvector text form each). With `others` empty, every row is compared
- * with the primary vector, as before transforms existed.
+ * `others` (pgvector text form, asked for only when needed: the text costs as much as the
+ * transform) the rest. Without `others`, every row is compared with the primary vector, as
+ * before transforms existed, and nothing checks the rows' spaces.
  */
 export interface QueryVectors {
   primary: { key: number | null; vector: string };
-  others: ReadonlyArray<{ key: number | null; vector: string }>;
+  others?: () => ReadonlyArray<{ key: number | null; vector: string }>;
 }
 
 function scopeRows(where: string): string {
@@ -79,19 +80,18 @@ function scopeRows(where: string): string {
 
 /**
  * The distance of a row to the query in the row's own space ($3 is the primary vector), and
- * the parameters that names, numbered from `first`: the primary key, then a key and a vector
- * for each other space. Exact search only: an index orders by one vector.
+ * the parameters that names, numbered from `first`: a key and a vector for each other space.
+ * Exact search only: an index orders by one vector.
  */
-function keyedDistance(query: QueryVectors, first: number): { distance: string; primaryKey: string; params: unknown[] } {
-  if (query.others.length === 0) return { distance: 'embedding <=> $3::vector', primaryKey: '', params: [] };
-  const params: unknown[] = [query.primary.key];
-  const primaryKey = `$${first}::int`;
-  const arms = [`WHEN vector_key IS NOT DISTINCT FROM ${primaryKey} THEN $3::vector`];
-  for (const other of query.others) {
+function keyedDistance(others: ReadonlyArray<{ key: number | null; vector: string }>, first: number): { distance: string; params: unknown[] } {
+  if (others.length === 0) return { distance: 'embedding <=> $3::vector', params: [] };
+  const params: unknown[] = [];
+  const arms: string[] = [];
+  for (const other of others) {
     params.push(other.key, other.vector);
     arms.push(`WHEN vector_key IS NOT DISTINCT FROM $${first + params.length - 2}::int THEN $${first + params.length - 1}::vector`);
   }
-  return { distance: `embedding <=> (CASE ${arms.join(' ')} ELSE $3::vector END)`, primaryKey, params };
+  return { distance: `embedding <=> (CASE ${arms.join(' ')} ELSE $3::vector END)`, params };
 }
 
 /**
@@ -103,11 +103,14 @@ function exact(where: string, distance: string): string {
   c AS (SELECT id, distance FROM s ORDER BY distance, id LIMIT $4)`;
 }
 
-/** True when the scope holds a row whose vector is not in the primary space: a few index probes. */
+/**
+ * True when the scope holds a row whose vector is not in the primary space (`primaryKey`): the
+ * first and the last entry of the scope in memory_chunks_vector_key_idx (NULLs sort last), two
+ * index descents whatever the scope's size. An empty scope counts as mixed unless the key is null.
+ */
 function mixedKeys(primaryKey: string): string {
-  const scope = 'SELECT 1 FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 AND';
-  return `EXISTS (${scope} vector_key < ${primaryKey}) OR EXISTS (${scope} vector_key > ${primaryKey})
-      OR EXISTS (${scope} vector_key IS NULL AND ${primaryKey} IS NOT NULL) OR EXISTS (${scope} vector_key IS NOT NULL AND ${primaryKey} IS NULL)`;
+  const scope = 'SELECT vector_key FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 ORDER BY vector_key';
+  return `(${scope} ASC NULLS LAST LIMIT 1) IS DISTINCT FROM ${primaryKey}::int OR (${scope} DESC NULLS FIRST LIMIT 1) IS DISTINCT FROM ${primaryKey}::int`;
 }
 
 /**
@@ -115,20 +118,21 @@ function mixedKeys(primaryKey: string): string {
  * gates two branches with one-time filters, so only one of them runs — exact for a small
  * scope, HNSW (iterative scan) for a large one. The count ignores the extra conditions (it
  * stays index-only); a selective condition on a large scope makes the HNSW branch come back
- * short, and the exact search then settles it. A large scope whose vectors are in more than
- * one space (between `keys rotate` and `keys reseal`) is searched exactly: the index orders
- * by one query vector, which means nothing to rows of another space.
+ * short, and the exact search then settles it. With `keyed`, neither branch runs when the
+ * scope holds vectors outside the primary space ($6; between `keys rotate` and `keys reseal`,
+ * or rows of a release with the transform off): the statement comes back empty and the exact
+ * search, with the query in every space, settles it.
  */
-function adaptive(where: string, distance: string, primaryKey: string): string {
-  const mixed = primaryKey === '' ? 'false' : `CASE WHEN (SELECT n FROM n) >= $5 THEN ${mixedKeys(primaryKey)} ELSE false END`;
+function adaptive(where: string, keyed: boolean): string {
+  const gate = keyed ? ` AND NOT (SELECT mixed FROM o)` : '';
   return `n AS MATERIALIZED (SELECT count(*)::int AS n FROM (SELECT 1 FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 LIMIT $5) x),
-  o AS MATERIALIZED (SELECT ${mixed} AS mixed),
-  s AS MATERIALIZED (SELECT id, ${distance} AS distance ${scopeRows(where)}),
+  ${keyed ? `o AS MATERIALIZED (SELECT ${mixedKeys('$6')} AS mixed),` : ''}
+  s AS MATERIALIZED (SELECT id, embedding <=> $3::vector AS distance ${scopeRows(where)}),
   c AS (
-    (SELECT id, distance FROM s WHERE (SELECT n FROM n) < $5 OR (SELECT mixed FROM o) ORDER BY distance, id LIMIT $4)
+    (SELECT id, distance FROM s WHERE (SELECT n FROM n) < $5${gate} ORDER BY distance, id LIMIT $4)
     UNION ALL
     (SELECT id, distance FROM (
-       SELECT id, embedding <=> $3::vector AS distance ${scopeRows(where)} AND (SELECT n FROM n) >= $5 AND NOT (SELECT mixed FROM o)
+       SELECT id, embedding <=> $3::vector AS distance ${scopeRows(where)} AND (SELECT n FROM n) >= $5${gate}
        ORDER BY embedding <=> $3::vector LIMIT $4) a))`;
 }
 
@@ -178,19 +182,29 @@ export async function nearestInScope<R>(
     const e = where?.(first);
     return { cond: e ? ` AND (${e.sql})` : '', params: e?.params ?? [] };
   };
-  const ak = keyedDistance(query, base.length + 2);
-  const a = extra(base.length + 2 + ak.params.length);
-  const found = await run(
-    withRows(adaptive(a.cond, ak.distance, ak.primaryKey), columns, ', (SELECT n FROM n) AS scope_rows, (SELECT mixed FROM o) AS mixed_keys'),
-    [...base, cap, ...ak.params, ...a.params],
-  );
-  const indexed = (found[0]?.scopeRows ?? 0) >= cap && found[0]?.mixed !== true;
-  if (found.length >= k) return { neighbours: found, strategy: indexed ? 'hnsw' : 'exact' };
-  // Short. When the exact branch ran, that is all there is; when the index did, or when
-  // nothing came back (the count is then unknown), the exact search settles it.
-  if (found.length > 0 && !indexed) return { neighbours: found, strategy: 'exact' };
-  const ek = keyedDistance(query, base.length + 1);
-  const e = extra(base.length + 1 + ek.params.length);
-  const all = await run(withRows(exact(e.cond, ek.distance), columns), [...base, ...ek.params, ...e.params]);
-  return { neighbours: all, strategy: found.length > 0 || all.length > 0 ? 'hnsw_then_exact' : 'exact' };
+  const keyed = query.others !== undefined;
+  const a = extra(base.length + 2 + (keyed ? 1 : 0));
+  const found = await run(withRows(adaptive(a.cond, keyed), columns, ', (SELECT n FROM n) AS scope_rows'), [
+    ...base,
+    cap,
+    ...(keyed ? [query.primary.key] : []),
+    ...a.params,
+  ]);
+  const large = (found[0]?.scopeRows ?? 0) >= cap;
+  if (found.length >= k) return { neighbours: found, strategy: large ? 'hnsw' : 'exact' };
+  // Short. Under the cap the exact branch ran, so that is all there is; over it, or when
+  // nothing came back (the count is then unknown, or the scope's vectors are in more than one
+  // space), the exact search settles it.
+  if (found.length > 0 && !large) return { neighbours: found, strategy: 'exact' };
+  // Keyed, it says whether the scope was in more than one space: then no index ran before it.
+  const ek = keyedDistance(query.others?.() ?? [], base.length + 1 + (keyed ? 1 : 0));
+  const e = extra(base.length + 1 + (keyed ? 1 : 0) + ek.params.length);
+  const all = await run(withRows(exact(e.cond, ek.distance), columns, keyed ? `, (${mixedKeys('$5')}) AS mixed_keys` : ''), [
+    ...base,
+    ...(keyed ? [query.primary.key] : []),
+    ...ek.params,
+    ...e.params,
+  ]);
+  const indexRan = found.length > 0 || (all.length > 0 && all[0]?.mixed !== true);
+  return { neighbours: all, strategy: indexRan ? 'hnsw_then_exact' : 'exact' };
 }

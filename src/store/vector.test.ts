@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { toSqlVector } from './vector.ts';
+
+/** What pgvector does with each component: strtof, i.e. the float4 nearest the decimal. */
+const read = (text: string): number[] => text.slice(1, -1).split(',').map((t) => Math.fround(Number(t)));
+
+test('toSqlVector: every float4 component reads back as itself, at any magnitude', () => {
+  let seed = 7;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+  for (const magnitude of [1e-30, 1e-6, 0.05, 1, 37.5, 1e6, 3e30]) {
+    for (let trial = 0; trial < 20; trial++) {
+      const v = Float32Array.from({ length: 384 }, () => rand() * magnitude);
+      assert.deepEqual(read(toSqlVector(v, 384)), Array.from(v), `magnitude ${magnitude}`);
+    }
+  }
+});
+
+test('toSqlVector: a double is written close enough that float4 rounding is all that changes', () => {
+  const v = Array.from({ length: 384 }, (_, i) => Math.sin(i * 12.9898) * 0.07);
+  const back = read(toSqlVector(v, 384));
+  for (let i = 0; i < v.length; i++) assert.equal(back[i], Math.fround(v[i]!), `[${i}]`);
+});
+
+test('toSqlVector: zeros, signs, a zero vector, exact small integers', () => {
+  assert.equal(toSqlVector([0, 0, 0], 3), '[0,0,0]');
+  assert.deepEqual(read(toSqlVector([1, -2.5, 0, 3], 4)), [1, -2.5, 0, 3]);
+  assert.deepEqual(read(toSqlVector([-0.125], 1)), [-0.125]);
+  assert.match(toSqlVector([1, -2.5], 2), /^\[[0-9e-]+(,[0-9e-]+)*\]$/);
+});
+
+test('toSqlVector: refuses a wrong dimension, NaN and infinities', () => {
+  assert.throws(() => toSqlVector([1, 2], 3), /2 dimensions, the store expects 3/);
+  assert.throws(() => toSqlVector([1, Number.NaN], 2), /embedding\[1\] is not a finite number/);
+  assert.throws(() => toSqlVector([Number.POSITIVE_INFINITY, 1], 2), /embedding\[0\]/);
+});
