@@ -18,6 +18,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Keyring, LocalKeyProvider } from '../src/crypto/index.ts';
 import { createHashEmbedder, hashWords } from '../src/embed/hash.ts';
+import { rng } from '../src/bench/synthetic.ts';
 import { SealedMemory } from '../src/memory/index.ts';
 import { createPgliteDriver, SqlKeyRepository, Store } from '../src/store/index.ts';
 import { testTenant } from './helpers/fixtures.ts';
@@ -51,17 +52,6 @@ allergy fever headache surgery vaccine diet exercise marathon yoga therapy
   .trim()
   .split(/\s+/);
 
-/** mulberry32: a small seeded PRNG, so every run writes the same texts. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** `count` distinct sentences of 5..8 distinct vocabulary words each. */
 function sentences(count: number, seed: number): string[][] {

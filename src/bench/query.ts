@@ -173,6 +173,8 @@ export async function benchQuery(opts: QueryBenchOptions): Promise<Record<string
       qps_metrics_on: Math.round(qpsOn),
       qps_metrics_off: Math.round(qpsOff),
       metrics_overhead: Math.round((1 - qpsOn / qpsOff) * 1000) / 1000,
+      // The services inherit RELAY_VECTOR_TRANSFORM (docs/security.md, "Vectors at rest"); on unless set off.
+      transform: process.env.RELAY_VECTOR_TRANSFORM === 'off' ? 'off' : 'on',
       tenant,
     };
   } finally {
