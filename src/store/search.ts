@@ -104,13 +104,13 @@ function exact(where: string, distance: string): string {
 }
 
 /**
- * True when the scope holds a row whose vector is not in the primary space (`primaryKey`): the
- * first and the last entry of the scope in memory_chunks_vector_key_idx (NULLs sort last), two
- * index descents whatever the scope's size. An empty scope counts as mixed unless the key is null.
+ * True when the scope holds a row whose vector is not in the primary space (`primaryKey`):
+ * two index descents in `relay_vector_keys_mixed` (migration 0006), whose statements stay
+ * planned per server connection even where every search statement is planned anew (PgBouncer
+ * in transaction mode). An empty scope counts as mixed unless the key is null.
  */
 function mixedKeys(primaryKey: string): string {
-  const scope = 'SELECT vector_key FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 ORDER BY vector_key';
-  return `(${scope} ASC NULLS LAST LIMIT 1) IS DISTINCT FROM ${primaryKey}::int OR (${scope} DESC NULLS FIRST LIMIT 1) IS DISTINCT FROM ${primaryKey}::int`;
+  return `relay_vector_keys_mixed($1, $2, ${primaryKey}::int)`;
 }
 
 /**
