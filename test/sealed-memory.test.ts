@@ -114,6 +114,31 @@ for (const target of targets()) {
       assert.match(text, /^relay_open_failures_total\{reason="key_shredded"\} 0$/m);
     });
 
+    it('an update changes text and embedding together: either alone is refused, and the row is left as it was', async () => {
+      const [id] = await memory.write(tenantA, 'dora', [{ text: 'dora first words', embedding: vec(20), embedderId: 'test' }]);
+      const row = async () =>
+        (
+          await store.driver.ownerTransaction((sql) =>
+            sql.query<{ ciphertext: Buffer; embedding: string; vector_key: number | null; version: number }>(
+              'SELECT ciphertext, embedding::text AS embedding, vector_key, version FROM memory_chunks WHERE id = $1',
+              [id],
+            ),
+          )
+        ).rows[0]!;
+      const before = await row();
+      await assert.rejects(memory.update(tenantA, 'dora', id!, { embedding: vec(21), embedderId: 'test' }), /a new embedding needs its text/);
+      await assert.rejects(memory.update(tenantA, 'dora', id!, { text: 'dora second words' }), /a new text needs its new embedding/);
+      assert.deepEqual(await row(), before);
+      // Together they go through, and the vector is stored in the space of the key that sealed the text.
+      await memory.update(tenantA, 'dora', id!, { text: 'dora second words', embedding: vec(21), embedderId: 'test' });
+      const after = await row();
+      assert.equal(after.version, before.version + 1);
+      assert.notEqual(after.embedding, before.embedding);
+      assert.equal(after.vector_key, before.vector_key);
+      const found = await memory.search(tenantA, 'dora', vec(21), 1);
+      assert.deepEqual(found.hits.map((h) => h.text), ['dora second words']);
+    });
+
     it('key catalog: app_user reads and adds only its scoped tenant\'s keys, and can change or delete none', async () => {
       await memory.write(tenantB, 'erin', [{ text: 'erin note', embedding: vec(30), embedderId: 'test' }]);
       const asTenant = <T>(tenantId: string | null, fn: Parameters<Store['driver']['appTransaction']>[1]) =>

@@ -1,5 +1,5 @@
 import { CryptoError, DATA_KEY_ID, Keyring, makeMasterKeyCheck, opensMasterKeyCheck, type KeyProvider, type OpenFailureReason } from '../crypto/index.ts';
-import { announceKeyEvent, createMasterKeyCheck, readMasterKeyCheck, replaceMasterKeyCheck, SqlKeyRepository, toSqlVector, type Driver, type Scope } from '../store/index.ts';
+import { announceKeyEvent, createMasterKeyCheck, readMasterKeyCheck, replaceMasterKeyCheck, SqlKeyRepository, tableEmbeddingDim, toSqlVector, type Driver, type Scope } from '../store/index.ts';
 import { keyIdOf, textContext } from './sealed-memory.ts';
 import { VectorSpace } from './vector-space.ts';
 
@@ -56,16 +56,6 @@ async function newestDataKey(driver: Driver, tenantId: string): Promise<number |
   return newest > 0 ? newest : null;
 }
 
-/** D of `memory_chunks.embedding`, read from the table. */
-export async function embeddingDim(driver: Driver): Promise<number> {
-  const res = await driver.ownerTransaction((sql) =>
-    sql.query<{ d: number }>(`SELECT atttypmod AS d FROM pg_attribute WHERE attrelid = 'memory_chunks'::regclass AND attname = 'embedding'`),
-  );
-  const d = res.rows[0]?.d;
-  if (typeof d !== 'number' || d < 1) throw new Error('memory_chunks.embedding has no dimension');
-  return d;
-}
-
 export interface ResealOptions {
   batchSize?: number;
   onProgress?: (p: ResealProgress) => void;
@@ -92,7 +82,7 @@ export async function resealTenant(driver: Driver, keyring: Keyring, tenantId: s
   const report: ResealReport = { done: 0, total: 0, skipped: 0, target, failures: {} };
   if (newest === null || target === null) return report;
   const vectorTarget = (opts.vectorTransform ?? true) ? newest : null;
-  const space = new VectorSpace(keyring, await embeddingDim(driver), vectorTarget !== null);
+  const space = new VectorSpace(keyring, await tableEmbeddingDim(driver), vectorTarget !== null);
   // Running services drop the tenant's cached keys, so what they write from now on is sealed
   // under the newest key too (one of them may have missed the rotation's own event).
   await announceKeyEvent(driver, { tenantId, kind: 'reseal' });

@@ -1,7 +1,6 @@
 import { CryptoError, type Keyring, type OpenFailureReason } from '../crypto/index.ts';
 import type { Embedder } from '../embed/index.ts';
-import { toSqlVector, type Driver } from '../store/index.ts';
-import { embeddingDim } from './key-maintenance.ts';
+import { tableEmbeddingDim, toSqlVector, type Driver } from '../store/index.ts';
 import { textContext } from './sealed-memory.ts';
 import { VectorSpace } from './vector-space.ts';
 
@@ -46,7 +45,7 @@ export async function reindexTenant(driver: Driver, keyring: Keyring, embedder: 
   opts.onProgress?.({ done: 0, total: report.total, skipped: 0 });
   // Each new vector goes where a write of the row's text would put it: under the transform of
   // the key that sealed the text (and of its user), or as it is with the transform off.
-  const space = new VectorSpace(keyring, await embeddingDim(driver), opts.vectorTransform ?? true);
+  const space = new VectorSpace(keyring, await tableEmbeddingDim(driver), opts.vectorTransform ?? true);
   let after = '00000000-0000-0000-0000-000000000000';
   for (;;) {
     opts.signal?.throwIfAborted();

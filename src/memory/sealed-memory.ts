@@ -162,6 +162,10 @@ export class SealedMemory {
     patch: { text?: string; embedding?: ArrayLike<number>; embedderId?: string; metadata?: Metadata; expiresAt?: Date | null; ifVersion?: number },
   ): Promise<Chunk | null | 'version_mismatch'> {
     if (patch.text !== undefined && patch.embedding === undefined) throw new TypeError('a new text needs its new embedding');
+    // A vector is stored in the space of the key that seals its row's text: a new embedding alone
+    // has no sealing to follow, and storing it raw (or under a guessed version) would put it in
+    // the wrong space. Embeddings change with their text.
+    if (patch.embedding !== undefined && patch.text === undefined) throw new TypeError('a new embedding needs its text');
     const scope = await this.scope(tenantId, userId);
     const ciphertext = patch.text === undefined ? undefined : await this.keyring.seal(patch.text, textContext(scope, id));
     const stored = ciphertext && patch.embedding ? await this.vectors.forRow(scope, ciphertext, patch.embedding) : undefined;

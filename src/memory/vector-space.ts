@@ -57,16 +57,26 @@ export class VectorSpace {
   /**
    * The query vector in every space the scope's rows may be in: the model's own, and each of
    * the tenant's data key versions. The primary one (the index searches with it) is where new
-   * rows go: the newest version's with the transform on, the model's own with it off.
+   * rows go: the newest version's with the transform on, the model's own with it off. The
+   * others are computed when first read: the search reads them only for a scope that holds rows
+   * in more than one space (between a `keys rotate` and its `keys reseal`).
    */
   async query(scope: Scope, embedding: ArrayLike<number>): Promise<SearchVectors> {
     const seeds = await this.keyring.vectorSeeds(scope.tenantId);
-    const keyed: KeyedVector[] = [...seeds.keys()]
-      .sort((a, b) => b - a)
-      .map((version) => ({ key: version, vector: this.#derive(seeds.get(version)!, scope.userHash).apply(embedding) }));
+    const transformed = (version: number) => this.#derive(seeds.get(version)!, scope.userHash).apply(embedding);
+    const lazily = (key: number): KeyedVector => {
+      let vector: number[] | undefined;
+      return {
+        key,
+        get vector() {
+          return (vector ??= transformed(key));
+        },
+      };
+    };
+    const versions = [...seeds.keys()].sort((a, b) => b - a);
     const raw: KeyedVector = { key: null, vector: embedding };
-    const [newest, ...older] = keyed;
-    if (!this.transform || newest === undefined) return { primary: raw, others: keyed };
-    return { primary: newest, others: [...older, raw] };
+    const [newest, ...older] = versions;
+    if (!this.transform || newest === undefined) return { primary: raw, others: versions.map(lazily) };
+    return { primary: { key: newest, vector: transformed(newest) }, others: [...older.map(lazily), raw] };
   }
 }

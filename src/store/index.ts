@@ -1,4 +1,4 @@
-export { Store, type StoreObserver, type StoreOptions, type Readiness } from './store.ts';
+export { Store, tableEmbeddingDim, type StoreObserver, type StoreOptions, type Readiness } from './store.ts';
 export { ScopedChunks, isChunkId, type Chunk, type ChunkPatch, type IdempotentReplay, type KeyedVector, type ListPage, type ListPosition, type Metadata, type NewChunk, type SearchHit, type SearchVectors, type SearchOptions, type SearchOutcome } from './chunks.ts';
 export { DEFAULT_SEARCH_TUNING, type Predicate, type SearchStrategy, type SearchTuning } from './search.ts';
 export { ScopeError, SCOPE_SETTINGS, type Scope } from './scope.ts';

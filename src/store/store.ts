@@ -187,15 +187,20 @@ export class Store {
 
   private async checkDimensions(): Promise<void> {
     if ((await currentVersion(this.driver)) === 0) return;
-    const res = await this.driver.ownerTransaction((sql) =>
-      sql.query<{ t: string }>(
-        `SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute
-         WHERE attrelid = 'memory_chunks'::regclass AND attname = 'embedding'`,
-      ),
-    );
-    const actual = res.rows[0]?.t;
-    if (actual !== `vector(${this.embeddingDim})`) {
-      throw new Error(`memory_chunks.embedding is ${actual}, but RELAY_EMBED_DIM is ${this.embeddingDim}: D is fixed when the store is created`);
+    const actual = await tableEmbeddingDim(this.driver);
+    if (actual !== this.embeddingDim) {
+      throw new Error(`memory_chunks.embedding is vector(${actual}), but RELAY_EMBED_DIM is ${this.embeddingDim}: D is fixed when the store is created`);
     }
   }
+
+}
+
+/** D of `memory_chunks.embedding`, as the table declares it (pgvector's type modifier is D). */
+export async function tableEmbeddingDim(driver: Driver): Promise<number> {
+  const res = await driver.ownerTransaction((sql) =>
+    sql.query<{ d: number }>(`SELECT atttypmod AS d FROM pg_attribute WHERE attrelid = 'memory_chunks'::regclass AND attname = 'embedding'`),
+  );
+  const d = res.rows[0]?.d;
+  if (typeof d !== 'number' || d < 1) throw new Error('memory_chunks.embedding has no dimension');
+  return d;
 }
