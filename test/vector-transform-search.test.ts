@@ -261,10 +261,9 @@ for (const target of targets()) {
       const mixed = await memory.search(tenant, USER, q!, 12);
       assert.equal(mixed.strategy, 'exact', 'a scope in two spaces is searched exactly');
       const exact = [...vectors.entries()].map(([id, v]) => ({ id, d: cosine(q!, v) })).sort((a, b) => a.d - b.d);
-      assert.deepEqual(
-        mixed.hits.map((h) => h.distance.toFixed(5)),
-        exact.slice(0, 12).map((e) => e.d.toFixed(5)),
-      );
+      // The same distances in the same order, within float4's rounding (toFixed would flip on a digit boundary).
+      assert.equal(mixed.hits.length, 12);
+      mixed.hits.forEach((h, i) => assert.ok(Math.abs(h.distance - exact[i]!.d) < 1e-6, `[${i}] ${h.distance} against ${exact[i]!.d}`));
       assert.ok(mixed.hits.some((h) => h.text.startsWith('second')) && mixed.hits.some((h) => h.text.startsWith('first')), 'rows of both versions found');
     });
   });

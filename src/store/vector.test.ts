@@ -22,6 +22,36 @@ test('toSqlVector: a double is written close enough that float4 rounding is all 
   for (let i = 0; i < v.length; i++) assert.equal(back[i], Math.fround(v[i]!), `[${i}]`);
 });
 
+test('toSqlVector: a double just beside a float4 rounding midpoint still reads back as Math.fround of it', () => {
+  // Rounding the double to 15 digits first and to float4 after (in strtof) can land on the
+  // other side of the midpoint between two float4s: 1 ulp off what the transform computed.
+  const f32 = new Float32Array(1);
+  const u32 = new Uint32Array(f32.buffer);
+  let seed = 11;
+  const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+  const v = Array.from({ length: 384 }, (_, i) => {
+    f32[0] = (rand() * 2 - 1) * 0.1;
+    const low = f32[0];
+    u32[0] += 1;
+    const mid = (low + f32[0]) / 2; // exact in a double
+    const nudge = Math.abs(mid) * 2 ** -50 * (1 + (i % 4)); // below 15 digits' resolution
+    return i % 2 === 0 ? mid + nudge : mid - nudge;
+  });
+  const back = read(toSqlVector(v, 384));
+  for (let i = 0; i < v.length; i++) assert.equal(back[i], Math.fround(v[i]!), `[${i}] ${v[i]}`);
+});
+
+test('toSqlVector: a component far below the largest (the transform\'s noise around zero) reads back exactly too', () => {
+  const v = Array.from({ length: 384 }, (_, i) => Math.cos(i * 7.31) * 0.06);
+  v[3] = -6.938893903907228e-18;
+  v[10] = 2.5e-12;
+  v[11] = -4.1e-7;
+  v[12] = 1.5e-45; // the smallest float4 (a denormal)
+  const back = read(toSqlVector(v, 384));
+  for (let i = 0; i < v.length; i++) assert.equal(back[i], Math.fround(v[i]!), `[${i}] ${v[i]}`);
+  assert.notEqual(back[3], 0);
+});
+
 test('toSqlVector: zeros, signs, a zero vector, exact small integers', () => {
   assert.equal(toSqlVector([0, 0, 0], 3), '[0,0,0]');
   assert.deepEqual(read(toSqlVector([1, -2.5, 0, 3], 4)), [1, -2.5, 0, 3]);

@@ -1,6 +1,8 @@
 /** Significant digits each vector is written with, relative to its largest component (< 2^53). */
 const DIGITS = 15;
 const MINUS = 0x2d;
+/** The longest `String()` of a float4 value: `-1.2345678901234567e-38`. */
+const SHORT_MAX = 24;
 const ZERO = 0x30;
 
 /** Decimal digits of a non-negative int32. */
@@ -42,10 +44,13 @@ function writeDigits(out: Buffer, at: number, n: number): number {
 /**
  * pgvector's text form: `[1,2,3]`. Rejects NaN and infinities, which pgvector refuses too.
  *
- * Each component is written as an integer times a power of ten shared by the vector
- * (`12345e-6`), 15 significant digits for the largest: float4 keeps 24 bits, so every
- * component above 10⁻⁸ of the largest reads back as the float4 nearest the value given (the
- * value itself, for a float4 input). `String(x)` of a double that is not in V8's small
+ * Each component is first rounded to float4 (`Math.fround`: what pgvector stores), then
+ * written as an integer times a power of ten shared by the vector (`12345e-6`), 15 significant
+ * digits for the largest: float4 keeps 24 bits (9 digits read it back exactly). A component
+ * that would get fewer than 10 digits that way (below 10⁻⁵ of the largest: rare, and the
+ * transform's rounding noise around zero is such a one) is written with `String()` instead, so
+ * every component reads back as exactly its float4. Rounding the double to 15 digits without
+ * the first step could cross the midpoint between two float4s, 1 ulp off `Math.fround`. `String(x)` of a double that is not in V8's small
  * number-to-string cache — every component of a transformed vector, docs/security.md — costs
  * ~0.4 µs, 125–175 µs a 384-d vector; this ~4× less.
  */
@@ -53,7 +58,7 @@ export function toSqlVector(values: ArrayLike<number>, dim: number): string {
   if (values.length !== dim) throw new RangeError(`embedding has ${values.length} dimensions, the store expects ${dim}`);
   let max = 0;
   for (let i = 0; i < dim; i++) {
-    const v = values[i] as number;
+    const v = Math.fround(values[i] as number);
     if (!Number.isFinite(v)) throw new RangeError(`embedding[${i}] is not a finite number`);
     const a = Math.abs(v);
     if (a > max) max = a;
@@ -62,15 +67,19 @@ export function toSqlVector(values: ArrayLike<number>, dim: number): string {
   const exp = max === 0 ? 0 : DIGITS - Math.ceil(Math.log10(max) + 1e-12);
   const scale = 10 ** Math.abs(exp);
   const suffix = Buffer.from(exp === 0 ? '' : `e${-exp}`, 'latin1');
-  const out = Buffer.allocUnsafe(2 + dim * (DIGITS + 3 + suffix.length));
+  const out = Buffer.allocUnsafe(2 + dim * Math.max(DIGITS + 3 + suffix.length, SHORT_MAX + 1));
   let at = 0;
   out[at++] = 0x5b; // [
   for (let i = 0; i < dim; i++) {
     if (i > 0) out[at++] = 0x2c; // ,
-    const v = values[i] as number;
+    const v = Math.fround(values[i] as number);
     const n = Math.round(exp >= 0 ? v * scale : v / scale);
-    if (n === 0) {
+    if (v === 0) {
       out[at++] = ZERO;
+      continue;
+    }
+    if (Math.abs(n) < 1e9) {
+      at += out.write(String(v), at, 'latin1');
       continue;
     }
     if (n < 0) out[at++] = MINUS;
