@@ -31,9 +31,9 @@ test('toSqlVector: a double just beside a float4 rounding midpoint still reads b
   const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
   const v = Array.from({ length: 384 }, (_, i) => {
     f32[0] = (rand() * 2 - 1) * 0.1;
-    const low = f32[0];
-    u32[0] += 1;
-    const mid = (low + f32[0]) / 2; // exact in a double
+    const low = f32[0]!;
+    u32[0] = u32[0]! + 1; // the next float4 up in magnitude
+    const mid = (low + f32[0]!) / 2; // exact in a double
     const nudge = Math.abs(mid) * 2 ** -50 * (1 + (i % 4)); // below 15 digits' resolution
     return i % 2 === 0 ? mid + nudge : mid - nudge;
   });
