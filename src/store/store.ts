@@ -192,7 +192,6 @@ export class Store {
       throw new Error(`memory_chunks.embedding is vector(${actual}), but RELAY_EMBED_DIM is ${this.embeddingDim}: D is fixed when the store is created`);
     }
   }
-
 }
 
 /** D of `memory_chunks.embedding`, as the table declares it (pgvector's type modifier is D). */

@@ -63,4 +63,6 @@ test('toSqlVector: refuses a wrong dimension, NaN and infinities', () => {
   assert.throws(() => toSqlVector([1, 2], 3), /2 dimensions, the store expects 3/);
   assert.throws(() => toSqlVector([1, Number.NaN], 2), /embedding\[1\] is not a finite number/);
   assert.throws(() => toSqlVector([Number.POSITIVE_INFINITY, 1], 2), /embedding\[0\]/);
+  // pgvector: "value out of range for type vector".
+  assert.throws(() => toSqlVector([0.5, -1e39], 2), /embedding\[1\] is not a finite number \(or beyond float4's range\)/);
 });

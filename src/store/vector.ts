@@ -42,7 +42,8 @@ function writeDigits(out: Buffer, at: number, n: number): number {
 }
 
 /**
- * pgvector's text form: `[1,2,3]`. Rejects NaN and infinities, which pgvector refuses too.
+ * pgvector's text form: `[1,2,3]`. Rejects NaN, infinities and values beyond float4's range,
+ * which pgvector refuses too.
  *
  * Each component is first rounded to float4 (`Math.fround`: what pgvector stores), then
  * written as an integer times a power of ten shared by the vector (`12345e-6`), 15 significant
@@ -50,8 +51,8 @@ function writeDigits(out: Buffer, at: number, n: number): number {
  * that would get fewer than 10 digits that way (below 10⁻⁵ of the largest: rare, and the
  * transform's rounding noise around zero is such a one) is written with `String()` instead, so
  * every component reads back as exactly its float4. Rounding the double to 15 digits without
- * the first step could cross the midpoint between two float4s, 1 ulp off `Math.fround`. `String(x)` of a double that is not in V8's small
- * number-to-string cache — every component of a transformed vector, docs/security.md — costs
+ * the first step could cross the midpoint between two float4s, 1 ulp off `Math.fround`.
+ * `String(x)` of a double that is not in V8's small number-to-string cache — every component of a transformed vector, docs/security.md — costs
  * ~0.4 µs, 125–175 µs a 384-d vector; this ~4× less.
  */
 export function toSqlVector(values: ArrayLike<number>, dim: number): string {
@@ -59,7 +60,7 @@ export function toSqlVector(values: ArrayLike<number>, dim: number): string {
   let max = 0;
   for (let i = 0; i < dim; i++) {
     const v = Math.fround(values[i] as number);
-    if (!Number.isFinite(v)) throw new RangeError(`embedding[${i}] is not a finite number`);
+    if (!Number.isFinite(v)) throw new RangeError(`embedding[${i}] is not a finite number (or beyond float4's range)`);
     const a = Math.abs(v);
     if (a > max) max = a;
   }
