@@ -5,6 +5,12 @@ import { toSqlVector } from './vector.ts';
 /** What pgvector does with each component: strtof, i.e. the float4 nearest the decimal. */
 const read = (text: string): number[] => text.slice(1, -1).split(',').map((t) => Math.fround(Number(t)));
 
+/** Every component of `v`, written and read back, is `Math.fround` of it: what a float4 column holds. */
+function assertReadsBackAsFloat4(v: number[]): void {
+  const back = read(toSqlVector(v, v.length));
+  for (let i = 0; i < v.length; i++) assert.equal(back[i], Math.fround(v[i]!), `[${i}] ${v[i]}`);
+}
+
 test('toSqlVector: every float4 component reads back as itself, at any magnitude', () => {
   let seed = 7;
   const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
@@ -18,8 +24,7 @@ test('toSqlVector: every float4 component reads back as itself, at any magnitude
 
 test('toSqlVector: a double is written close enough that float4 rounding is all that changes', () => {
   const v = Array.from({ length: 384 }, (_, i) => Math.sin(i * 12.9898) * 0.07);
-  const back = read(toSqlVector(v, 384));
-  for (let i = 0; i < v.length; i++) assert.equal(back[i], Math.fround(v[i]!), `[${i}]`);
+  assertReadsBackAsFloat4(v);
 });
 
 test('toSqlVector: a double just beside a float4 rounding midpoint still reads back as Math.fround of it', () => {
@@ -37,8 +42,7 @@ test('toSqlVector: a double just beside a float4 rounding midpoint still reads b
     const nudge = Math.abs(mid) * 2 ** -50 * (1 + (i % 4)); // below 15 digits' resolution
     return i % 2 === 0 ? mid + nudge : mid - nudge;
   });
-  const back = read(toSqlVector(v, 384));
-  for (let i = 0; i < v.length; i++) assert.equal(back[i], Math.fround(v[i]!), `[${i}] ${v[i]}`);
+  assertReadsBackAsFloat4(v);
 });
 
 test('toSqlVector: a component far below the largest (the transform\'s noise around zero) reads back exactly too', () => {
@@ -47,9 +51,8 @@ test('toSqlVector: a component far below the largest (the transform\'s noise aro
   v[10] = 2.5e-12;
   v[11] = -4.1e-7;
   v[12] = 1.5e-45; // the smallest float4 (a denormal)
-  const back = read(toSqlVector(v, 384));
-  for (let i = 0; i < v.length; i++) assert.equal(back[i], Math.fround(v[i]!), `[${i}] ${v[i]}`);
-  assert.notEqual(back[3], 0);
+  assertReadsBackAsFloat4(v);
+  assert.notEqual(read(toSqlVector(v, 384))[3], 0);
 });
 
 test('toSqlVector: zeros, signs, a zero vector, exact small integers', () => {
