@@ -1,6 +1,6 @@
 import { benchAnn, benchLoad, benchQuery, benchReplicas, benchRerank } from '../bench/index.ts';
 import { loadConfig } from '../config/index.ts';
-import { Store, openStore } from '../store/index.ts';
+import { Store, openStore, primaryOnly } from '../store/index.ts';
 
 export interface BenchAnnArgs {
   chunks: number;
@@ -19,7 +19,7 @@ export async function runBenchAnn(args: BenchAnnArgs): Promise<void> {
   if (config.store.kind !== 'pg' || !config.store.migrateUrl) {
     throw new Error('bench ann runs on a server PostgreSQL: set DATABASE_URL and RELAY_MIGRATE_URL (see `relay db setup`)');
   }
-  const store = await openStore({ location: config.store, appRole: config.appRole, embeddingDim: config.embeddingDim, search: config.search });
+  const store = await openStore({ location: primaryOnly(config.store), appRole: config.appRole, embeddingDim: config.embeddingDim, search: config.search });
   const exactStore = new Store(store.driver, { appRole: config.appRole, embeddingDim: config.embeddingDim, search: { exactMax: Number.MAX_SAFE_INTEGER } });
   const log = (line: string) => console.error(`bench ann: ${line}`);
   try {

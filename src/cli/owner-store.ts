@@ -1,5 +1,5 @@
 import type { Config } from '../config/index.ts';
-import { openStore, type Store } from '../store/index.ts';
+import { openStore, primaryOnly, type Store } from '../store/index.ts';
 
 /**
  * Runs `fn` with the configured store for work that needs the owner login (migrations,
@@ -8,7 +8,7 @@ import { openStore, type Store } from '../store/index.ts';
  */
 export async function withOwnerStore<T>(config: Config, why: string, fn: (store: Store) => Promise<T>): Promise<T> {
   if (config.store.kind === 'pg' && !config.store.migrateUrl) throw new Error(`RELAY_MIGRATE_URL is not set: ${why}`);
-  const store = await openStore({ location: config.store, appRole: config.appRole, embeddingDim: config.embeddingDim, search: config.search });
+  const store = await openStore({ location: primaryOnly(config.store), appRole: config.appRole, embeddingDim: config.embeddingDim, search: config.search });
   try {
     return await fn(store);
   } finally {

@@ -20,6 +20,9 @@ export const EnvSchema = z.object({
   RELAY_STATEMENT_TIMEOUT_MS: intIn(1, 3_600_000, 5000),
   RELAY_DB_POOLER: z.enum(['none', 'transaction']).default('none'),
   RELAY_DB_LISTEN_URL: pgUrl.optional(),
+  RELAY_READ_DATABASE_URL: pgUrl.optional(),
+  RELAY_READ_WAIT_MS: intIn(0, 60_000, 200),
+  RELAY_MAX_STANDBY_LAG_MS: intIn(1, 3_600_000, 5000),
   RELAY_SEARCH_EXACT_MAX: intIn(0, 10_000_000, 2000),
   RELAY_HNSW_EF_SEARCH: intIn(1, 1000, 100),
   RELAY_HNSW_MAX_SCAN_TUPLES: intIn(1, 100_000_000, 20000),
@@ -143,6 +146,8 @@ export interface Config {
         pooler: 'none' | 'transaction';
         /** RELAY_DB_LISTEN_URL, else DATABASE_URL: where key events are listened for (a session). */
         listenUrl: string;
+        /** RELAY_READ_DATABASE_URL (a hot standby) with RELAY_READ_WAIT_MS and RELAY_MAX_STANDBY_LAG_MS. */
+        read?: { url: string; waitMs: number; maxLagMs: number };
       };
   migrateOnStart: boolean;
   appRole: string;
@@ -250,6 +255,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       'invalid configuration:\n  RELAY_DB_LISTEN_URL: required when RELAY_DB_POOLER=transaction: key events need LISTEN on a session of their own, which a transaction pooler cannot keep; point it at PostgreSQL directly (docs/scaling.md)',
     );
   }
+  if (e.RELAY_READ_DATABASE_URL && !e.DATABASE_URL) {
+    throw new ConfigError('invalid configuration:\n  RELAY_READ_DATABASE_URL: needs DATABASE_URL (a standby of the server store; the embedded store has none)');
+  }
   if (e.RELAY_DB_LISTEN_URL && !e.DATABASE_URL) {
     throw new ConfigError('invalid configuration:\n  RELAY_DB_LISTEN_URL: needs DATABASE_URL (the embedded store listens in-process)');
   }
@@ -275,6 +283,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           statementTimeoutMs: e.RELAY_STATEMENT_TIMEOUT_MS,
           pooler: e.RELAY_DB_POOLER,
           listenUrl: e.RELAY_DB_LISTEN_URL ?? e.DATABASE_URL,
+          read: e.RELAY_READ_DATABASE_URL ? { url: e.RELAY_READ_DATABASE_URL, waitMs: e.RELAY_READ_WAIT_MS, maxLagMs: e.RELAY_MAX_STANDBY_LAG_MS } : undefined,
         }
       : { kind: 'pglite', dataDir: e.RELAY_DATA_DIR },
     migrateOnStart: e.RELAY_MIGRATE_ON_START,

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { OPEN_FAILURE_REASONS } from '../crypto/index.ts';
-import { KEY_EVENT_KINDS, type PoolStats, type SearchStrategy } from '../store/index.ts';
+import { KEY_EVENT_KINDS, READ_ROUTES, type PoolStats, type SearchStrategy } from '../store/index.ts';
 import { RERANK_FALLBACK_REASONS, RERANK_PROVIDERS, STREAM_OUTCOMES, SWEEP_OUTCOMES, WRITE_OUTCOMES, type Metrics } from './observers.ts';
 
 export interface MetricsOptions {
@@ -78,6 +78,19 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     help: 'Requests whose rate-limit count the Redis of RELAY_REDIS_URL could not make: served uncounted, or 503 rate_limit_unavailable when RELAY_RATE_LIMIT_REQUIRED=true',
     registers,
   });
+  const readRoutes = new Counter({
+    name: 'relay_read_route_total',
+    help: 'Reads (query, get, list) by where they ran (standby, primary) and why (docs/scaling.md)',
+    labelNames: ['target', 'reason'] as const,
+    registers,
+  });
+  for (const route of READ_ROUTES) readRoutes.inc(route, 0);
+  const standbyLag = new Gauge({
+    name: 'relay_standby_replay_lag_seconds',
+    help: "Replay lag of RELAY_READ_DATABASE_URL's standby at its last probe (0 when it has replayed all it received); unchanged while it does not answer",
+    registers,
+  });
+  const standbyUp = new Gauge({ name: 'relay_standby_up', help: "1 while RELAY_READ_DATABASE_URL's standby answers its probes; 0 while it does not, or without one", registers });
   for (const strategy of SEARCH_STRATEGIES) searches.inc({ strategy }, 0);
   for (const outcome of STREAM_OUTCOMES) streams.inc({ outcome }, 0);
   for (const outcome of WRITE_OUTCOMES) writes.inc({ outcome }, 0);
@@ -133,6 +146,11 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
         searches.inc({ strategy });
       }),
       underfilled: on(() => underfilled.inc()),
+      readRoute: on((target, reason) => readRoutes.inc({ target, reason })),
+      standbyLag: on((seconds) => {
+        standbyUp.set(seconds === null ? 0 : 1);
+        if (seconds !== null) standbyLag.set(seconds);
+      }),
     },
     watchPool(stats) {
       poolStats = stats;

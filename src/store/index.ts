@@ -1,4 +1,5 @@
-export { Store, tableEmbeddingDim, type StoreObserver, type StoreOptions, type Readiness } from './store.ts';
+export { Store, tableEmbeddingDim, type StoreObserver, type StoreOptions, type Readiness, type ReadIntent, type ReadReplica } from './store.ts';
+export { READ_ROUTES, ReadRouter, formatLsn, parseLsn, type ReadReason, type ReadRoutingOptions, type ReadTarget } from './read-routing.ts';
 export { ScopedChunks, isChunkId, type Chunk, type ChunkPatch, type IdempotentReplay, type KeyedVector, type ListPage, type ListPosition, type Metadata, type NewChunk, type SearchHit, type SearchVectors, type SearchOptions, type SearchOutcome } from './chunks.ts';
 export { DEFAULT_SEARCH_TUNING, type Predicate, type SearchStrategy, type SearchTuning } from './search.ts';
 export { ScopeError, SCOPE_SETTINGS, type Scope } from './scope.ts';
@@ -8,7 +9,7 @@ export { createPgDriver, type PgDriverOptions } from './pg-driver.ts';
 export { createPgliteDriver, type PgliteDriverOptions } from './pglite-driver.ts';
 export type { Driver, Listening, PoolStats, SqlClient, TransactionOptions } from './sql-client.ts';
 export { setupDatabase, type SetupOptions, type SetupResult } from './setup.ts';
-export { openStore, type OpenStoreOptions, type StoreLocation } from './open.ts';
+export { openStore, primaryOnly, type OpenStoreOptions, type StoreLocation } from './open.ts';
 export { prewarm, withVectorIndexRebuilt } from './bulk-load.ts';
 export { toSqlVector } from './vector.ts';
 export { ensureScopeIndexes, scopeIndexName, SCOPE_INDEX_PREFIX, type ScopeIndexOptions, type ScopeIndexReport } from './scope-indexes.ts';

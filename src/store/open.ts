@@ -15,7 +15,14 @@ export type StoreLocation =
       pooler?: Pooler;
       /** Where LISTEN connects (default DATABASE_URL; required behind a transaction pool). */
       listenUrl?: string;
+      /** RELAY_READ_DATABASE_URL and its settings: query, get and list run on this standby when it is fit. */
+      read?: { url: string; waitMs?: number; maxLagMs?: number };
     };
+
+/** The same store without its standby: for maintenance, which runs on the primary only. */
+export function primaryOnly(location: StoreLocation): StoreLocation {
+  return location.kind === 'pg' ? { ...location, read: undefined } : location;
+}
 
 export interface OpenStoreOptions extends Pick<StoreOptions, 'appRole' | 'embeddingDim' | 'search' | 'observer' | 'searchDelayMs'> {
   location: StoreLocation;
@@ -51,5 +58,16 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
           listenUrl: location.listenUrl,
           checkFirst,
         });
-  return new Store(driver, { appRole: opts.appRole, embeddingDim: opts.embeddingDim, search: opts.search, observer: opts.observer, searchDelayMs: opts.searchDelayMs });
+  // The standby's pool: the same login and pooler as DATABASE_URL, and a short connect timeout so
+  // a standby that does not answer costs a read a second at most before the primary serves it.
+  const read = location.kind === 'pg' ? location.read : undefined;
+  const replica = location.kind === 'pg' && read
+    ? {
+        driver: createPgDriver({ appUrl: read.url, poolMax: location.poolMax, statementTimeoutMs: location.statementTimeoutMs, pooler: location.pooler, connectTimeoutMs: 1000 }),
+        routing: { waitMs: read.waitMs, maxLagMs: read.maxLagMs },
+      }
+    : undefined;
+  const store = new Store(driver, { appRole: opts.appRole, embeddingDim: opts.embeddingDim, search: opts.search, observer: opts.observer, searchDelayMs: opts.searchDelayMs, replica });
+  await store.startReadRouting();
+  return store;
 }

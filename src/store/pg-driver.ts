@@ -33,6 +33,12 @@ export interface PgDriverOptions {
    * fails every one after it too.
    */
   checkFirst?: () => Promise<void>;
+  /**
+   * How long a new connection may take before the checkout fails (a connection error). Default:
+   * no limit, as pg's. The standby's pool sets one, so a standby that does not answer sends the
+   * read to the primary instead of holding it.
+   */
+  connectTimeoutMs?: number;
 }
 
 const names = new Map<string, string>();
@@ -126,6 +132,7 @@ export function createPgDriver(opts: PgDriverOptions): Driver {
     // behind a transaction pool a session is not one backend. It is set per transaction below.
     application_name: 'relay-memory',
     pipeline: true,
+    ...(opts.connectTimeoutMs ? { connectionTimeoutMillis: opts.connectTimeoutMs } : {}),
   });
   const timeoutSetting = [['statement_timeout', String(statementTimeoutMs)]] as const;
   let checking: Promise<void> | null = null;

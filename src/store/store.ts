@@ -3,11 +3,13 @@ import { isRlsError } from './errors.ts';
 import { currentVersion, latestVersion, migrateUp, type MigrationVars } from './migrations.ts';
 import { scopeSettings, validateScope, type Scope } from './scope.ts';
 import { ensureScopeIndexes, listScopeIndexes, scopeIndexName, type ScopeIndexOptions, type ScopeIndexReport } from './scope-indexes.ts';
+import { ReadRouter, parseLsn, type ReadReason, type ReadRoutingOptions, type ReadTarget } from './read-routing.ts';
 import { DEFAULT_SEARCH_TUNING, searchSettings, type SearchStrategy, type SearchTuning } from './search.ts';
 import type { Driver, PoolStats, Settings, SqlClient, TransactionOptions } from './sql-client.ts';
 import { sweepExpired, type SweepOptions, type SweepResult } from './sweep.ts';
 
 const SCOPE_INDEX_REFRESH_MS = 60_000;
+const READ_ONLY = ['transaction_read_only', 'on'] as const;
 
 /** Hooks the store calls so metrics can count without the store knowing about them. */
 export interface StoreObserver {
@@ -17,6 +19,26 @@ export interface StoreObserver {
   search?(seconds: number, strategy: SearchStrategy): void;
   /** A search returned fewer than min(k, matching rows). */
   underfilled?(): void;
+  /** Where a read ran and why (see `ReadReason`). */
+  readRoute?(target: ReadTarget, reason: ReadReason): void;
+  /** The standby's replay lag at each probe; null while it does not answer. */
+  standbyLag?(seconds: number | null): void;
+}
+
+/** Reads on a hot standby (RELAY_READ_DATABASE_URL). */
+export interface ReadReplica {
+  /** The standby (or HAProxy's replica port), as the application role. */
+  driver: Driver;
+  /** RELAY_READ_WAIT_MS, RELAY_MAX_STANDBY_LAG_MS and the probe's pace. */
+  routing?: Omit<ReadRoutingOptions, 'onRoute' | 'onLag'>;
+}
+
+/**
+ * A scoped transaction that only reads: query, get, list. It may run on the standby, and runs
+ * read-only wherever it runs. `after`: a WAL position (from `commitPosition`) the read must see.
+ */
+export interface ReadIntent {
+  after?: bigint;
 }
 
 export interface StoreOptions {
@@ -28,6 +50,8 @@ export interface StoreOptions {
   observer?: StoreObserver;
   /** Tests only (RELAY_FAULTS ann_delay_ms): every search also sleeps this long in the database, inside its timing. */
   searchDelayMs?: number;
+  /** Reads on a hot standby; without it every read runs on `driver`. */
+  replica?: ReadReplica;
 }
 
 export interface Readiness {
@@ -49,6 +73,7 @@ export class Store {
   private readonly ownIndexSearchSettings: Settings;
   private ownIndexes: { names: ReadonlySet<string>; at: number } | undefined;
   private loadingOwnIndexes: Promise<ReadonlySet<string>> | undefined;
+  private readonly router: ReadRouter | undefined;
 
   constructor(
     readonly driver: Driver,
@@ -59,6 +84,36 @@ export class Store {
     this.tuning = { ...DEFAULT_SEARCH_TUNING, ...opts.search };
     this.searchSettings = searchSettings(this.tuning);
     this.ownIndexSearchSettings = searchSettings(this.tuning, { ownIndex: true });
+    const replica = opts.replica;
+    if (replica) {
+      const observer = opts.observer;
+      this.router = new ReadRouter(driver, replica.driver, {
+        ...replica.routing,
+        onRoute: observer?.readRoute && ((target, reason) => observer.readRoute?.(target, reason)),
+        onLag: observer?.standbyLag && ((seconds) => observer.standbyLag?.(seconds)),
+      });
+    }
+  }
+
+  /** Starts probing the standby, when there is one (openStore does). */
+  async startReadRouting(): Promise<void> {
+    await this.router?.start();
+  }
+
+  /** The standby as the last probe saw it; null without one. */
+  get standby(): { up: boolean; lagSeconds: number; replayed: bigint | null } | null {
+    return this.router?.standbyState ?? null;
+  }
+
+  /**
+   * The primary's WAL position now: past the commit of every transaction that has returned.
+   * A read given it (`ReadIntent.after`) sees all of them.
+   */
+  async commitPosition(): Promise<bigint> {
+    const res = await this.driver.appTransaction([], (sql) => sql.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn'));
+    const lsn = res.rows[0]?.lsn;
+    if (!lsn) throw new Error('the database reported no WAL position');
+    return parseLsn(lsn);
   }
 
   get migrationVars(): MigrationVars {
@@ -72,8 +127,11 @@ export class Store {
     return ran;
   }
 
-  /** Runs `fn` with the chunks of one scope, in one transaction (cancelled by `opts.signal`). */
-  async withScope<T>(scope: Scope, fn: (chunks: ScopedChunks) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
+  /**
+   * Runs `fn` with the chunks of one scope, in one transaction (cancelled by `opts.signal`). With
+   * `opts.read` the transaction is read-only and, given a standby, may run there.
+   */
+  async withScope<T>(scope: Scope, fn: (chunks: ScopedChunks) => Promise<T>, opts: TransactionOptions & { read?: ReadIntent } = {}): Promise<T> {
     validateScope(scope);
     const observer = this.opts.observer;
     const onSearch = observer
@@ -83,12 +141,17 @@ export class Store {
         }
       : undefined;
     const own = (await this.scopeIndexNames()).has(scopeIndexName(scope.tenantId, scope.userHash));
-    return this.run(
-      scope,
-      own ? this.ownIndexSearchSettings : this.searchSettings,
-      (sql) => fn(new ScopedChunks(sql, scope, this.embeddingDim, this.tuning, onSearch, this.opts.searchDelayMs)),
-      opts,
-    );
+    const settings = own ? this.ownIndexSearchSettings : this.searchSettings;
+    const chunks = (sql: SqlClient) => fn(new ScopedChunks(sql, scope, this.embeddingDim, this.tuning, onSearch, this.opts.searchDelayMs));
+    const { read, ...txOpts } = opts;
+    if (!read) return this.run(this.driver, scope, settings, chunks, txOpts);
+    // Read-only wherever it runs: a read that tried to write would fail on the primary as on a standby.
+    const readSettings: Settings = [...settings, READ_ONLY];
+    if (!this.router) {
+      this.opts.observer?.readRoute?.('primary', 'no_standby');
+      return this.run(this.driver, scope, readSettings, chunks, txOpts);
+    }
+    return this.router.run(read.after, (driver) => this.run(driver, scope, readSettings, chunks, txOpts), txOpts.signal);
   }
 
   /**
@@ -151,12 +214,12 @@ export class Store {
    * For statements ScopedChunks does not offer; the policies apply all the same.
    */
   withScopeSql<T>(scope: Scope, fn: (sql: SqlClient) => Promise<T>): Promise<T> {
-    return this.run(scope, [], fn);
+    return this.run(this.driver, scope, [], fn);
   }
 
-  private async run<T>(scope: Scope, extra: Settings, fn: (sql: SqlClient) => Promise<T>, opts?: TransactionOptions): Promise<T> {
+  private async run<T>(driver: Driver, scope: Scope, extra: Settings, fn: (sql: SqlClient) => Promise<T>, opts?: TransactionOptions): Promise<T> {
     try {
-      return await this.driver.appTransaction([...scopeSettings(scope), ...extra], fn, opts);
+      return await driver.appTransaction([...scopeSettings(scope), ...extra], fn, opts);
     } catch (err) {
       if (isRlsError(err)) this.opts.observer?.rlsError?.();
       throw err;
@@ -182,7 +245,8 @@ export class Store {
   }
 
   async close(): Promise<void> {
-    await this.driver.close();
+    await this.router?.close();
+    await Promise.all([this.driver.close(), this.opts.replica?.driver.close()]);
   }
 
   private async checkDimensions(): Promise<void> {
