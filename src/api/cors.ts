@@ -2,9 +2,9 @@ import cors from '@fastify/cors';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 
 /** Request headers a browser client sends beyond the CORS-safelisted ones. */
-const ALLOWED_HEADERS = ['authorization', 'content-type', 'accept', 'idempotency-key', 'if-match', 'x-request-id'];
+const ALLOWED_HEADERS = ['authorization', 'content-type', 'accept', 'idempotency-key', 'if-match', 'x-request-id', 'relay-consistency'];
 /** Response headers a browser client may read. */
-const EXPOSED_HEADERS = ['x-request-id', 'retry-after', 'idempotent-replayed', 'www-authenticate', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset'];
+const EXPOSED_HEADERS = ['x-request-id', 'retry-after', 'idempotent-replayed', 'relay-consistency', 'www-authenticate', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset'];
 
 /**
  * CORS for the browser origins in RELAY_CORS_ORIGINS (`*` for any); none: no CORS headers at

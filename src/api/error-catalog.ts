@@ -20,6 +20,7 @@ export const ERROR_CATALOG: { readonly [C in ErrorCode]: ErrorCodeDoc } = {
     when: 'a field is missing, of the wrong type, out of range, unknown, or a text is blank; a body nested deeper than 32 levels or with a `__proto__` key; the message names each field and what it takes (at most three)',
   },
   [ErrorCode.InvalidFilter]: { status: 400, when: "the query's `filter` is not a valid metadata filter ([filters.md](filters.md)); the message names the JSON path" },
+  [ErrorCode.InvalidConsistencyToken]: { status: 400, when: 'a `Relay-Consistency` header this API did not give out to this tenant: edited, truncated, made up, or another tenant\'s' },
   [ErrorCode.InvalidCursor]: { status: 400, when: 'a list `cursor` this API did not give out to this user and tenant: edited, truncated, made up, or another user\'s or tenant\'s' },
   [ErrorCode.InvalidHeader]: { status: 400, when: 'a malformed `Idempotency-Key` or `If-Match`' },
   [ErrorCode.Unauthorized]: {

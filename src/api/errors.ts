@@ -5,6 +5,7 @@ export const ErrorCode = {
   ValidationFailed: 'validation_failed',
   InvalidFilter: 'invalid_filter',
   InvalidCursor: 'invalid_cursor',
+  InvalidConsistencyToken: 'invalid_consistency_token',
   InvalidHeader: 'invalid_header',
   Unauthorized: 'unauthorized',
   ForbiddenScope: 'forbidden_scope',

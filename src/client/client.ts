@@ -1,3 +1,4 @@
+import { ConsistencyTracker } from './consistency.ts';
 import { RelayError, RelayNetworkError } from './errors.ts';
 import { retryPolicy, type RetryOptions, type RetryPolicy } from './retry.ts';
 import { QueryStream } from './stream.ts';
@@ -24,6 +25,11 @@ export interface RelayClientOptions extends RetryOptions {
   fetch?: typeof fetch;
   /** Extra headers on every request. */
   headers?: Record<string, string>;
+  /**
+   * A Relay-Consistency token to start from: another process's `consistencyToken`, so this
+   * client's reads see that process's writes too (docs/client.md).
+   */
+  consistencyToken?: string;
 }
 
 /** Options every call takes. */
@@ -63,11 +69,22 @@ const MEMORY = '/api/v1/memory';
 export class RelayClient {
   private readonly transport: Transport;
   private readonly policy: RetryPolicy;
+  private readonly consistency: ConsistencyTracker;
 
   constructor(opts: RelayClientOptions) {
     if (!opts.token) throw new TypeError('RelayClient needs a token');
     this.policy = retryPolicy(opts);
-    this.transport = new Transport({ baseUrl: opts.baseUrl, token: opts.token, fetch: opts.fetch, retry: this.policy, headers: opts.headers });
+    this.consistency = new ConsistencyTracker(opts.consistencyToken);
+    this.transport = new Transport({ baseUrl: opts.baseUrl, token: opts.token, fetch: opts.fetch, retry: this.policy, headers: opts.headers, consistency: this.consistency });
+  }
+
+  /**
+   * The newest Relay-Consistency token a write of this client was answered with (undefined
+   * before the first). This client sends it on every read by itself; pass it to another process
+   * (its `consistencyToken` option) for that process's reads to see these writes.
+   */
+  get consistencyToken(): string | undefined {
+    return this.consistency.latest;
   }
 
   private request(opts: CallOptions, req: Omit<HttpRequest, 'requestId' | 'signal' | 'retries'>): HttpRequest {
@@ -86,7 +103,7 @@ export class RelayClient {
   /** One chunk: `GET /api/v1/memory/:id`; not in the caller's scope is `not_found`. */
   async get(id: string, opts: ItemOptions = {}): Promise<MemoryChunk> {
     const { body } = await this.transport.json<MemoryChunk>(
-      this.request(opts, { method: 'GET', path: `${MEMORY}/${encodeURIComponent(id)}`, query: { user_id: opts.user_id }, retry: true }),
+      this.request(opts, { method: 'GET', path: `${MEMORY}/${encodeURIComponent(id)}`, query: { user_id: opts.user_id }, retry: true, read: true }),
     );
     return body;
   }
@@ -124,7 +141,7 @@ export class RelayClient {
     let cursor = params.cursor;
     do {
       const { body } = await this.transport.json<ListPage>(
-        this.request(opts, { method: 'GET', path: MEMORY, query: { user_id: params.user_id, limit: params.limit, cursor }, retry: true }),
+        this.request(opts, { method: 'GET', path: MEMORY, query: { user_id: params.user_id, limit: params.limit, cursor }, retry: true, read: true }),
       );
       yield body;
       cursor = body.next_cursor ?? undefined;
@@ -188,14 +205,14 @@ export class RelayClient {
    * arrives; `stream.done` then holds the summary (count, skipped, ttfv_ms, timings).
    */
   query(input: QueryInput, opts: CallOptions = {}): QueryStream {
-    const req = this.request(opts, { method: 'POST', path: `${MEMORY}/query`, body: input, retry: true });
+    const req = this.request(opts, { method: 'POST', path: `${MEMORY}/query`, body: input, retry: true, read: true });
     const retries = opts.retries ?? this.policy.retries;
     return new QueryStream(this.transport, req, { ...this.policy, retries });
   }
 
   /** Recall in one answer (`Accept: application/json`): every result and the summary. */
   async queryAll(input: QueryInput, opts: CallOptions = {}): Promise<QueryResult> {
-    const { body } = await this.transport.json<QueryResult>(this.request(opts, { method: 'POST', path: `${MEMORY}/query`, body: input, retry: true }));
+    const { body } = await this.transport.json<QueryResult>(this.request(opts, { method: 'POST', path: `${MEMORY}/query`, body: input, retry: true, read: true }));
     return body;
   }
 }

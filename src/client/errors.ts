@@ -5,6 +5,7 @@ export const SERVER_ERROR_STATUS = {
   validation_failed: 400,
   invalid_filter: 400,
   invalid_cursor: 400,
+  invalid_consistency_token: 400,
   invalid_header: 400,
   unauthorized: 401,
   forbidden_scope: 403,

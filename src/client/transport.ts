@@ -1,3 +1,4 @@
+import { ConsistencyTracker } from './consistency.ts';
 import { errorFromResponse, RelayError, RelayNetworkError } from './errors.ts';
 import { retryDelay, sleep, type RetryPolicy } from './retry.ts';
 
@@ -10,6 +11,8 @@ export interface TransportOptions {
   fetch?: typeof fetch;
   retry: RetryPolicy;
   headers?: Record<string, string>;
+  /** Keeps the newest Relay-Consistency token answered, and sends it on reads. */
+  consistency: ConsistencyTracker;
 }
 
 export interface HttpRequest {
@@ -25,6 +28,8 @@ export interface HttpRequest {
   retry: boolean;
   /** Overrides the client's retry count for this call. */
   retries?: number;
+  /** A read that must see this client's writes: sends the newest Relay-Consistency token. */
+  read?: boolean;
 }
 
 /** A request id for the server's log; random UUIDs where the platform has them. */
@@ -62,6 +67,8 @@ export class Transport {
     const token = typeof this.opts.token === 'function' ? await this.opts.token() : this.opts.token;
     const headers: Record<string, string> = { ...this.opts.headers, accept, authorization: `Bearer ${token}`, 'x-request-id': req.requestId };
     if (req.body !== undefined) headers['content-type'] = 'application/json';
+    const consistency = req.read ? this.opts.consistency.latest : undefined;
+    if (consistency !== undefined) headers['relay-consistency'] = consistency;
     for (const [k, v] of Object.entries(req.headers ?? {})) if (v !== undefined) headers[k] = v;
     let res: Response;
     try {
@@ -79,7 +86,11 @@ export class Transport {
         cause: err,
       });
     }
-    if (res.ok) return res;
+    if (res.ok) {
+      const answered = res.headers.get('relay-consistency');
+      if (answered) this.opts.consistency.observe(answered);
+      return res;
+    }
     throw await errorFromResponse(res, req.requestId);
   }
 

@@ -5,3 +5,4 @@ export { reindexTenant, type ReindexOptions, type ReindexProgress, type ReindexR
 export { rerankWith } from './rerank-seam.ts';
 export { InjectedFault, type QueryFaults } from './faults.ts';
 export { InvalidCursorError } from './list-cursor.ts';
+export { InvalidConsistencyTokenError } from './consistency-token.ts';

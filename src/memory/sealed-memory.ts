@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { CryptoError, describeSealed, type Keyring, type OpenFailureReason, type SealContext } from '../crypto/index.ts';
-import { isTenantShreddedError, purgeShreddedTenant, type Chunk, type IdempotentReplay, type Metadata, type Scope, type SearchOptions, type SearchStrategy, type Store } from '../store/index.ts';
+import { isTenantShreddedError, purgeShreddedTenant, type Chunk, type IdempotentReplay, type Metadata, type ReadIntent, type Scope, type SearchOptions, type SearchStrategy, type Store } from '../store/index.ts';
 import { scopeMismatch, type ScopeViolationHook } from './scope-guard.ts';
 import { VectorSpace } from './vector-space.ts';
 
@@ -147,10 +147,13 @@ export class SealedMemory {
     return this.store.withScope(scope, (chunks) => chunks.findIdempotencyKey(keyHash));
   }
 
-  /** One chunk of the scope, opened; null when the scope has no such (live) chunk. Throws `CryptoError` when it does not open. */
-  async get(tenantId: string, userId: string, id: string): Promise<OpenedChunk | null> {
+  /**
+   * One chunk of the scope, opened; null when the scope has no such (live) chunk. Throws
+   * `CryptoError` when it does not open. A read: on the standby when there is one.
+   */
+  async get(tenantId: string, userId: string, id: string, read: ReadIntent = {}): Promise<OpenedChunk | null> {
     const scope = await this.scope(tenantId, userId);
-    const chunk = await this.store.withScope(scope, (chunks) => chunks.get(id));
+    const chunk = await this.store.withScope(scope, (chunks) => chunks.get(id), { read });
     return chunk && this.inScope(scope, chunk) ? this.open(scope, chunk) : null;
   }
 
@@ -201,18 +204,21 @@ export class SealedMemory {
     return this.store.withScope(scope, (chunks) => chunks.deleteAll());
   }
 
-  /** The k nearest chunks of the scope, opened. A chunk that does not open is skipped and reported. */
+  /**
+   * The k nearest chunks of the scope, opened. A chunk that does not open is skipped and
+   * reported. A read: on the standby when there is one.
+   */
   async search(
     tenantId: string,
     userId: string,
     embedding: ArrayLike<number>,
     k: number,
-    opts: SearchOptions & { signal?: AbortSignal } = {},
+    opts: SearchOptions & { signal?: AbortSignal; read?: ReadIntent } = {},
   ): Promise<MemorySearch> {
     const scope = await this.scope(tenantId, userId);
-    const { signal, ...search } = opts;
+    const { signal, read = {}, ...search } = opts;
     const query = await this.vectors.query(scope, embedding);
-    const outcome = await this.store.withScope(scope, (chunks) => chunks.search(query, k, search), { signal });
+    const outcome = await this.store.withScope(scope, (chunks) => chunks.search(query, k, search), { signal, read });
     const started = process.hrtime.bigint();
     const { opened, skipped } = await this.openAll(scope, outcome.hits);
     const openSeconds = Number(process.hrtime.bigint() - started) / 1e9;

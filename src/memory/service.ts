@@ -3,6 +3,7 @@ import type { Embedder } from '../embed/index.ts';
 import { splitText } from '../embed/index.ts';
 import type { Chunk, ListPosition, Metadata, Predicate, SearchStrategy } from '../store/index.ts';
 import { firstResultFault, rlsFault, type QueryFaults } from './faults.ts';
+import { decodeConsistencyToken, encodeConsistencyToken } from './consistency-token.ts';
 import { decodeCursor, encodeCursor } from './list-cursor.ts';
 import type { OpenedChunk, OpenedHit, SealedMemory, Unreadable } from './sealed-memory.ts';
 
@@ -66,6 +67,8 @@ export interface QueryInput {
   /** A compiled metadata condition (see `compileFilter`). */
   filter?: Predicate;
   rerank: RerankMode;
+  /** A WAL position the search must see (`readPosition` of a Relay-Consistency token). */
+  after?: bigint;
 }
 
 export interface QueryTimings {
@@ -194,6 +197,7 @@ export class MemoryService {
       embedderId: this.opts.embedder.id,
       filter: input.filter,
       signal,
+      read: { after: input.after },
     });
     const round = (seconds: number) => Math.round(seconds * 1e5) / 100;
     const candidates = found.hits.map((h) => ({ ...h, score: 1 - h.distance }));
@@ -210,8 +214,27 @@ export class MemoryService {
     };
   }
 
-  get(tenantId: string, userId: string, id: string): Promise<OpenedChunk | null> {
-    return this.opts.memory.get(tenantId, userId, id);
+  /** `after`: a WAL position the read must see (`readPosition`). */
+  get(tenantId: string, userId: string, id: string, after?: bigint): Promise<OpenedChunk | null> {
+    return this.opts.memory.get(tenantId, userId, id, { after });
+  }
+
+  /**
+   * The Relay-Consistency token for what has been written so far: a read given it back (as
+   * `readPosition`) sees every write answered before it was made, on the standby or the primary.
+   * Null when the primary could not be asked (the write it follows has committed all the same).
+   */
+  async consistencyToken(tenantId: string): Promise<string | null> {
+    try {
+      return await encodeConsistencyToken(this.opts.memory.keyring, tenantId, await this.opts.memory.store.commitPosition());
+    } catch {
+      return null;
+    }
+  }
+
+  /** The WAL position of a Relay-Consistency token given out to `tenantId`; throws `InvalidConsistencyTokenError` for any other. */
+  readPosition(tenantId: string, token: string): Promise<bigint> {
+    return decodeConsistencyToken(this.opts.memory.keyring, tenantId, token);
   }
 
   /** New text (re-embedded and re-sealed) and/or metadata, in one transaction; `ifVersion` guards concurrent edits. */
@@ -252,11 +275,12 @@ export class MemoryService {
     userId: string,
     limit: number,
     cursor?: string,
+    after?: bigint,
   ): Promise<{ items: OpenedChunk[]; skipped: Unreadable[]; next: string | null }> {
     const { keyring } = this.opts.memory;
     const scope = await this.opts.memory.scope(tenantId, userId);
     const before = cursor === undefined ? undefined : await decodeCursor(keyring, scope, cursor);
-    const page = await this.opts.memory.store.withScope(scope, (chunks) => chunks.list(limit, before));
+    const page = await this.opts.memory.store.withScope(scope, (chunks) => chunks.list(limit, before), { read: { after } });
     const { opened, skipped } = await this.opts.memory.openAll(scope, page.chunks);
     return { items: opened, skipped, next: page.next ? await encodeCursor(keyring, scope, page.next) : null };
   }

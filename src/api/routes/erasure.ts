@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { answerConsistency, ConsistencyAnswer } from '../consistency.ts';
 import type { ApiDeps } from '../context.ts';
 import { ErrorCode } from '../errors.ts';
 import { ErasureAnswer } from '../responses.ts';
@@ -16,7 +17,7 @@ const doc = documented({
   bearer: 'required',
   params: ErasureParams,
   query: TenantOnly,
-  answers: { 200: { description: 'erased', json: ErasureAnswer } },
+  answers: { 200: { description: 'erased', json: ErasureAnswer, headers: { 'Relay-Consistency': ConsistencyAnswer } } },
   // Never 410: erasure of a shredded tenant succeeds.
   errors: [...API_ERRORS.filter((c) => c !== ErrorCode.TenantShredded), ...PATH_ERRORS, ...IGNORED_BODY_ERRORS],
 });
@@ -28,6 +29,7 @@ export function erasureRoute(app: FastifyInstance, deps: ApiDeps): void {
     const { user_id: userId } = parse(ErasureParams, req.params);
     const who = actingFor(req, deps.metrics, { userId, tenantId: q.tenant_id }, deps.scopeChecks);
     const deleted = await deps.memory.erase(who.tenantId, who.userId);
+    await answerConsistency(reply, deps.memory, who.tenantId);
     return reply.send({ deleted } satisfies ErasureAnswer);
   });
 }

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { CryptoError } from '../../crypto/index.ts';
 import { isChunkId } from '../../store/index.ts';
 import { abortOnClose } from '../abort.ts';
+import { answerConsistency, ConsistencyAnswer, ConsistencyToken, readPosition } from '../consistency.ts';
 import type { ApiDeps } from '../context.ts';
 import { ApiError, ErrorCode, notFound } from '../errors.ts';
 import { chunkBody, etag, updatedBody } from '../present.ts';
@@ -23,8 +24,9 @@ const getDoc = documented({
   bearer: 'required',
   params: ItemParams,
   query: ItemQuery,
+  headers: { 'Relay-Consistency': ConsistencyToken },
   answers: { 200: { description: 'the chunk', json: ChunkAnswer, headers: { ETag } } },
-  errors: [...API_ERRORS, ...PATH_ERRORS, ErrorCode.NotFound],
+  errors: [...API_ERRORS, ...PATH_ERRORS, ErrorCode.NotFound, ErrorCode.InvalidConsistencyToken],
 });
 
 const patchDoc = documented({
@@ -36,7 +38,7 @@ const patchDoc = documented({
   params: ItemParams,
   body: PatchBody,
   headers: { 'If-Match': IfMatch },
-  answers: { 200: { description: 'the new version', json: UpdatedAnswer, headers: { ETag } } },
+  answers: { 200: { description: 'the new version', json: UpdatedAnswer, headers: { ETag, 'Relay-Consistency': ConsistencyAnswer } } },
   errors: [...API_ERRORS, ...BODY_ERRORS, ...EMBED_ERRORS, ErrorCode.InvalidHeader, ErrorCode.NotFound, ErrorCode.VersionMismatch],
 });
 
@@ -47,7 +49,7 @@ const deleteDoc = documented({
   bearer: 'required',
   params: ItemParams,
   query: ItemQuery,
-  answers: { 204: { description: 'deleted' } },
+  answers: { 204: { description: 'deleted', headers: { 'Relay-Consistency': ConsistencyAnswer } } },
   errors: [...API_ERRORS, ...PATH_ERRORS, ...IGNORED_BODY_ERRORS, ErrorCode.NotFound],
 });
 
@@ -57,9 +59,10 @@ export function memoryItemRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const q = parse(ItemQuery, req.query);
     const who = actingFor(req, deps.metrics, { userId: q.user_id, tenantId: q.tenant_id }, deps.scopeChecks);
     if (!isChunkId(req.params.id)) throw notFound();
+    const after = await readPosition(req, deps.memory, who.tenantId);
     let chunk;
     try {
-      chunk = await deps.memory.get(who.tenantId, who.userId, req.params.id);
+      chunk = await deps.memory.get(who.tenantId, who.userId, req.params.id, after);
     } catch (err) {
       // Moved, tampered or its key destroyed: counted by the keyring, and for this caller it is not there.
       // A shredded tenant is answered 410 (the error handler), like every other route.
@@ -84,6 +87,7 @@ export function memoryItemRoutes(app: FastifyInstance, deps: ApiDeps): void {
     );
     if (updated === 'version_mismatch') throw new ApiError(412, ErrorCode.VersionMismatch, 'the chunk changed since that version; GET it again');
     if (!updated) throw notFound();
+    await answerConsistency(reply, deps.memory, who.tenantId);
     return reply.header('etag', etag(updated.version)).send(updatedBody(updated));
   });
 
@@ -92,6 +96,7 @@ export function memoryItemRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const who = actingFor(req, deps.metrics, { userId: q.user_id, tenantId: q.tenant_id }, deps.scopeChecks);
     if (!isChunkId(req.params.id)) throw notFound();
     if (!(await deps.memory.delete(who.tenantId, who.userId, req.params.id))) throw notFound();
+    await answerConsistency(reply, deps.memory, who.tenantId);
     return reply.code(204).send();
   });
 }

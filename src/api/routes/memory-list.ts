@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { ConsistencyToken, readPosition } from '../consistency.ts';
 import type { ApiDeps } from '../context.ts';
 import { InvalidCursorError } from '../../memory/index.ts';
 import { badRequest, ErrorCode } from '../errors.ts';
@@ -15,8 +16,9 @@ const doc = documented({
   tag: 'memory',
   bearer: 'required',
   query: ListQuery,
+  headers: { 'Relay-Consistency': ConsistencyToken },
   answers: { 200: { description: 'one page', json: ListAnswer } },
-  errors: [...API_ERRORS, ErrorCode.InvalidCursor],
+  errors: [...API_ERRORS, ErrorCode.InvalidCursor, ErrorCode.InvalidConsistencyToken],
 });
 
 /** GET /api/v1/memory?user_id=…&limit=…&cursor=…: newest first, a page at a time. */
@@ -24,9 +26,10 @@ export function memoryListRoute(app: FastifyInstance, deps: ApiDeps): void {
   app.get('/api/v1/memory', doc, async (req, reply) => {
     const q = parse(ListQuery, req.query);
     const who = actingFor(req, deps.metrics, { userId: q.user_id, tenantId: q.tenant_id }, deps.scopeChecks);
+    const after = await readPosition(req, deps.memory, who.tenantId);
     let page;
     try {
-      page = await deps.memory.list(who.tenantId, who.userId, q.limit, q.cursor);
+      page = await deps.memory.list(who.tenantId, who.userId, q.limit, q.cursor, after);
     } catch (err) {
       if (err instanceof InvalidCursorError) throw badRequest(ErrorCode.InvalidCursor, err.message);
       throw err;

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { compileFilter, parseFilter, type Predicate } from '../../store/index.ts';
 import type { QueryOutcome } from '../../memory/index.ts';
 import { abortOnClose } from '../abort.ts';
+import { ConsistencyToken, readPosition } from '../consistency.ts';
 import type { ApiDeps } from '../context.ts';
 import { hookHeaders } from '../cors.ts';
 import { ApiError, ErrorCode, errorBody } from '../errors.ts';
@@ -79,8 +80,9 @@ const doc = documented({
   tag: 'memory',
   bearer: 'required',
   body: QueryBody,
+  headers: { 'Relay-Consistency': ConsistencyToken },
   answers: { 200: { description: 'min(top_k, matching chunks) results', content: { 'application/json': QueryAnswer, 'text/event-stream': eventStream } } },
-  errors: [...API_ERRORS, ...BODY_ERRORS, ...EMBED_ERRORS, ErrorCode.InvalidFilter, ErrorCode.NotAcceptable],
+  errors: [...API_ERRORS, ...BODY_ERRORS, ...EMBED_ERRORS, ErrorCode.InvalidFilter, ErrorCode.NotAcceptable, ErrorCode.InvalidConsistencyToken],
 });
 
 const msSince = (t: number) => Math.round((performance.now() - t) * 100) / 100;
@@ -90,8 +92,9 @@ export function memoryQueryRoute(app: FastifyInstance, deps: ApiDeps): void {
   app.post('/api/v1/memory/query', doc, async (req, reply) => {
     const body = parse(QueryBody, req.body);
     const who = actingFor(req, deps.metrics, { userId: body.user_id, tenantId: body.tenant_id }, deps.scopeChecks);
-    const input = { query: body.query, topK: body.top_k, filter: compiled(body.filter), rerank: body.rerank };
+    const filter = compiled(body.filter);
     const format = negotiate(req.headers.accept);
+    const input = { query: body.query, topK: body.top_k, filter, rerank: body.rerank, after: await readPosition(req, deps.memory, who.tenantId) };
     const signal = abortOnClose(req, reply);
     const run = () => deps.memory.query(who.tenantId, who.userId, input, signal);
     if (format === 'json') {

@@ -7,6 +7,7 @@ import { API_ERRORS, BODY_ERRORS, documented, EMBED_ERRORS } from '../route-docs
 import { IdempotencyKey, idempotencyKey, parse, WriteBody } from '../schemas.ts';
 import { actingFor } from '../scope.ts';
 import { abortOnClose } from '../abort.ts';
+import { answerConsistency, ConsistencyAnswer } from '../consistency.ts';
 
 const doc = documented({
   operationId: 'addMemory',
@@ -16,7 +17,7 @@ const doc = documented({
   bearer: 'required',
   body: WriteBody,
   headers: { 'Idempotency-Key': IdempotencyKey },
-  answers: { 201: { description: 'stored', json: WriteAnswer, headers: { 'idempotent-replayed': z.enum(['true', 'false']).meta({ description: 'with an Idempotency-Key: whether this is the first answer again' }) } } },
+  answers: { 201: { description: 'stored', json: WriteAnswer, headers: { 'idempotent-replayed': z.enum(['true', 'false']).meta({ description: 'with an Idempotency-Key: whether this is the first answer again' }), 'Relay-Consistency': ConsistencyAnswer } } },
   errors: [...API_ERRORS, ...BODY_ERRORS, ...EMBED_ERRORS, ErrorCode.InvalidHeader, ErrorCode.IdempotencyKeyReused],
 });
 
@@ -39,6 +40,7 @@ export function memoryWriteRoute(app: FastifyInstance, deps: ApiDeps): void {
     );
     replayed = out.replayed;
     if (key !== undefined) reply.header('idempotent-replayed', String(out.replayed));
+    await answerConsistency(reply, deps.memory, who.tenantId);
     return reply.code(201).send({ ids: out.ids } satisfies WriteAnswer);
   });
 }
