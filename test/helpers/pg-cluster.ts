@@ -49,8 +49,9 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startPgCluster(bin: string): Promise<PgCluster> {
-  const root = mkdtempSync(join(tmpdir(), 'relay-pgcluster-'));
+/** A server in a temp folder of its own, run as the postgres OS user when the test runs as root. */
+async function serverIn(bin: string, prefix: string) {
+  const root = mkdtempSync(join(tmpdir(), prefix));
   const data = join(root, 'data');
   const asRoot = process.getuid?.() === 0;
   // As root: everything below runs as the postgres OS user, which must own the folder.
@@ -71,32 +72,43 @@ export async function startPgCluster(bin: string): Promise<PgCluster> {
     });
   };
   const port = await freePort();
+  /** Server control once `data` holds a cluster; `settings` are extra `-c` options. */
+  const control = (settings: string[] = []) => {
+    const opts = [`-p ${port} -k ${root} -c listen_addresses=127.0.0.1 -c max_connections=50`, ...settings.map((s) => `-c ${s}`)].join(' ');
+    const startArgs = ['-D', data, '-l', join(root, 'log'), '-o', opts, '-w', '-t', '60', 'start'];
+    const stopArgs = (mode: string) => ['-D', data, '-m', mode, '-w', '-t', '60', 'stop'];
+    let running = false;
+    return {
+      start: async () => {
+        await runAsync('pg_ctl', startArgs);
+        running = true;
+      },
+      stop: async (mode: 'fast' | 'immediate' = 'fast') => {
+        await runAsync('pg_ctl', stopArgs(mode));
+        running = false;
+      },
+      restart: () => runAsync('pg_ctl', ['-D', data, '-l', join(root, 'log'), '-o', opts, '-m', 'fast', '-w', '-t', '60', 'restart']),
+      destroy: () => {
+        try {
+          if (running) run('pg_ctl', stopArgs('immediate'));
+        } finally {
+          rmSync(root, { recursive: true, force: true });
+        }
+      },
+    };
+  };
+  return { root, data, port, run, control };
+}
+
+export async function startPgCluster(bin: string): Promise<PgCluster> {
+  const { data, port, run, control } = await serverIn(bin, 'relay-pgcluster-');
   run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale=C']);
-  const opts = `-p ${port} -k ${root} -c listen_addresses=127.0.0.1 -c max_connections=50`;
-  const startArgs = ['-D', data, '-l', join(root, 'log'), '-o', opts, '-w', '-t', '60', 'start'];
-  const stopArgs = (mode: string) => ['-D', data, '-m', mode, '-w', '-t', '60', 'stop'];
-  let running = false;
   const cluster: PgCluster = {
     port,
     adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`,
     appUrl: '',
     ownerUrl: '',
-    start: async () => {
-      await runAsync('pg_ctl', startArgs);
-      running = true;
-    },
-    stop: async (mode = 'fast') => {
-      await runAsync('pg_ctl', stopArgs(mode));
-      running = false;
-    },
-    restart: () => runAsync('pg_ctl', ['-D', data, '-l', join(root, 'log'), '-o', opts, '-m', 'fast', '-w', '-t', '60', 'restart']),
-    destroy: () => {
-      try {
-        if (running) run('pg_ctl', stopArgs('immediate'));
-      } finally {
-        rmSync(root, { recursive: true, force: true });
-      }
-    },
+    ...control(),
   };
   try {
     await cluster.start();
@@ -110,6 +122,41 @@ export async function startPgCluster(bin: string): Promise<PgCluster> {
     return cluster;
   } catch (err) {
     cluster.destroy();
+    throw err;
+  }
+}
+
+/** A hot standby of a `startPgCluster` cluster, streaming from it. */
+export interface PgStandby {
+  port: number;
+  /** The primary's `app_user` login, on the standby. */
+  appUrl: string;
+  adminUrl: string;
+  stop(mode?: 'fast' | 'immediate'): Promise<void>;
+  start(): Promise<void>;
+  destroy(): void;
+}
+
+/**
+ * `pg_basebackup -R` of `primary` into a temp folder, started as a hot standby on a free port.
+ * `applyDelayMs` sets `recovery_min_apply_delay`: the standby then replays each commit that much
+ * after the primary made it, so a read that goes there too early visibly misses a write.
+ */
+export async function startStandby(bin: string, primary: PgCluster, opts: { applyDelayMs?: number } = {}): Promise<PgStandby> {
+  const { data, port, run, control } = await serverIn(bin, 'relay-pgstandby-');
+  run('pg_basebackup', ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', data, '-R', '-X', 'stream', '--no-sync', '--checkpoint=fast']);
+  const server = control(['hot_standby=on', `recovery_min_apply_delay=${opts.applyDelayMs ?? 0}`]);
+  const url = (login: string) => {
+    const u = new URL(login);
+    u.port = String(port);
+    return u.href;
+  };
+  const standby: PgStandby = { port, appUrl: url(primary.appUrl), adminUrl: url(primary.adminUrl), ...server };
+  try {
+    await standby.start();
+    return standby;
+  } catch (err) {
+    standby.destroy();
     throw err;
   }
 }
