@@ -64,7 +64,11 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
   const replica = location.kind === 'pg' && read
     ? {
         driver: createPgDriver({ appUrl: read.url, poolMax: location.poolMax, statementTimeoutMs: location.statementTimeoutMs, pooler: location.pooler, connectTimeoutMs: 1000 }),
-        routing: { waitMs: read.waitMs, maxLagMs: read.maxLagMs },
+        routing: {
+          waitMs: read.waitMs,
+          maxLagMs: read.maxLagMs,
+          probeDriver: createPgDriver({ appUrl: read.url, poolMax: 1, statementTimeoutMs: 2000, pooler: location.pooler, connectTimeoutMs: 1000 }),
+        },
       }
     : undefined;
   const store = new Store(driver, { appRole: opts.appRole, embeddingDim: opts.embeddingDim, search: opts.search, observer: opts.observer, searchDelayMs: opts.searchDelayMs, replica });

@@ -34,6 +34,12 @@ export interface ReadRoutingOptions {
   probeMs?: number;
   /** A probe that has not answered by then counts as failed. Default 2000. */
   probeTimeoutMs?: number;
+  /**
+   * Where the probes run: a pool of their own on the standby, so that reads holding every
+   * connection of the standby's pool cannot make a probe late and the standby look down.
+   * Default: the standby's driver.
+   */
+  probeDriver?: Driver;
   onRoute?(target: ReadTarget, reason: ReadReason): void;
   /** Each probe's replay lag in seconds; null when the standby did not answer. */
   onLag?(seconds: number | null): void;
@@ -80,6 +86,8 @@ export class ReadRouter {
   private readonly probeMs: number;
   private readonly probeTimeoutMs: number;
   private up = false;
+  /** Probes failed in a row: one is not enough to call the standby down (a read that fails there is). */
+  private failedProbes = 0;
   private lagS = 0;
   /** The highest position the standby was seen to have replayed. */
   private replayed = -1n;
@@ -128,7 +136,10 @@ export class ReadRouter {
       return result;
     } catch (err) {
       if (signal?.aborted || !this.standbysFault(err)) throw err;
-      if (isConnectionError(err)) this.up = false;
+      if (isConnectionError(err) && this.up) {
+        this.up = false;
+        this.opts.onLag?.(null);
+      }
       this.opts.onRoute?.('primary', 'standby_failed');
       return read(this.primary);
     }
@@ -171,7 +182,8 @@ export class ReadRouter {
       timer = setTimeout(() => reject(new Error(`the standby did not answer a probe within ${this.probeTimeoutMs} ms`)), this.probeTimeoutMs);
     });
     try {
-      const res = await Promise.race([this.standby.appTransaction([], (sql) => sql.query<{ position: string | null; lag_s: number }>(PROBE)), late]);
+      const probe = this.opts.probeDriver ?? this.standby;
+      const res = await Promise.race([probe.appTransaction([], (sql) => sql.query<{ position: string | null; lag_s: number }>(PROBE)), late]);
       const row = res.rows[0];
       if (!row?.position) throw new Error('the standby reported no replay position');
       const position = parseLsn(row.position);
@@ -179,10 +191,14 @@ export class ReadRouter {
       this.replayed = position;
       this.lagS = Number(row.lag_s);
       this.up = true;
+      this.failedProbes = 0;
       this.opts.onLag?.(this.lagS);
     } catch {
-      this.up = false;
-      this.opts.onLag?.(null);
+      // The first probe decides at once (nothing is known yet); later, two failures in a row.
+      if (++this.failedProbes >= 2 || this.replayed < 0n) {
+        this.up = false;
+        this.opts.onLag?.(null);
+      }
     } finally {
       clearTimeout(timer);
     }
@@ -192,5 +208,6 @@ export class ReadRouter {
     this.closed = true;
     clearInterval(this.timer);
     await this.refreshing?.catch(() => undefined);
+    await this.opts.probeDriver?.close();
   }
 }
