@@ -48,7 +48,7 @@ export const ERROR_CATALOG: { readonly [C in ErrorCode]: ErrorCodeDoc } = {
     when: 'the embedding API answered but refused the request (a 4xx other than 429) or sent a malformed answer; a retry will not help',
   },
   [ErrorCode.EmbedderUnavailable]: { status: 503, when: 'the embedding model or API is down or failed after its retries; with `Retry-After`' },
-  [ErrorCode.StoreUnavailable]: { status: 503, when: 'the database cannot be reached, a statement timed out, or no connection was free; with `Retry-After`' },
+  [ErrorCode.StoreUnavailable]: { status: 503, when: 'the database cannot be reached, a statement timed out, no connection was free, or a write reached a server that is not a writable primary (a failover or switchover under way); with `Retry-After`' },
   [ErrorCode.RateLimitUnavailable]: {
     status: 503,
     when: 'the Redis that counts the rate limit (`RELAY_REDIS_URL`) cannot be reached and `RELAY_RATE_LIMIT_REQUIRED=true`; with `Retry-After`. Without that setting the request is served uncounted ([scaling.md](scaling.md))',

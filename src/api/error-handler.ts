@@ -59,7 +59,11 @@ export function toApiError(err: unknown, req: FastifyRequest): ApiError {
     if (err.code === 'embedder_failed') return new ApiError(502, ErrorCode.EmbedderFailed, 'the embedding model refused the request or answered badly');
     return new ApiError(503, ErrorCode.EmbedderUnavailable, 'the embedding model is unavailable; retry later', { 'retry-after': RETRY_AFTER_S });
   }
-  if (isConnectionError(err) || ['57014', '53300', '55P03'].includes(sqlState(err) ?? '')) {
+  // 25006: a write reached a server that is not a writable primary (yet, or any more): during a
+  // failover or switchover HAProxy's primary port leads to a node in recovery for a moment.
+  // Nothing was written; the retry finds the new primary. (Reads never write: the store runs them
+  // read-only, so no bug of ours hides behind this.)
+  if (isConnectionError(err) || ['57014', '53300', '55P03', '25006'].includes(sqlState(err) ?? '')) {
     req.log.warn({ err: { code: sqlState(err) ?? (err as { code?: string }).code } }, 'store unavailable');
     return new ApiError(503, ErrorCode.StoreUnavailable, 'the memory store is unavailable; retry later', { 'retry-after': RETRY_AFTER_S });
   }

@@ -60,7 +60,7 @@ export async function serve(): Promise<void> {
   metrics.watchKeyEvents(() => keyEvents.live);
   const keyring = new Keyring({
     provider,
-    repository: new SqlKeyRepository(store.driver, 'app'),
+    repository: new SqlKeyRepository(store.driver, 'app', store.standbyDriver),
     onOpenFailure: metrics.openFailure,
     changes: keyEvents,
     staleAfterMs: config.keyEventGraceMs,

@@ -32,5 +32,7 @@ export function isConnectionError(err: unknown): boolean {
     if (typeof code === 'string' && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND)$/.test(code)) return true;
     return err instanceof Error && (PG_CONNECTION_LOST.test(err.message) || PG_POOL_CONNECT_TIMEOUT.test(err.message));
   }
-  return state.startsWith('08') || state === '57P01' || state === '57P03';
+  // 57P01 admin_shutdown, 57P02 crash_shutdown (another backend crashed: the postmaster ends every
+  // connection), 57P03 cannot_connect_now (starting up, in recovery).
+  return state.startsWith('08') || state === '57P01' || state === '57P02' || state === '57P03';
 }

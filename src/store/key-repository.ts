@@ -1,6 +1,6 @@
 import type { TenantKeyKind, TenantKeyRepository, WrappedKey } from '../crypto/index.ts';
 import { publishKeyEvent } from './key-events.ts';
-import { sqlState } from './errors.ts';
+import { isConnectionError, sqlState } from './errors.ts';
 import { SCOPE_SETTINGS, validateTenantId } from './scope.ts';
 import type { Driver, SqlClient } from './sql-client.ts';
 
@@ -98,9 +98,16 @@ const toKey = (r: KeyRow): WrappedKey => ({
  * the maintenance login, which also may replace wrappings (master key rotation).
  */
 export class SqlKeyRepository implements TenantKeyRepository {
+  /**
+   * `standby` (RELAY_READ_DATABASE_URL's): where the catalog is read when the primary cannot be
+   * reached, so reads that a standby serves go on while the primary is down or failing over.
+   * Safe: no key changes while no primary takes writes, and a change committed before is on a
+   * synchronous standby too. Writes never go there.
+   */
   constructor(
     private readonly driver: Driver,
     private readonly as: 'app' | 'owner' = 'app',
+    private readonly standby?: Driver,
   ) {}
 
   private tx<T>(tenantId: string, fn: (sql: SqlClient) => Promise<T>): Promise<T> {
@@ -108,8 +115,18 @@ export class SqlKeyRepository implements TenantKeyRepository {
     return this.as === 'app' ? this.driver.appTransaction([[SCOPE_SETTINGS.tenant, tenantId]], fn) : this.driver.ownerTransaction(fn);
   }
 
+  /** A read of the catalog: on the primary, or on the standby when the primary cannot be reached. */
+  private async read<T>(tenantId: string, fn: (sql: SqlClient) => Promise<T>): Promise<T> {
+    try {
+      return await this.tx(tenantId, fn);
+    } catch (err) {
+      if (!this.standby || this.as !== 'app' || !isConnectionError(err)) throw err;
+      return this.standby.appTransaction([[SCOPE_SETTINGS.tenant, tenantId]], fn);
+    }
+  }
+
   async list(tenantId: string): Promise<WrappedKey[]> {
-    const res = await this.tx(tenantId, (sql) =>
+    const res = await this.read(tenantId, (sql) =>
       sql.query<KeyRow>(
         `SELECT tenant_id, kind, version, wrapped, provider_id, created_at FROM tenant_keys k
           WHERE tenant_id = $1 AND NOT EXISTS (SELECT 1 FROM tenant_shreds s WHERE s.tenant_id = k.tenant_id)
@@ -140,7 +157,7 @@ export class SqlKeyRepository implements TenantKeyRepository {
   }
 
   async isShredded(tenantId: string): Promise<boolean> {
-    const res = await this.tx(tenantId, (sql) => sql.query('SELECT 1 FROM tenant_shreds WHERE tenant_id = $1', [tenantId]));
+    const res = await this.read(tenantId, (sql) => sql.query('SELECT 1 FROM tenant_shreds WHERE tenant_id = $1', [tenantId]));
     return res.rowCount > 0;
   }
 
