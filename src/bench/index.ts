@@ -7,3 +7,4 @@ export { buildBaselineApp } from './sse-baseline.ts';
 export { measureKeyEventLatency, type KeyEventLatency, type KeyEventLatencyOptions } from './key-events.ts';
 export { benchReplicas, type ReplicasBenchOptions } from './replicas.ts';
 export { benchRerank, type RerankBenchOptions, type RerankBenchSummary } from './rerank.ts';
+export { runFailover, type FailoverOptions, type FailoverResult, type FailoverScenario } from './failover.ts';

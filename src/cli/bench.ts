@@ -1,6 +1,7 @@
-import { benchAnn, benchLoad, benchQuery, benchReplicas, benchRerank } from '../bench/index.ts';
+import { benchAnn, benchLoad, benchQuery, benchReplicas, benchRerank, runFailover, type FailoverScenario } from '../bench/index.ts';
 import { loadConfig } from '../config/index.ts';
 import { Store, openStore, primaryOnly } from '../store/index.ts';
+import { haLabAvailable } from '../fleet/index.ts';
 
 export interface BenchAnnArgs {
   chunks: number;
@@ -142,4 +143,30 @@ export async function runBenchReplicas(args: BenchReplicasArgs): Promise<void> {
   const { replicas, qps_direct, qps_pgbouncer, pgbouncer_ratio, key_event_p95_ms, rolling_restart_sse_success, ...rest } = summary;
   console.error(`bench replicas: ${JSON.stringify(rest)}`);
   console.log(JSON.stringify({ replicas, qps_direct, qps_pgbouncer, pgbouncer_ratio, key_event_p95_ms, rolling_restart_sse_success }));
+}
+
+export interface BenchFailoverArgs {
+  writers: number;
+  readers: number;
+  scenario: FailoverScenario;
+  json: boolean;
+}
+
+/**
+ * `relay bench failover`: starts the HA lab (scripts/ha-lab.sh), `relay serve` on it, and loses
+ * the primary under keyed writers and SSE readers; see runFailover. Needs what the lab needs
+ * (scripts/install-fleet.sh installs it), not DATABASE_URL: the lab is its own database.
+ */
+export async function runBenchFailover(args: BenchFailoverArgs): Promise<void> {
+  if (args.writers < 1 || args.readers < 0) throw new Error('--writers must be at least 1, --readers at least 0');
+  if (!haLabAvailable()) throw new Error('bench failover needs Debian\'s patroni, etcd-server, haproxy and PostgreSQL: run scripts/install-fleet.sh as root');
+  const r = await runFailover({ writers: args.writers, readers: args.readers, scenario: args.scenario, log: (line) => console.error(`bench failover: ${line}`) });
+  if (!args.json) {
+    console.log(`${r.scenario}: ${r.acked_writes} writes acknowledged, ${r.lost_writes} lost, ${r.duplicate_writes} written twice; longest write gap ${r.write_gap_s} s (ttl ${r.ttl_s} s, loop_wait ${r.loop_wait_s} s)`);
+    console.log(`new primary ${r.failover_s} s after the fault, first write on it ${r.reconnect_s} s later; ${r.read_errors} of ${r.reads} reads failed; rejoined ${r.rejoined}; sync/async write rate ${r.sync_commit_cost}`);
+  }
+  const { write_statuses, missing_retry_after, hung_requests, reads, failover_s, loop_wait_s, scenario, ...figures } = r;
+  console.error(`bench failover: ${JSON.stringify({ scenario, failover_s, loop_wait_s, reads, write_statuses, missing_retry_after, hung_requests })}`);
+  const { acked_writes, lost_writes, duplicate_writes, write_gap_s, reconnect_s, ttl_s, read_errors, rejoined, sync_commit_cost } = figures;
+  console.log(JSON.stringify({ acked_writes, lost_writes, duplicate_writes, write_gap_s, reconnect_s, ttl_s, read_errors, rejoined, sync_commit_cost }));
 }

@@ -60,6 +60,8 @@ const USAGE = `usage: relay <command>
                                           router overhead (p95 vs direct) and breach → weight 0 time, with real processes
   bench replicas [--replicas 3] [--duration 20] [--clients 32] [--json]
                                           queries/s through HAProxy, direct vs PgBouncer (ABBA); key events; a rolling restart
+  bench failover [--writers 20] [--readers 20] [--scenario kill-node] [--json]
+                                          the HA lab (scripts/ha-lab.sh): the primary lost under keyed writers and SSE readers
   canary run --stable URL --candidate URL [--listen 127.0.0.1:8080] [--plan rollout.yaml]
              [--metrics-source scrape|prometheus=URL] [--state-dir .relay-canary] [--metrics-token-file F]
              [--traffic builtin|haproxy=SOCKET --backend NAME --stable-server S --candidate-server C]
@@ -98,6 +100,9 @@ async function main(argv: string[]): Promise<void> {
       rate: { type: 'string' },
       clients: { type: 'string' },
       replicas: { type: 'string' },
+      writers: { type: 'string' },
+      readers: { type: 'string' },
+      scenario: { type: 'string' },
       candidates: { type: 'string' },
       budget: { type: 'string' },
       seed: { type: 'string' },
@@ -195,6 +200,18 @@ async function main(argv: string[]): Promise<void> {
           json: values.json,
         });
       }
+      if (sub === 'failover') {
+        const scenario = values.scenario ?? 'kill-node';
+        if (scenario !== 'kill-node' && scenario !== 'kill-postmaster' && scenario !== 'switchover') {
+          throw new UsageError(`--scenario must be kill-node, kill-postmaster or switchover, got ${JSON.stringify(scenario)}`);
+        }
+        return (await load.bench()).runBenchFailover({
+          writers: int(values.writers, 'writers', 20)!,
+          readers: int(values.readers, 'readers', 20)!,
+          scenario,
+          json: values.json,
+        });
+      }
       if (sub === 'canary') return (await load.canary()).runBenchCanary({ rate: int(values.rate, 'rate', 200)!, durationS: int(values.duration, 'duration', 20)!, json: values.json, traffic: values.traffic });
       if (sub === 'rerank') {
         return (await load.bench()).runBenchRerank({
@@ -207,7 +224,7 @@ async function main(argv: string[]): Promise<void> {
       }
       if (sub !== 'ann') {
         throw new UsageError(
-          'usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--transform on|off] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench load [--clients N] [--duration S] [--long] [--json] | relay bench crypto [--json] | relay bench rerank [--queries N] [--candidates N] [--budget MS] [--json] | relay bench canary [--rate N] [--duration S] [--traffic haproxy] [--json] | relay bench replicas [--replicas N] [--duration S] [--clients N] [--json]',
+          'usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--transform on|off] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench load [--clients N] [--duration S] [--long] [--json] | relay bench crypto [--json] | relay bench rerank [--queries N] [--candidates N] [--budget MS] [--json] | relay bench canary [--rate N] [--duration S] [--traffic haproxy] [--json] | relay bench replicas [--replicas N] [--duration S] [--clients N] [--json] | relay bench failover [--writers N] [--readers N] [--scenario kill-node|kill-postmaster|switchover] [--json]',
         );
       }
       if (values.transform !== undefined && values.transform !== 'on' && values.transform !== 'off') {
