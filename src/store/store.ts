@@ -100,6 +100,11 @@ export class Store {
     await this.router?.start();
   }
 
+  /** The standby's driver (RELAY_READ_DATABASE_URL), for reads that may fall back to it. */
+  get standbyDriver(): Driver | undefined {
+    return this.opts.replica?.driver;
+  }
+
   /** The standby as the last probe saw it; null without one. */
   get standby(): { up: boolean; lagSeconds: number; replayed: bigint | null } | null {
     return this.router?.standbyState ?? null;
