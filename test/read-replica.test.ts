@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { RelayClient } from '../src/client/index.ts';
-import { createPgDriver, Store } from '../src/store/index.ts';
+import { createPgDriver, SqlKeyRepository, Store } from '../src/store/index.ts';
 import { call, type Answer } from './helpers/api.ts';
 import { postgresBinDir, startPgCluster, startStandby, type PgCluster, type PgStandby } from './helpers/pg-cluster.ts';
 import { startRelayProcess, type RelayProcess } from './helpers/relay-process.ts';
@@ -186,6 +186,24 @@ describe('reads on a hot standby with read-your-writes (pg, streaming replicatio
       assert.equal(res.status, 200);
       return (await routed(patient, 'standby', 'no_token')) > before ? true : undefined;
     });
+  });
+
+  it('the key catalog is read on the standby when the primary cannot be reached, and never written there', async () => {
+    const dead = createPgDriver({ appUrl: 'postgres://app_user@127.0.0.1:1/relay_faults', connectTimeoutMs: 1000 });
+    const standbyDriver = createPgDriver({ appUrl: standby.appUrl, poolMax: 1 });
+    try {
+      await sleep(APPLY_DELAY_MS + 500);
+      // The tenant's keys exist: the writes above made them.
+      const fallback = new SqlKeyRepository(dead, 'app', standbyDriver);
+      const keys = await fallback.list(tenant);
+      assert.ok(keys.some((k) => k.kind === 'hmac') && keys.some((k) => k.kind === 'data'), JSON.stringify(keys.map((k) => k.kind)));
+      assert.equal(await fallback.isShredded(tenant), false);
+      // Without the fallback, the same read fails; a write fails either way.
+      await assert.rejects(new SqlKeyRepository(dead, 'app').list(tenant));
+      await assert.rejects(fallback.insert({ ...keys[0]!, version: 999 }));
+    } finally {
+      await Promise.all([dead.close(), standbyDriver.close()]);
+    }
   });
 
   it('RLS holds on the standby: the isolation fuzz slice with every read run there', async () => {
