@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createPgDriver, isConnectionError } from '../src/store/index.ts';
-import { postgresBinDir, startPgCluster, type PgCluster } from './helpers/pg-cluster.ts';
+import { eventually } from './helpers/eventually.ts';
+import { postgresBinDir, startPgCluster, withClient, type PgCluster } from './helpers/pg-cluster.ts';
 import { openQueryStream, sseEvents } from './helpers/raw-stream.ts';
 import { startRelayProcess, type RelayProcess } from './helpers/relay-process.ts';
 
@@ -18,27 +19,6 @@ const skip = bin ? false : 'no PostgreSQL binaries (initdb, pg_ctl) on this mach
 if (!bin) console.log(`# faults-postgres skipped: ${skip}`);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
-
-/** Polls until `fn` returns a value (generous: these waits are for a server to do its part). */
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, limitMs = 60_000): Promise<T> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 async function post(relay: RelayProcess, token: string, body: unknown, headers: Record<string, string> = {}) {
   const res = await fetch(`${relay.url}/api/v1/memory`, {

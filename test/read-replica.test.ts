@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { RelayClient } from '../src/client/index.ts';
 import { createPgDriver, SqlKeyRepository, Store } from '../src/store/index.ts';
 import { call, type Answer } from './helpers/api.ts';
-import { postgresBinDir, startPgCluster, startStandby, type PgCluster, type PgStandby } from './helpers/pg-cluster.ts';
+import { eventually } from './helpers/eventually.ts';
+import { postgresBinDir, startPgCluster, startStandby, withClient, type PgCluster, type PgStandby } from './helpers/pg-cluster.ts';
 import { startRelayProcess, type RelayProcess } from './helpers/relay-process.ts';
 import type { Target } from './helpers/targets.ts';
 import { startFuzzHarness } from './regression/harness.ts';
@@ -29,26 +29,6 @@ type Json = Record<string, unknown>;
 const json = (v: unknown) => v as Json;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const APPLY_DELAY_MS = 2000;
-
-async function withAdmin<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
-
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, limitMs = 30_000): Promise<T> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 describe('reads on a hot standby with read-your-writes (pg, streaming replication)', { skip, timeout: 600_000 }, () => {
   let primary: PgCluster;
@@ -208,7 +188,7 @@ describe('reads on a hot standby with read-your-writes (pg, streaming replicatio
 
   it('RLS holds on the standby: the isolation fuzz slice with every read run there', async () => {
     // Replay at once from here: each read of the fuzz waits for the position before it.
-    await withAdmin(standby.adminUrl, async (c) => {
+    await withClient(standby.adminUrl, async (c) => {
       await c.query('ALTER SYSTEM SET recovery_min_apply_delay = 0');
       await c.query('SELECT pg_reload_conf()');
     });

@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
+import pg from 'pg';
 import { join } from 'node:path';
 
 /**
@@ -158,5 +159,16 @@ export async function startStandby(bin: string, primary: PgCluster, opts: { appl
   } catch (err) {
     standby.destroy();
     throw err;
+  }
+}
+
+/** One session of its own on `url`, ended after `fn`. */
+export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
   }
 }
