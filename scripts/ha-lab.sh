@@ -230,7 +230,9 @@ LAB=''
 cleanup_on_failure() {
   local rc=$?
   if [ $rc -ne 0 ] && [ -n "$LAB" ] && [ -d "$LAB" ]; then
-    log "up failed (exit $rc); logs follow, then the lab is torn down"
+    log "up failed (exit $rc); its processes and logs follow, then the lab is torn down"
+    # What was still running (a bootstrap stuck in initdb shows here, and has no PostgreSQL log yet).
+    ps -eo pid,ppid,etime,stat,args 2>/dev/null | grep -F "$LAB" | grep -v grep >&2 || true
     local f
     for f in "$LAB"/etcd/etcd.log "$LAB"/node1/patroni.log "$LAB"/node2/patroni.log "$LAB"/node1/pglog/*.log "$LAB"/node2/pglog/*.log "$LAB"/haproxy/haproxy.log "$LAB"/db-setup.log; do
       [ -f "$f" ] && { echo "----- $f (last 40 lines)" >&2; tail -n 40 "$f" >&2; }
@@ -439,7 +441,8 @@ lab_up() {
     log "patroni node$n: postgres 127.0.0.1:$([ $n = 1 ] && echo "$PG1_PORT" || echo "$PG2_PORT"), REST 127.0.0.1:$([ $n = 1 ] && echo "$REST1_PORT" || echo "$REST2_PORT") (as $pg_user)"
     start_bg "$LAB/node$n/patroni.pid" "$LAB/node$n/patroni.log" "$pg_user" /usr/bin/patroni "$LAB/node$n.yml"
     # node1 first, so it bootstraps (initdb) and node2 clones it; not required, just tidier
-    [ "$n" = 1 ] && wait_until 60 "node1 to become the primary" node1_primary
+    # Generous: seconds when the machine is quiet, but a loaded CI machine has taken over a minute.
+    [ "$n" = 1 ] && wait_until 180 "node1 to become the primary" node1_primary
   done
 
   # HAProxy: Patroni's REST API says who is primary (/primary 200) and who may serve reads (/replica 200).
@@ -486,13 +489,13 @@ EOF
   # -db: foreground (its PID is ours to record), started in the background like the rest.
   start_bg "$LAB/haproxy/haproxy.pid" "$LAB/haproxy/haproxy.log" root /usr/sbin/haproxy -db -f "$LAB/haproxy/haproxy.cfg"
 
-  log "waiting for a leader and a streaming synchronous replica (up to 60 s)"
+  log "waiting for a leader and a streaming synchronous replica (up to 180 s)"
   ready_or_dead() {
     for n in 1 2; do alive "$(cat "$LAB/node$n/patroni.pid")" || die "patroni node$n exited: see $LAB/node$n/patroni.log"; done
     alive "$(cat "$LAB/haproxy/haproxy.pid")" || die "haproxy exited: see $LAB/haproxy/haproxy.log"
     cluster_ready
   }
-  wait_until 60 "a leader and a streaming replica" ready_or_dead
+  wait_until 180 "a leader and a streaming replica" ready_or_dead
 
   ADMIN_URL="postgres://postgres@127.0.0.1:$HAP_PRIMARY_PORT/postgres"
   log "relay db setup through HAProxy's primary port"

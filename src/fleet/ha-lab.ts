@@ -156,7 +156,7 @@ async function showSetting(url: string, name: string): Promise<string> {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function startHaLab(): Promise<HaLab> {
-  const { stdout } = await runScript(['up'], 180_000);
+  const { stdout } = await runScript(['up'], 600_000);
   const vars = new Map<string, string>();
   for (const line of stdout.split('\n')) {
     const m = /^([A-Z0-9_]+)=(.*)$/.exec(line);
