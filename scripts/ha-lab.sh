@@ -131,7 +131,7 @@ lab_down() {
     pid=$(lab_pid "$lab" "$(postmaster_pid "$lab" "$n")")
     if [ -n "$pid" ]; then
       if [ "$(id -u)" = 0 ]; then
-        setpriv --reuid=postgres --regid=postgres --init-groups env -i PATH="$SYS_PATH" \
+        setpriv --reuid=postgres --regid=postgres --init-groups env -i -C / PATH="$SYS_PATH" \
           "$bin/pg_ctl" stop -D "$lab/node$n/data" -m immediate -w -t 10 >/dev/null 2>&1 || true
       else
         env -i PATH="$SYS_PATH" "$bin/pg_ctl" stop -D "$lab/node$n/data" -m immediate -w -t 10 >/dev/null 2>&1 || true
@@ -244,13 +244,15 @@ cleanup_on_failure() {
 # start_bg PIDFILE LOGFILE USER CMD...: runs CMD in the background in a session of its own, as
 # USER (root: no change), with a clean environment (no PG*/PATRONI_*/ETCD_* of the caller),
 # stdin from /dev/null, stdout and stderr into LOGFILE; its PID into PIDFILE. setsid and setpriv
-# exec (no fork), so $! is the program's own PID.
+# exec (no fork), so $! is the program's own PID. `env -C /`: from the root folder, since the
+# caller's may be one the postgres user cannot enter (a CI clone in a 0700 mktemp folder), and
+# Patroni's bootstrap then waits forever on an initdb that could not start.
 start_bg() {
   local pidfile="$1" logfile="$2" user="$3" home; shift 3
   home=$(dirname "$pidfile")
   local as=()
   if [ "$(id -u)" = 0 ] && [ "$user" != root ]; then as=(setpriv --reuid="$user" --regid="$user" --init-groups); fi
-  setsid "${as[@]}" env -i PATH="$SYS_PATH" HOME="$home" LC_ALL=C.UTF-8 LANG=C.UTF-8 "$@" </dev/null >>"$logfile" 2>&1 &
+  setsid "${as[@]}" env -i -C / PATH="$SYS_PATH" HOME="$home" LC_ALL=C.UTF-8 LANG=C.UTF-8 "$@" </dev/null >>"$logfile" 2>&1 &
   echo $! >"$pidfile"
   disown $! 2>/dev/null || true # no "Killed" job notice from this shell when `down` ends it
 }
