@@ -99,8 +99,8 @@ function keyedDistance(others: ReadonlyArray<{ key: number | null; vector: strin
  * from answering with the HNSW index, whose post-filter could return fewer than k rows.
  */
 function exact(where: string, distance: string): string {
-  return `s AS MATERIALIZED (SELECT id, ${distance} AS distance ${scopeRows(where)}),
-  c AS (SELECT id, distance FROM s ORDER BY distance, id LIMIT $4)`;
+  return `s AS MATERIALIZED (SELECT ctid AS tid, id, ${distance} AS distance ${scopeRows(where)}),
+  c AS (SELECT tid, id, distance FROM s ORDER BY distance, id LIMIT $4)`;
 }
 
 /**
@@ -127,23 +127,25 @@ function adaptive(where: string, keyed: boolean): string {
   const gate = keyed ? ` AND NOT (SELECT mixed FROM o)` : '';
   return `n AS MATERIALIZED (SELECT count(*)::int AS n FROM (SELECT 1 FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 LIMIT $5) x),
   ${keyed ? `o AS MATERIALIZED (SELECT ${mixedKeys('$6')} AS mixed),` : ''}
-  s AS MATERIALIZED (SELECT id, embedding <=> $3::vector AS distance ${scopeRows(where)}),
+  s AS MATERIALIZED (SELECT ctid AS tid, id, embedding <=> $3::vector AS distance ${scopeRows(where)}),
   c AS (
-    (SELECT id, distance FROM s WHERE (SELECT n FROM n) < $5${gate} ORDER BY distance, id LIMIT $4)
+    (SELECT tid, id, distance FROM s WHERE (SELECT n FROM n) < $5${gate} ORDER BY distance, id LIMIT $4)
     UNION ALL
-    (SELECT id, distance FROM (
-       SELECT id, embedding <=> $3::vector AS distance ${scopeRows(where)} AND (SELECT n FROM n) >= $5${gate}
+    (SELECT tid, id, distance FROM (
+       SELECT ctid AS tid, id, embedding <=> $3::vector AS distance ${scopeRows(where)} AND (SELECT n FROM n) >= $5${gate}
        ORDER BY embedding <=> $3::vector LIMIT $4) a))`;
 }
 
 /**
- * The candidates joined back to their rows: k primary-key lookups. The LIMIT keeps the
- * planner from flattening the LATERAL into a join that, misled by the RLS InitPlans'
- * unknown values, hashes the whole scope.
+ * The candidates joined back to their rows: k fetches by the tuple id the branch read them at
+ * (one heap page each; the statement's snapshot keeps it the same row). By primary key, the
+ * planner, taking the RLS quals' unknown values for a selective scope, walked the scope's
+ * B-tree and filtered on id instead: ~900 buffers a row for a 5,000-row scope. The LIMIT
+ * keeps the planner from flattening the LATERAL into a join that hashes the whole scope.
  */
 function withRows(ctes: string, columns: string, extra = ''): string {
   return `WITH ${ctes}
-    SELECT m.*, c.distance${extra} FROM c CROSS JOIN LATERAL (SELECT ${columns} FROM memory_chunks WHERE id = c.id LIMIT 1) m
+    SELECT m.*, c.distance${extra} FROM c CROSS JOIN LATERAL (SELECT ${columns} FROM memory_chunks WHERE ctid = c.tid LIMIT 1) m
     ORDER BY c.distance, c.id`;
 }
 
