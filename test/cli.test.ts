@@ -89,6 +89,15 @@ describe('relay CLI (embedded store)', () => {
     assert.equal(run.code, 1);
     assert.match(run.stderr, /DATABASE_URL and RELAY_MIGRATE_URL/);
   });
+
+  it('says which --shape and --peer values bench ann takes', () => {
+    const shape = relay(['bench', 'ann', '--shape', 'wide'], env);
+    assert.equal(shape.code, 2);
+    assert.match(shape.stderr, /--shape must be standard or peer, got "wide"/);
+    const peer = relay(['bench', 'ann', '--peer', 'pinecone'], env);
+    assert.equal(peer.code, 2);
+    assert.match(peer.stderr, /--peer must be mastra, got "pinecone"/);
+  });
 });
 
 const adminUrl = process.env.RELAY_TEST_ADMIN_URL;

@@ -1,11 +1,22 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { prepareDataKey, sealWithKey, VectorTransform } from '../crypto/index.ts';
 import { prewarm, Store, withVectorIndexRebuilt, type Scope, type SearchStrategy, type SearchVectors } from '../store/index.ts';
+import type { AnnPeer, PeerRow } from './ann-peer.ts';
 import { ClusteredSpace, rng } from './synthetic.ts';
 
+/**
+ * How the rows are spread over scopes. `standard`: 1/6 in 50-row users (ten per tenant), 1/6 in
+ * ten mid users of one tenant, 2/3 in one heavy user. `peer`: the shape of the peer comparison
+ * (docs/benchmarks.md), half in 50-row users (ten per tenant), half in ten mid users of one
+ * tenant; at 100,000 chunks, 100 tenants × 10 users × 50 and 10 users × 5,000.
+ */
+export type AnnShape = 'standard' | 'peer';
+
 export interface AnnBenchOptions {
-  /** Total rows, split 1/6 small users, 1/6 mid users, 2/3 one heavy user. Default 300000. */
+  /** Total rows, spread as `shape` says. Default 300000. */
   chunks: number;
+  /** Default `standard`. */
+  shape: AnnShape;
   queries: number;
   seed: number;
   k: number;
@@ -20,6 +31,8 @@ export interface AnnBenchOptions {
    * vectors, `vector_key` null and a plain query, as before transforms existed. Default true.
    */
   transform: boolean;
+  /** A peer asked the same queries, interleaved with relay's (`--peer mastra`). */
+  peer?: AnnPeer;
   log: (line: string) => void;
 }
 
@@ -33,21 +46,24 @@ interface BenchUser {
 }
 
 const TENANT_PREFIX = 'bench-ann';
+const KINDS = ['small', 'mid', 'heavy'] as const;
+const CLUSTERS = 2000;
 
 /** Users as real tenants look: many small ones, one busy tenant, one agent with a long history. */
-function plan(chunks: number, seed: number, clusterCount: number): BenchUser[] {
+function plan(chunks: number, shape: AnnShape, seed: number, clusterCount: number): BenchUser[] {
   const rand = rng(seed ^ 0x5eed);
   const pick = (n: number) => Array.from({ length: n }, () => Math.floor(rand() * clusterCount));
   const users: BenchUser[] = [];
   const add = (kind: Kind, tenant: string, user: string, size: number, topics: number) => {
-    const tenantId = `${TENANT_PREFIX}-${seed}-${tenant}`;
+    const tenantId = `${TENANT_PREFIX}-${seed}${shape === 'peer' ? '-peer' : ''}-${tenant}`;
     users.push({ kind, scope: { tenantId, userHash: createHash('sha256').update(`${tenantId}/${user}`).digest() }, size, clusters: pick(topics) });
   };
-  const smallUsers = Math.max(1, Math.round(chunks / 6 / 50));
+  const share = shape === 'peer' ? 1 / 2 : 1 / 6;
+  const smallUsers = Math.max(1, Math.round((chunks * share) / 50));
   for (let u = 0; u < smallUsers; u++) add('small', `t${Math.floor(u / 10)}`, `u${u % 10}`, 50, 3);
-  const midSize = Math.max(1, Math.round(chunks / 6 / 10));
+  const midSize = Math.max(1, Math.round((chunks * share) / 10));
   for (let u = 0; u < 10; u++) add('mid', 'busy', `u${u}`, midSize, 12);
-  add('heavy', 'agent', 'long-history', Math.max(1, chunks - smallUsers * 50 - 10 * midSize), 200);
+  if (shape === 'standard') add('heavy', 'agent', 'long-history', Math.max(1, chunks - smallUsers * 50 - 10 * midSize), 200);
   return users;
 }
 
@@ -103,40 +119,67 @@ function transformsOf(users: BenchUser[], seed: number, dim: number): VectorTran
   });
 }
 
-async function load(
-  store: Store,
-  users: BenchUser[],
-  space: ClusteredSpace,
-  seed: number,
-  transforms: VectorTransform[] | null,
-  log: (l: string) => void,
-): Promise<void> {
-  const bursts = timeline(users, seed);
+/** The bench's row ids: the same for a seed and shape in every run, so a peer loaded later holds them too. */
+function benchId(seed: number, shape: AnnShape, n: number): string {
+  const h = createHash('sha256').update(`relay bench ann row/${seed}/${shape}/${n}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+/** One burst of rows as written: raw vectors (the model's space) and their ids. */
+export interface BenchBurst {
+  user: number;
+  rows: Array<{ id: string; vector: Float32Array }>;
+}
+
+/**
+ * Every row of the bench, burst by burst in write order: the same ids and vectors for a seed
+ * and shape in every run and every call (a space of its own: the same centers, its own noise).
+ */
+function* bursts(users: BenchUser[], dim: number, seed: number, shape: AnnShape): Generator<BenchBurst> {
+  const space = new ClusteredSpace(dim, CLUSTERS, seed);
   const rand = rng(seed ^ 0x10ad);
+  let n = 0;
+  for (const b of timeline(users, seed)) {
+    const user = users[b.user]!;
+    const rows = Array.from({ length: b.count }, () => ({
+      id: benchId(seed, shape, n++),
+      vector: space.near(user.clusters[Math.floor(rand() * user.clusters.length)]!),
+    }));
+    yield { user: b.user, rows };
+  }
+}
+
+/** The id of the first row the bench writes for a user (no vectors drawn): what says a --keep run's rows are these. */
+function firstIdOf(users: BenchUser[], user: number, seed: number, shape: AnnShape): string {
+  let n = 0;
+  for (const b of timeline(users, seed)) {
+    if (b.user === user) return benchId(seed, shape, n);
+    n += b.count;
+  }
+  throw new Error('bench ann: the user writes no rows');
+}
+
+async function load(store: Store, users: BenchUser[], source: Iterator<BenchBurst>, transforms: VectorTransform[] | null, log: (l: string) => void): Promise<void> {
   const started = Date.now();
   let written = 0;
-  let next = 0;
   const worker = async () => {
     for (;;) {
-      const b = bursts[next++];
-      if (!b) return;
+      const next = source.next();
+      if (next.done) return;
+      const b = next.value;
       const user = users[b.user]!;
       const transform = transforms?.[b.user];
-      const rows = Array.from({ length: b.count }, () => {
-        const id = randomUUID();
-        const v = space.near(user.clusters[Math.floor(rand() * user.clusters.length)]!);
-        return {
-          id,
-          ciphertext: sealWithKey(BENCH_KEY, TEXT, { tenantId: user.scope.tenantId, userHash: user.scope.userHash, chunkId: id, purpose: 'bench.text' }),
-          keyId: 'dk:1',
-          embedding: transform ? transform.apply(v) : v,
-          vectorKey: transform ? BENCH_VECTOR_KEY : null,
-          embedderId: 'bench-synthetic',
-        };
-      });
+      const rows = b.rows.map(({ id, vector }) => ({
+        id,
+        ciphertext: sealWithKey(BENCH_KEY, TEXT, { tenantId: user.scope.tenantId, userHash: user.scope.userHash, chunkId: id, purpose: 'bench.text' }),
+        keyId: 'dk:1',
+        embedding: transform ? transform.apply(vector) : vector,
+        vectorKey: transform ? BENCH_VECTOR_KEY : null,
+        embedderId: 'bench-synthetic',
+      }));
       await store.withScope(user.scope, (c) => c.insert(rows));
-      written += b.count;
-      if (written % 50000 < b.count) log(`loaded ${written} rows (${Math.round(written / ((Date.now() - started) / 1000))}/s)`);
+      written += rows.length;
+      if (written % 50000 < rows.length) log(`loaded ${written} rows (${Math.round(written / ((Date.now() - started) / 1000))}/s)`);
     }
   };
   await Promise.all(Array.from({ length: 4 }, worker));
@@ -152,20 +195,46 @@ interface Sample {
 
 interface BenchQuery {
   user: number;
+  /** The query in the model's space: what a peer storing raw vectors is asked. */
+  raw: Float32Array;
   /** What the search is given: the raw vector, or (transform on) the keyed query the service sends. */
   search: Float32Array | SearchVectors;
 }
 
-async function runQueries(store: Store, users: BenchUser[], queries: BenchQuery[], k: number): Promise<Sample[]> {
+async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }> {
+  const started = process.hrtime.bigint();
+  const value = await fn();
+  return { value, ms: Number(process.hrtime.bigint() - started) / 1e6 };
+}
+
+/**
+ * Each query on `store` and, given a peer, on the peer right after or right before it (the
+ * order alternates), so that both see the same moment of the machine.
+ */
+async function runQueries(store: Store, users: BenchUser[], queries: BenchQuery[], k: number, peer?: AnnPeer): Promise<{ samples: Sample[]; peer: Sample[] }> {
   const samples: Sample[] = [];
-  for (const q of queries) {
+  const peerSamples: Sample[] = [];
+  for (const [n, q] of queries.entries()) {
     const user = users[q.user]!;
-    const started = process.hrtime.bigint();
-    const outcome = await store.withScope(user.scope, (c) => c.search(q.search, k));
-    const ms = Number(process.hrtime.bigint() - started) / 1e6;
-    samples.push({ kind: user.kind, ms, ids: outcome.hits.map((h) => h.id), strategy: outcome.strategy, expected: Math.min(k, user.size) });
+    const expected = Math.min(k, user.size);
+    const ours = async () => {
+      const { value, ms } = await timed(() => store.withScope(user.scope, (c) => c.search(q.search, k)));
+      samples.push({ kind: user.kind, ms, ids: value.hits.map((h) => h.id), strategy: value.strategy, expected });
+    };
+    const theirs = async () => {
+      if (!peer) return;
+      const { value, ms } = await timed(() => peer.query(user.scope.tenantId, user.scope.userHash.toString('hex'), q.raw, k));
+      peerSamples.push({ kind: user.kind, ms, ids: value, strategy: 'exact', expected });
+    };
+    if (n % 2 === 0) {
+      await ours();
+      await theirs();
+    } else {
+      await theirs();
+      await ours();
+    }
   }
-  return samples;
+  return { samples, peer: peerSamples };
 }
 
 /**
@@ -174,26 +243,44 @@ async function runQueries(store: Store, users: BenchUser[], queries: BenchQuery[
  */
 export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOptions): Promise<Record<string, unknown>> {
   const { log, k } = opts;
-  const space = new ClusteredSpace(store.embeddingDim, 2000, opts.seed);
-  const users = plan(opts.chunks, opts.seed, space.centers.length);
-  const heavy = users.find((u) => u.kind === 'heavy')!;
+  // The queries' space; the rows are drawn from one of their own (bursts), so the queries are
+  // the same whether this run loads or reuses rows.
+  const space = new ClusteredSpace(store.embeddingDim, CLUSTERS, opts.seed);
+  const users = plan(opts.chunks, opts.shape, opts.seed, space.centers.length);
+  const kindsPresent = KINDS.filter((kind) => users.some((u) => u.kind === kind));
+  // The largest scope: the one whose rows say whether a --keep run left them.
+  const largest = users.reduce((a, b) => (b.size > a.size ? b : a));
   const transforms = opts.transform ? transformsOf(users, opts.seed, store.embeddingDim) : null;
   const vectorKey = opts.transform ? BENCH_VECTOR_KEY : null;
   const mode = opts.transform ? 'on' : 'off';
 
-  const present = await store.withScope(heavy.scope, (c) => c.list(1));
-  const left = present.chunks[0];
+  const firstId = firstIdOf(users, users.indexOf(largest), opts.seed, opts.shape);
+  const left = await store.withScope(largest.scope, (c) => c.get(firstId));
   if (opts.reuse && left && left.vectorKey === vectorKey) {
     log(`reusing rows left by an earlier --keep run (transform ${mode})`);
   } else {
     // Rows left with the transform the other way would make every large scope read as mixed
     // (searched exactly) or be compared in the wrong space: load again.
     if (opts.reuse && left) log(`the rows left by an earlier --keep run are ${left.vectorKey === null ? 'raw' : `under vector key ${left.vectorKey}`}, not what --transform ${mode} stores: loading again`);
+    if (opts.reuse && !left) log('no rows of an earlier --keep run with this --chunks, --shape and --seed: loading');
     await cleanup(store, users);
     log(`loading ${opts.chunks} rows for ${users.length} users (interleaved bursts, transform ${mode})`);
     const started = Date.now();
-    await withVectorIndexRebuilt(store.driver, () => load(store, users, space, opts.seed, transforms, log));
+    const source = bursts(users, store.embeddingDim, opts.seed, opts.shape);
+    await withVectorIndexRebuilt(store.driver, () => load(store, users, source, transforms, log));
     log(`loaded and indexed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  }
+  const peer = opts.peer;
+  let peerLoadS: number | null = null;
+  if (peer) {
+    if (opts.reuse && (await peer.count()) === opts.chunks) {
+      log(`peer ${peer.name}: reusing its ${opts.chunks} rows`);
+    } else {
+      log(`peer ${peer.name} ${peer.version}: loading the same ${opts.chunks} rows (raw vectors)`);
+      const started = Date.now();
+      await peer.load(peerBatches(users, bursts(users, store.embeddingDim, opts.seed, opts.shape)), log);
+      peerLoadS = round((Date.now() - started) / 1000, 1);
+    }
   }
   // What `relay db index-scopes` does on a server: an HNSW index of its own for each large scope.
   const scopeStarted = Date.now();
@@ -204,9 +291,9 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
   const makeQueries = (seed: number) => {
     const rand = rng(seed);
     const out: BenchQuery[] = [];
-    (['small', 'mid', 'heavy'] as const).forEach((kind, n) => {
+    kindsPresent.forEach((kind, n) => {
       const pool = byKind(kind);
-      const count = Math.floor(opts.queries / 3) + (n < opts.queries % 3 ? 1 : 0);
+      const count = Math.floor(opts.queries / kindsPresent.length) + (n < opts.queries % kindsPresent.length ? 1 : 0);
       for (let j = 0; j < count; j++) {
         const { u, i } = pool[Math.floor(rand() * pool.length)]!;
         const q = space.near(u.clusters[Math.floor(rand() * u.clusters.length)]!);
@@ -214,7 +301,7 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
         // before the search too); the exact baseline gets the same keyed query, so its top k
         // is the exact top k in the rows' own space (Q is orthogonal: the raw space's as well).
         const t = transforms?.[i];
-        out.push({ user: i, search: t ? { primary: { key: BENCH_VECTOR_KEY, vector: t.apply(q) }, others: [{ key: null, vector: q }] } : q });
+        out.push({ user: i, raw: q, search: t ? { primary: { key: BENCH_VECTOR_KEY, vector: t.apply(q) }, others: [{ key: null, vector: q }] } : q });
       }
     });
     return out;
@@ -232,49 +319,66 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
   const sharedBuffers = settings.rows[0]?.sb ?? 'unknown';
   log(`shared_buffers ${sharedBuffers}, memory_chunks with indexes ${settings.rows[0]?.rel}; prewarmed: ${warmed.length > 0 ? warmed.join(', ') : 'no (pg_prewarm missing)'}`);
   log('warming up with a different query set of the same mix');
-  await runQueries(store, users, makeQueries(opts.seed ^ 0x3a3a), k);
-  log(`running ${queries.length} filtered searches`);
-  const ann = await runQueries(store, users, queries, k);
+  await runQueries(store, users, makeQueries(opts.seed ^ 0x3a3a), k, peer);
+  log(`running ${queries.length} filtered searches${peer ? `, each beside the same search on ${peer.name}` : ''}`);
+  const { samples: ann, peer: theirs } = await runQueries(store, users, queries, k, peer);
   log('running the same searches exactly (baseline)');
-  const exact = await runQueries(exactStore, users, queries, k);
+  const { samples: exact } = await runQueries(exactStore, users, queries, k);
 
-  const summarize = (idx: number[]) => {
-    const ms = idx.map((i) => ann[i]!.ms).sort((a, b) => a - b);
-    const ems = idx.map((i) => exact[i]!.ms).sort((a, b) => a - b);
+  const summarize = (samples: Sample[], idx: number[]) => {
+    const ms = idx.map((i) => samples[i]!.ms).sort((a, b) => a - b);
     let underfilled = 0;
-    for (const i of idx) if (ann[i]!.ids.length < ann[i]!.expected) underfilled++;
+    for (const i of idx) if (samples[i]!.ids.length < samples[i]!.expected) underfilled++;
     return {
       queries: idx.length,
       p50_ms: round(quantile(ms, 0.5)),
       p95_ms: round(quantile(ms, 0.95)),
       // A kind with no queries (fewer than three in all) has no recall, not a perfect one.
-      recall_at_10: idx.length > 0 ? round(recallAt(idx.map((i) => ({ got: ann[i]!.ids, truth: exact[i]!.ids })), k), 4) : null,
+      recall_at_10: idx.length > 0 ? round(recallAt(idx.map((i) => ({ got: samples[i]!.ids, truth: exact[i]!.ids })), k), 4) : null,
       underfilled,
-      exact_p50_ms: round(quantile(ems, 0.5)),
-      exact_p95_ms: round(quantile(ems, 0.95)),
     };
   };
-  const all = summarize(ann.map((_, i) => i));
-  const kinds = Object.fromEntries(
-    (['small', 'mid', 'heavy'] as const).map((kind) => [kind, summarize(ann.flatMap((s, i) => (s.kind === kind ? [i] : [])))]),
-  );
+  const withExact = (idx: number[]) => {
+    const ems = idx.map((i) => exact[i]!.ms).sort((a, b) => a - b);
+    return { ...summarize(ann, idx), exact_p50_ms: round(quantile(ems, 0.5)), exact_p95_ms: round(quantile(ems, 0.95)) };
+  };
+  const ofKind = (kind: Kind) => ann.flatMap((s, i) => (s.kind === kind ? [i] : []));
+  const all = withExact(ann.map((_, i) => i));
+  const kinds = Object.fromEntries(kindsPresent.map((kind) => [kind, withExact(ofKind(kind))]));
+  const p95Of = (samples: Sample[], idx: number[]) => quantile(idx.map((i) => samples[i]!.ms).sort((a, b) => a - b), 0.95);
+  // Per kind, relay's p95 over the peer's (from the unrounded times): the goal is ≤ 0.5 on every kind.
+  const peerSummary = peer && {
+    name: peer.name,
+    version: peer.version,
+    load_s: peerLoadS,
+    ...summarize(theirs, theirs.map((_, i) => i)),
+    kinds: Object.fromEntries(kindsPresent.map((kind) => [kind, summarize(theirs, ofKind(kind))])),
+    p95_ratio: Object.fromEntries(
+      [['all', ann.map((_, i) => i)] as const, ...kindsPresent.map((kind) => [kind, ofKind(kind)] as const)].map(([name, idx]) => [
+        name,
+        round(ratioTo(p95Of(ann, idx), p95Of(theirs, idx), `the peer's p95 (${name})`), 3),
+      ]),
+    ),
+  };
   const strategies: Record<string, number> = {};
   for (const s of ann) strategies[s.strategy] = (strategies[s.strategy] ?? 0) + 1;
 
   if (!opts.keep) {
     await cleanup(store, users);
     await store.ensureScopeIndexes({ minRows: store.tuning.exactMax, concurrently: false, log });
+    await peer?.drop();
   }
-  const heavyStats = kinds.heavy!;
+  const heavyStats = kinds.heavy;
   return {
     bench: 'ann',
     chunks: opts.chunks,
+    shape: opts.shape,
     dim: store.embeddingDim,
     k,
     transform: mode,
     ...all,
-    heavy_p95_ms: heavyStats.p95_ms,
-    heavy_recall_at_10: heavyStats.recall_at_10,
+    heavy_p95_ms: heavyStats?.p95_ms ?? null,
+    heavy_recall_at_10: heavyStats?.recall_at_10 ?? null,
     // From the unrounded times: a rounded exact p95 could read 0.
     p95_vs_exact: round(
       ratioTo(
@@ -289,7 +393,22 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
     scope_indexes: scopeIndexes.created.length + scopeIndexes.kept,
     strategies,
     kinds,
+    ...(peerSummary ? { peer: peerSummary } : {}),
   };
+}
+
+/** The rows as the peer files them, in batches of up to 1,000 (raw vectors, tenant and user hash as metadata). */
+function* peerBatches(users: BenchUser[], source: Iterable<BenchBurst>): Generator<PeerRow[]> {
+  let batch: PeerRow[] = [];
+  for (const b of source) {
+    const user = users[b.user]!;
+    for (const r of b.rows) batch.push({ id: r.id, tenant: user.scope.tenantId, user: user.scope.userHash.toString('hex'), vector: r.vector });
+    if (batch.length >= 1000) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
 }
 
 /**

@@ -1,4 +1,5 @@
-export { benchAnn, type AnnBenchOptions } from './ann.ts';
+export { benchAnn, type AnnBenchOptions, type AnnShape } from './ann.ts';
+export { mastraPeer, PEER_INSTALL, type AnnPeer } from './ann-peer.ts';
 export { ClusteredSpace, gaussian, normalize, rng } from './synthetic.ts';
 export { benchQuery, type QueryBenchOptions } from './query.ts';
 export { closedLoop, errorCode, openLoop, percentile, postJson, sseRequest, SseParser, type Frame, type Outcome } from './load.ts';

@@ -1,10 +1,11 @@
-import { benchAnn, benchLoad, benchQuery, benchReplicas, benchRerank, runFailover, type FailoverScenario } from '../bench/index.ts';
+import { benchAnn, mastraPeer, type AnnPeer, type AnnShape, benchLoad, benchQuery, benchReplicas, benchRerank, runFailover, type FailoverScenario } from '../bench/index.ts';
 import { loadConfig } from '../config/index.ts';
 import { Store, openStore, primaryOnly } from '../store/index.ts';
 import { haLabAvailable } from '../fleet/index.ts';
 
 export interface BenchAnnArgs {
   chunks: number;
+  shape: AnnShape;
   queries: number;
   seed: number;
   json: boolean;
@@ -12,6 +13,8 @@ export interface BenchAnnArgs {
   reuse: boolean;
   /** Vectors at rest under the keyed transform (`--transform on`, the default). */
   transform: boolean;
+  /** `--peer mastra`: the same rows and queries on Mastra's PgVector, interleaved. */
+  peer?: 'mastra';
 }
 
 /** `relay bench ann`: needs a server store (DATABASE_URL and RELAY_MIGRATE_URL); meant for a scratch database. */
@@ -23,9 +26,12 @@ export async function runBenchAnn(args: BenchAnnArgs): Promise<void> {
   const store = await openStore({ location: primaryOnly(config.store), appRole: config.appRole, embeddingDim: config.embeddingDim, search: config.search });
   const exactStore = new Store(store.driver, { appRole: config.appRole, embeddingDim: config.embeddingDim, search: { exactMax: Number.MAX_SAFE_INTEGER } });
   const log = (line: string) => console.error(`bench ann: ${line}`);
+  let peer: AnnPeer | undefined;
   try {
+    // The peer creates its own table: it connects as the owner role.
+    if (args.peer) peer = await mastraPeer(config.store.migrateUrl, config.embeddingDim);
     await store.migrate();
-    const summary = await benchAnn(store, exactStore, { ...args, k: 10, log });
+    const summary = await benchAnn(store, exactStore, { ...args, peer, k: 10, log });
     if (!args.json) {
       const kinds = summary.kinds as Record<string, Record<string, number>>;
       console.log('kind    queries  p50_ms  p95_ms  recall@10  underfilled  exact_p95_ms');
@@ -35,6 +41,7 @@ export async function runBenchAnn(args: BenchAnnArgs): Promise<void> {
     }
     console.log(JSON.stringify(summary));
   } finally {
+    await peer?.close();
     await store.close();
   }
 }

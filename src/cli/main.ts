@@ -47,7 +47,7 @@ const USAGE = `usage: relay <command>
   keys rotate-master                      rewrap every tenant key under RELAY_NEW_MASTER_KEY(_FILE)
   reindex --tenant T [--batch-size N]    re-embed the tenant's rows written by another embedder (resumable)
   bench crypto [--json]                   seal/open throughput against bare AES-256-GCM on one core
-  bench ann [--chunks 300000] [--queries 300] [--seed 1] [--transform on|off] [--json] [--keep] [--reuse]
+  bench ann [--chunks 300000] [--shape standard|peer] [--queries 300] [--seed 1] [--transform on|off] [--peer mastra] [--json] [--keep] [--reuse]
                                           filtered vector search vs exact search on a server PostgreSQL
                                           (vectors under the keyed transform, as the service stores them; off: raw)
   bench query [--chunks 20000] [--duration 30] [--rate 200] [--clients 50] [--seed 1] [--json]
@@ -110,6 +110,8 @@ async function main(argv: string[]): Promise<void> {
       keep: { type: 'boolean', default: false },
       reuse: { type: 'boolean', default: false },
       transform: { type: 'string' },
+      shape: { type: 'string' },
+      peer: { type: 'string' },
       long: { type: 'boolean', default: false },
       stable: { type: 'string' },
       candidate: { type: 'string' },
@@ -224,14 +226,20 @@ async function main(argv: string[]): Promise<void> {
       }
       if (sub !== 'ann') {
         throw new UsageError(
-          'usage: relay bench ann [--chunks N] [--queries N] [--seed N] [--transform on|off] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench load [--clients N] [--duration S] [--long] [--json] | relay bench crypto [--json] | relay bench rerank [--queries N] [--candidates N] [--budget MS] [--json] | relay bench canary [--rate N] [--duration S] [--traffic haproxy] [--json] | relay bench replicas [--replicas N] [--duration S] [--clients N] [--json] | relay bench failover [--writers N] [--readers N] [--scenario kill-node|kill-postmaster|switchover] [--json]',
+          'usage: relay bench ann [--chunks N] [--shape standard|peer] [--queries N] [--seed N] [--transform on|off] [--peer mastra] [--json] | relay bench query [--chunks N] [--duration S] [--rate N] [--clients N] [--json] | relay bench load [--clients N] [--duration S] [--long] [--json] | relay bench crypto [--json] | relay bench rerank [--queries N] [--candidates N] [--budget MS] [--json] | relay bench canary [--rate N] [--duration S] [--traffic haproxy] [--json] | relay bench replicas [--replicas N] [--duration S] [--clients N] [--json] | relay bench failover [--writers N] [--readers N] [--scenario kill-node|kill-postmaster|switchover] [--json]',
         );
       }
       if (values.transform !== undefined && values.transform !== 'on' && values.transform !== 'off') {
         throw new UsageError(`--transform must be on or off, got ${JSON.stringify(values.transform)}`);
       }
+      if (values.peer !== undefined && values.peer !== 'mastra') throw new UsageError(`--peer must be mastra, got ${JSON.stringify(values.peer)}`);
+      if (values.shape !== undefined && values.shape !== 'standard' && values.shape !== 'peer') {
+        throw new UsageError(`--shape must be standard or peer, got ${JSON.stringify(values.shape)}`);
+      }
       return (await load.bench()).runBenchAnn({
         chunks: int(values.chunks, 'chunks', 300000)!,
+        shape: values.shape ?? 'standard',
+        peer: values.peer,
         queries: int(values.queries, 'queries', 300)!,
         seed: int(values.seed, 'seed', 1)!,
         json: values.json,
