@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { scopeIndexName, SCOPE_INDEX_PREFIX, type Scope, type Store } from '../src/store/index.ts';
+import { indexedDistance } from '../src/store/search.ts';
 import { chunk, ClusteredSpace, scopeOf, testTenant } from './helpers/fixtures.ts';
 import { targets } from './helpers/targets.ts';
 
@@ -71,12 +72,25 @@ for (const target of targets()) {
         // As the search's HNSW branch runs: sorting the whole scope is priced out (search settings).
         await sql.exec('SET LOCAL enable_sort = off');
         const res = await sql.query<Record<string, string>>(
-          'EXPLAIN SELECT id FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 ORDER BY embedding <=> $3::vector LIMIT 10',
+          `EXPLAIN SELECT id FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 ORDER BY ${indexedDistance(q.length)} LIMIT 10`,
           [big.tenantId, big.userHash, `[${Array.from(q).join(',')}]`],
         );
         return res.rows.map((r) => Object.values(r)[0]).join('\n');
       });
       assert.match(plan, new RegExp(`Index Scan using ${name}`));
+      // The scope's index is the table-wide one restricted to it: the same half-precision expression.
+      const defs = await scopeIndexes();
+      assert.match(defs.get(name) ?? '', /USING hnsw \(\(\(embedding\)::halfvec\(\d+\)\) halfvec_cosine_ops\)/);
+      // A scope without an index of its own is served by the table-wide one (migration 0007's).
+      const shared = await store.withScopeSql(small, async (sql) => {
+        await sql.exec('SET LOCAL enable_sort = off');
+        const res = await sql.query<Record<string, string>>(
+          `EXPLAIN SELECT id FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 ORDER BY ${indexedDistance(q.length)} LIMIT 10`,
+          [small.tenantId, small.userHash, `[${Array.from(q).join(',')}]`],
+        );
+        return res.rows.map((r) => Object.values(r)[0]).join('\n');
+      });
+      assert.match(shared, /Index Scan using memory_chunks_embedding_hnsw_idx/);
 
       const got = await store.withScope(big, (c) => c.search(q, 10));
       assert.equal(got.strategy, 'hnsw');

@@ -312,10 +312,15 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
   // (when pg_prewarm is there and they fit), caches warmed by other queries of the same mix.
   const warmed = await prewarm(store.driver);
   const settings = await store.driver.ownerTransaction((sql) =>
-    sql.query<{ sb: string; rel: string }>(
-      "SELECT current_setting('shared_buffers') AS sb, pg_size_pretty(pg_total_relation_size('memory_chunks')) AS rel",
+    sql.query<{ sb: string; rel: string; table_bytes: string; index_bytes: string; rows: number }>(
+      `SELECT current_setting('shared_buffers') AS sb, pg_size_pretty(pg_total_relation_size('memory_chunks')) AS rel,
+              pg_table_size('memory_chunks') AS table_bytes, pg_indexes_size('memory_chunks') AS index_bytes,
+              (SELECT count(*)::int FROM memory_chunks) AS rows`,
     ),
   );
+  // Per row of the table (the bench's rows, unless the database holds others): heap and TOAST, and every index.
+  const sizes = settings.rows[0];
+  const perRow = (bytes: string | undefined) => (sizes && sizes.rows > 0 ? Math.round(Number(bytes) / sizes.rows) : null);
   const sharedBuffers = settings.rows[0]?.sb ?? 'unknown';
   log(`shared_buffers ${sharedBuffers}, memory_chunks with indexes ${settings.rows[0]?.rel}; prewarmed: ${warmed.length > 0 ? warmed.join(', ') : 'no (pg_prewarm missing)'}`);
   log('warming up with a different query set of the same mix');
@@ -389,6 +394,8 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
       3,
     ),
     shared_buffers: sharedBuffers,
+    table_bytes_per_chunk: perRow(sizes?.table_bytes),
+    index_bytes_per_chunk: perRow(sizes?.index_bytes),
     prewarmed: warmed.length > 0,
     scope_indexes: scopeIndexes.created.length + scopeIndexes.kept,
     strategies,

@@ -25,6 +25,7 @@ export const EnvSchema = z.object({
   RELAY_MAX_STANDBY_LAG_MS: intIn(1, 3_600_000, 5000),
   RELAY_SEARCH_EXACT_MAX: intIn(0, 10_000_000, 2000),
   RELAY_HNSW_EF_SEARCH: intIn(1, 1000, 100),
+  RELAY_HNSW_EF_SEARCH_SHARED: intIn(1, 1000, 150),
   RELAY_HNSW_MAX_SCAN_TUPLES: intIn(1, 100_000_000, 20000),
   RELAY_EMBEDDER: z.enum(['hash', 'openai', 'onnx']).default('hash'),
   RELAY_EMBED_BATCH_SIZE: intIn(1, 2048, 64),
@@ -154,7 +155,7 @@ export interface Config {
   embeddingDim: number;
   /** RELAY_VECTOR_TRANSFORM: new vectors stored under their scope's keyed orthogonal transform (docs/security.md). */
   vectorTransform: boolean;
-  search: { exactMax: number; efSearch: number; maxScanTuples: number };
+  search: { exactMax: number; efSearch: number; efSearchShared: number; maxScanTuples: number };
   embed: EmbedConfig;
   auth: AuthConfig;
   api: ApiConfig;
@@ -291,7 +292,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     appRole: e.RELAY_APP_ROLE,
     embeddingDim: e.RELAY_EMBED_DIM,
     vectorTransform: e.RELAY_VECTOR_TRANSFORM === 'on',
-    search: { exactMax: e.RELAY_SEARCH_EXACT_MAX, efSearch: e.RELAY_HNSW_EF_SEARCH, maxScanTuples: e.RELAY_HNSW_MAX_SCAN_TUPLES },
+    search: { exactMax: e.RELAY_SEARCH_EXACT_MAX, efSearch: e.RELAY_HNSW_EF_SEARCH, efSearchShared: e.RELAY_HNSW_EF_SEARCH_SHARED, maxScanTuples: e.RELAY_HNSW_MAX_SCAN_TUPLES },
     embed: {
       kind: e.RELAY_EMBEDDER,
       dimensions: e.RELAY_EMBED_DIM,

@@ -344,7 +344,7 @@ export class ScopedChunks {
     const started = process.hrtime.bigint();
     if (this.searchDelayMs > 0) await this.sql.query('SELECT pg_sleep($1)', [this.searchDelayMs / 1000]);
     const { neighbours, strategy } = await nearestInScope<ChunkRecord>(
-      this.sql, COLUMNS, this.scope.tenantId, this.scope.userHash, query, k, this.tuning, where, !filter,
+      this.sql, COLUMNS, this.dim, this.scope.tenantId, this.scope.userHash, query, k, this.tuning, where, !filter,
     );
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     // The index answered alone with fewer than k: only possible if a search path lost rows

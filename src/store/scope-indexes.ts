@@ -88,11 +88,11 @@ export async function ensureScopeIndexes(driver: Driver, opts: ScopeIndexOptions
       const indexes = await listScopeIndexes(sql);
       const existing = new Set(indexes.filter((r) => r.valid).map((r) => r.name));
       const invalid = indexes.filter((r) => !r.valid).map((r) => r.name);
-      const options = await sql.query<{ opts: string | null }>(
-        "SELECT array_to_string(c.reloptions, ', ') AS opts FROM pg_class c WHERE c.oid = to_regclass($1)",
-        [VECTOR_INDEX],
-      );
-      const withOpts = options.rows[0]?.opts ?? 'm=16, ef_construction=64';
+      // Each scope's index is the table-wide one restricted to the scope: the same expression,
+      // operator class and build options (what the search orders by), read from the catalog.
+      const def = await sql.query<{ def: string | null }>('SELECT pg_get_indexdef(to_regclass($1)) AS def', [VECTOR_INDEX]);
+      const method = /\sUSING hnsw (.+)$/.exec(def.rows[0]?.def ?? '')?.[1];
+      if (!method) throw new Error(`${VECTOR_INDEX} is missing or not an HNSW index: run migrations first`);
 
       const wanted = new Map<string, { tenantId: string; userHash: Buffer; rows: number }>();
       const keepable = new Set<string>();
@@ -116,8 +116,8 @@ export async function ensureScopeIndexes(driver: Driver, opts: ScopeIndexOptions
         }
         log(`building ${name} for a scope of ${scope.rows} rows`);
         const ddl = await sql.query<{ ddl: string }>(
-          `SELECT format('CREATE INDEX ${concurrently ? 'CONCURRENTLY ' : ''}IF NOT EXISTS %I ON memory_chunks USING hnsw (embedding vector_cosine_ops) WITH (${withOpts}) WHERE tenant_id = %L AND user_hash = %L::bytea', $1::text, $2::text, '\\x' || encode($3::bytea, 'hex')) AS ddl`,
-          [name, scope.tenantId, scope.userHash],
+          `SELECT format('CREATE INDEX ${concurrently ? 'CONCURRENTLY ' : ''}IF NOT EXISTS %I ON memory_chunks USING hnsw %s WHERE tenant_id = %L AND user_hash = %L::bytea', $1::text, $4::text, $2::text, '\\x' || encode($3::bytea, 'hex')) AS ddl`,
+          [name, scope.tenantId, scope.userHash, method],
         );
         await sql.exec(ddl.rows[0]!.ddl);
         report.created.push(name);

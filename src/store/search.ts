@@ -7,13 +7,19 @@ export interface SearchTuning {
    * then a distance sort). Larger scopes use HNSW with iterative scans. Default 2000.
    */
   exactMax: number;
-  /** `hnsw.ef_search` for large scopes. Default 100. */
+  /** `hnsw.ef_search` for a large scope with an HNSW index of its own. Default 100. */
   efSearch: number;
+  /**
+   * `hnsw.ef_search` for a large scope served by the table-wide index: what its walk finds is
+   * shared with other scopes, whose rows the filter drops, so it looks further to keep recall
+   * (measured: docs/benchmarks.md, "halfvec and ef_search per index"). Default 150.
+   */
+  efSearchShared: number;
   /** `hnsw.max_scan_tuples`: how far an iterative scan may go before giving up. Default 20000. */
   maxScanTuples: number;
 }
 
-export const DEFAULT_SEARCH_TUNING: SearchTuning = { exactMax: 2000, efSearch: 100, maxScanTuples: 20000 };
+export const DEFAULT_SEARCH_TUNING: SearchTuning = { exactMax: 2000, efSearch: 100, efSearchShared: 150, maxScanTuples: 20000 };
 
 /**
  * Transaction-local pgvector settings, applied with the scope in the transaction's
@@ -26,7 +32,7 @@ export function searchSettings(tuning: SearchTuning, scope: { ownIndex: boolean 
     // own needs a plan made with its values (a generic plan cannot prove the partial index's
     // predicate); any other scope may get PostgreSQL's cached generic plan and skip planning.
     ['plan_cache_mode', scope.ownIndex ? 'force_custom_plan' : 'force_generic_plan'],
-    ['hnsw.ef_search', String(tuning.efSearch)],
+    ['hnsw.ef_search', String(scope.ownIndex ? tuning.efSearch : tuning.efSearchShared)],
     ['hnsw.iterative_scan', 'relaxed_order'],
     ['hnsw.max_scan_tuples', String(tuning.maxScanTuples)],
     // The HNSW branch runs only for a large scope, but the planner prices it before the
@@ -114,6 +120,16 @@ function mixedKeys(primaryKey: string): string {
 }
 
 /**
+ * What the HNSW indexes order by (migration 0007): the distance between half-precision copies.
+ * The graph walk reads half the pages; what a search returns is still ordered and reported by
+ * the full-precision distance, computed for the k rows it found.
+ */
+export function indexedDistance(dim: number): string {
+  if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`dim must be a positive integer, got ${dim}`);
+  return `embedding::halfvec(${dim}) <=> $3::halfvec(${dim})`;
+}
+
+/**
  * One statement that picks its own path: an index-only count of the scope, capped at $5,
  * gates two branches with one-time filters, so only one of them runs — exact for a small
  * scope, HNSW (iterative scan) for a large one. The count ignores the extra conditions (it
@@ -123,7 +139,7 @@ function mixedKeys(primaryKey: string): string {
  * or rows of a release with the transform off): the statement comes back empty and the exact
  * search, with the query in every space, settles it.
  */
-function adaptive(where: string, keyed: boolean): string {
+function adaptive(where: string, keyed: boolean, dim: number): string {
   const gate = keyed ? ` AND NOT (SELECT mixed FROM o)` : '';
   return `n AS MATERIALIZED (SELECT count(*)::int AS n FROM (SELECT 1 FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 LIMIT $5) x),
   ${keyed ? `o AS MATERIALIZED (SELECT ${mixedKeys('$6')} AS mixed),` : ''}
@@ -133,7 +149,7 @@ function adaptive(where: string, keyed: boolean): string {
     UNION ALL
     (SELECT tid, id, distance FROM (
        SELECT ctid AS tid, id, embedding <=> $3::vector AS distance ${scopeRows(where)} AND (SELECT n FROM n) >= $5${gate}
-       ORDER BY embedding <=> $3::vector LIMIT $4) a))`;
+       ORDER BY ${indexedDistance(dim)} LIMIT $4) a))`;
 }
 
 /**
@@ -160,6 +176,7 @@ type Found<R> = Array<Neighbour<R> & { scopeRows?: number; mixed?: boolean }>;
 export async function nearestInScope<R>(
   sql: SqlClient,
   columns: string,
+  dim: number,
   tenantId: string,
   userHash: Buffer,
   query: QueryVectors,
@@ -186,7 +203,7 @@ export async function nearestInScope<R>(
   };
   const keyed = query.others !== undefined;
   const a = extra(base.length + 2 + (keyed ? 1 : 0));
-  const found = await run(withRows(adaptive(a.cond, keyed), columns, ', (SELECT n FROM n) AS scope_rows'), [
+  const found = await run(withRows(adaptive(a.cond, keyed, dim), columns, ', (SELECT n FROM n) AS scope_rows'), [
     ...base,
     cap,
     ...(keyed ? [query.primary.key] : []),
