@@ -1,5 +1,5 @@
 export { Store, tableEmbeddingDim, type StoreObserver, type StoreOptions, type Readiness, type ReadIntent, type ReadReplica } from './store.ts';
-export { READ_ROUTES, ReadRouter, formatLsn, parseLsn, type ReadReason, type ReadRoutingOptions, type ReadTarget } from './read-routing.ts';
+export { READ_ROUTES, ReadRouter, parseLsn, type ReadReason, type ReadRoutingOptions, type ReadTarget } from './read-routing.ts';
 export { ScopedChunks, isChunkId, type Chunk, type ChunkPatch, type IdempotentReplay, type KeyedVector, type ListPage, type ListPosition, type Metadata, type NewChunk, type SearchHit, type SearchVectors, type SearchOptions, type SearchOutcome } from './chunks.ts';
 export { DEFAULT_SEARCH_TUNING, type Predicate, type SearchStrategy, type SearchTuning } from './search.ts';
 export { ScopeError, SCOPE_SETTINGS, type Scope } from './scope.ts';

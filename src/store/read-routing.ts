@@ -25,6 +25,9 @@ export const READ_ROUTES: ReadonlyArray<{ target: ReadTarget; reason: ReadReason
   { target: 'primary', reason: 'standby_failed' },
 ];
 
+/** The reasons a read runs on the standby (the rest send it to the primary). */
+const STANDBY_REASONS: ReadonlySet<ReadReason> = new Set(READ_ROUTES.filter((r) => r.target === 'standby').map((r) => r.reason));
+
 export interface ReadRoutingOptions {
   /** RELAY_READ_WAIT_MS: how long a read with a position waits for the standby to replay it. Default 200. */
   waitMs?: number;
@@ -50,11 +53,6 @@ export function parseLsn(text: string): bigint {
   const m = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(text);
   if (!m) throw new RangeError(`not a WAL position: ${text}`);
   return (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`);
-}
-
-export function formatLsn(lsn: bigint): string {
-  if (lsn < 0n || lsn > 0xffff_ffff_ffff_ffffn) throw new RangeError('WAL position out of range');
-  return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffff_ffffn).toString(16).toUpperCase()}`;
 }
 
 /** The server's position: on a standby what it has replayed, on a primary what it has written. */
@@ -113,11 +111,6 @@ export class ReadRouter {
     this.timer.unref();
   }
 
-  /** What the last probe saw. */
-  get standbyState(): { up: boolean; lagSeconds: number; replayed: bigint | null } {
-    return { up: this.up, lagSeconds: this.lagS, replayed: this.replayed >= 0n ? this.replayed : null };
-  }
-
   /**
    * Runs `read` on the standby when it is fit for it (replayed `after`, if given), else on the
    * primary, and counts the choice. A read that fails on the standby for the standby's sake
@@ -126,7 +119,7 @@ export class ReadRouter {
    */
   async run<T>(after: bigint | undefined, read: (driver: Driver) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const reason = await this.choose(after, signal);
-    if (reason !== 'no_token' && reason !== 'caught_up' && reason !== 'waited') {
+    if (!STANDBY_REASONS.has(reason)) {
       this.opts.onRoute?.('primary', reason);
       return read(this.primary);
     }

@@ -105,11 +105,6 @@ export class Store {
     return this.opts.replica?.driver;
   }
 
-  /** The standby as the last probe saw it; null without one. */
-  get standby(): { up: boolean; lagSeconds: number; replayed: bigint | null } | null {
-    return this.router?.standbyState ?? null;
-  }
-
   /**
    * The primary's WAL position now: past the commit of every transaction that has returned.
    * A read given it (`ReadIntent.after`) sees all of them.
