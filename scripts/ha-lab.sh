@@ -456,7 +456,22 @@ lab_up() {
   # read-only node for that long: clients retry). downinter/fastinter 250ms: a node that is down (the
   # standby, in `primary`) is checked four times a second, so a newly promoted one is let in within
   # ~0.25 s of Patroni saying so.
-  cat >"$LAB/haproxy/haproxy.cfg" <<EOF
+  # One proxy per role, each admitting the node whose Patroni answers 200 on the role's URI.
+  listen_block() { # NAME PORT URI
+    cat <<EOF
+listen $1
+    bind 127.0.0.1:$2
+    option httpchk
+    http-check send meth GET uri $3
+    http-check expect string "role"
+    http-check expect status 200
+    default-server inter 1s fastinter 250ms downinter 250ms fall 2 rise 1 on-marked-down shutdown-sessions
+    server node1 127.0.0.1:$PG1_PORT check port $REST1_PORT
+    server node2 127.0.0.1:$PG2_PORT check port $REST2_PORT
+EOF
+  }
+  {
+    cat <<EOF
 # HAProxy of the ha-lab in $LAB (scripts/ha-lab.sh): follows Patroni's REST health checks.
 global
     maxconn 1000
@@ -467,25 +482,10 @@ defaults
     timeout client 30m
     timeout server 30m
     timeout check 2s
-listen primary
-    bind 127.0.0.1:$HAP_PRIMARY_PORT
-    option httpchk
-    http-check send meth GET uri /primary
-    http-check expect string "role"
-    http-check expect status 200
-    default-server inter 1s fastinter 250ms downinter 250ms fall 2 rise 1 on-marked-down shutdown-sessions
-    server node1 127.0.0.1:$PG1_PORT check port $REST1_PORT
-    server node2 127.0.0.1:$PG2_PORT check port $REST2_PORT
-listen replica
-    bind 127.0.0.1:$HAP_REPLICA_PORT
-    option httpchk
-    http-check send meth GET uri /replica
-    http-check expect string "role"
-    http-check expect status 200
-    default-server inter 1s fastinter 250ms downinter 250ms fall 2 rise 1 on-marked-down shutdown-sessions
-    server node1 127.0.0.1:$PG1_PORT check port $REST1_PORT
-    server node2 127.0.0.1:$PG2_PORT check port $REST2_PORT
 EOF
+    listen_block primary "$HAP_PRIMARY_PORT" /primary
+    listen_block replica "$HAP_REPLICA_PORT" /replica
+  } >"$LAB/haproxy/haproxy.cfg"
   env -i PATH="$SYS_PATH" /usr/sbin/haproxy -c -q -f "$LAB/haproxy/haproxy.cfg" || die "haproxy refused $LAB/haproxy/haproxy.cfg"
   log "haproxy: primary 127.0.0.1:$HAP_PRIMARY_PORT, replica 127.0.0.1:$HAP_REPLICA_PORT"
   # -db: foreground (its PID is ours to record), started in the background like the rest.
