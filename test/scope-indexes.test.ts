@@ -68,28 +68,22 @@ for (const target of targets()) {
     it('is what the planner uses for that scope, and search returns 10 with recall ≥ 0.9', async () => {
       const name = scopeIndexName(big.tenantId, big.userHash);
       const q = space.near(3);
-      const plan = await store.withScopeSql(big, async (sql) => {
-        // As the search's HNSW branch runs: sorting the whole scope is priced out (search settings).
-        await sql.exec('SET LOCAL enable_sort = off');
-        const res = await sql.query<Record<string, string>>(
-          `EXPLAIN SELECT id FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 ORDER BY ${indexedDistance(q.length)} LIMIT 10`,
-          [big.tenantId, big.userHash, `[${Array.from(q).join(',')}]`],
-        );
-        return res.rows.map((r) => Object.values(r)[0]).join('\n');
-      });
-      assert.match(plan, new RegExp(`Index Scan using ${name}`));
+      // The plan of the search's HNSW branch for a scope: sorting the whole scope is priced out (search settings).
+      const planFor = (scope: Scope) =>
+        store.withScopeSql(scope, async (sql) => {
+          await sql.exec('SET LOCAL enable_sort = off');
+          const res = await sql.query<Record<string, string>>(
+            `EXPLAIN SELECT id FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 ORDER BY ${indexedDistance(q.length)} LIMIT 10`,
+            [scope.tenantId, scope.userHash, `[${Array.from(q).join(',')}]`],
+          );
+          return res.rows.map((r) => Object.values(r)[0]).join('\n');
+        });
+      assert.match(await planFor(big), new RegExp(`Index Scan using ${name}`));
       // The scope's index is the table-wide one restricted to it: the same half-precision expression.
       const defs = await scopeIndexes();
       assert.match(defs.get(name) ?? '', /USING hnsw \(\(\(embedding\)::halfvec\(\d+\)\) halfvec_cosine_ops\)/);
       // A scope without an index of its own is served by the table-wide one (migration 0007's).
-      const shared = await store.withScopeSql(small, async (sql) => {
-        await sql.exec('SET LOCAL enable_sort = off');
-        const res = await sql.query<Record<string, string>>(
-          `EXPLAIN SELECT id FROM memory_chunks WHERE tenant_id = $1 AND user_hash = $2 ORDER BY ${indexedDistance(q.length)} LIMIT 10`,
-          [small.tenantId, small.userHash, `[${Array.from(q).join(',')}]`],
-        );
-        return res.rows.map((r) => Object.values(r)[0]).join('\n');
-      });
+      const shared = await planFor(small);
       assert.match(shared, /Index Scan using memory_chunks_embedding_hnsw_idx/);
 
       const got = await store.withScope(big, (c) => c.search(q, 10));
