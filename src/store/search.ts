@@ -12,7 +12,7 @@ export interface SearchTuning {
   /**
    * `hnsw.ef_search` for a large scope served by the table-wide index: what its walk finds is
    * shared with other scopes, whose rows the filter drops, so it looks further to keep recall
-   * (measured: docs/benchmarks.md, "halfvec and ef_search per index"). Default 150.
+   * (measured: docs/benchmarks.md, "the TID fetch, halfvec indexes, ef_search per index"). Default 150.
    */
   efSearchShared: number;
   /** `hnsw.max_scan_tuples`: how far an iterative scan may go before giving up. Default 20000. */
