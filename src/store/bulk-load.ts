@@ -1,7 +1,13 @@
-import type { Driver } from './sql-client.ts';
+import type { Driver, SqlClient } from './sql-client.ts';
 
 /** The table-wide HNSW index (migration 0001). */
 export const VECTOR_INDEX = 'memory_chunks_embedding_hnsw_idx';
+
+/** The table-wide HNSW index's CREATE INDEX statement, from the catalog; null when it is missing. */
+export async function vectorIndexDef(sql: SqlClient): Promise<string | null> {
+  const def = await sql.query<{ def: string | null }>('SELECT pg_get_indexdef(to_regclass($1)) AS def', [VECTOR_INDEX]);
+  return def.rows[0]?.def ?? null;
+}
 
 /**
  * Runs a bulk load with the HNSW index dropped and builds it once afterwards (as the
@@ -11,10 +17,7 @@ export const VECTOR_INDEX = 'memory_chunks_embedding_hnsw_idx';
  * tests, not for a live service.
  */
 export async function withVectorIndexRebuilt(driver: Driver, load: () => Promise<void>): Promise<void> {
-  const def = await driver.ownerTransaction((sql) =>
-    sql.query<{ def: string | null }>('SELECT pg_get_indexdef(to_regclass($1)) AS def', [VECTOR_INDEX]),
-  );
-  const indexDef = def.rows[0]?.def;
+  const indexDef = await driver.ownerTransaction(vectorIndexDef);
   if (!indexDef) throw new Error(`${VECTOR_INDEX} not found: run migrations first`);
   await driver.ownerTransaction((sql) => sql.exec(`DROP INDEX ${VECTOR_INDEX}`));
   try {

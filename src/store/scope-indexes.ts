@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { VECTOR_INDEX } from './bulk-load.ts';
+import { VECTOR_INDEX, vectorIndexDef } from './bulk-load.ts';
 import type { Driver, SqlClient } from './sql-client.ts';
 
 /** Partial HNSW indexes made here are named with this prefix (and nothing else is). */
@@ -90,8 +90,7 @@ export async function ensureScopeIndexes(driver: Driver, opts: ScopeIndexOptions
       const invalid = indexes.filter((r) => !r.valid).map((r) => r.name);
       // Each scope's index is the table-wide one restricted to the scope: the same expression,
       // operator class and build options (what the search orders by), read from the catalog.
-      const def = await sql.query<{ def: string | null }>('SELECT pg_get_indexdef(to_regclass($1)) AS def', [VECTOR_INDEX]);
-      const method = /\sUSING hnsw (.+)$/.exec(def.rows[0]?.def ?? '')?.[1];
+      const method = /\sUSING hnsw (.+)$/.exec((await vectorIndexDef(sql)) ?? '')?.[1];
       if (!method) throw new Error(`${VECTOR_INDEX} is missing or not an HNSW index: run migrations first`);
 
       const wanted = new Map<string, { tenantId: string; userHash: Buffer; rows: number }>();
