@@ -3,6 +3,7 @@ import { prepareDataKey, sealWithKey, VectorTransform } from '../crypto/index.ts
 import { prewarm, Store, withVectorIndexRebuilt, type Scope, type SearchStrategy, type SearchVectors } from '../store/index.ts';
 import type { AnnPeer, PeerRow } from './ann-peer.ts';
 import { ClusteredSpace, rng } from './synthetic.ts';
+import { inTurns } from './turns.ts';
 
 /**
  * How the rows are spread over scopes. `standard`: 1/6 in 50-row users (ten per tenant), 1/6 in
@@ -126,7 +127,7 @@ function benchId(seed: number, shape: AnnShape, n: number): string {
 }
 
 /** One burst of rows as written: raw vectors (the model's space) and their ids. */
-export interface BenchBurst {
+interface BenchBurst {
   user: number;
   rows: Array<{ id: string; vector: Float32Array }>;
 }
@@ -226,13 +227,7 @@ async function runQueries(store: Store, users: BenchUser[], queries: BenchQuery[
       const { value, ms } = await timed(() => peer.query(user.scope.tenantId, user.scope.userHash.toString('hex'), q.raw, k));
       peerSamples.push({ kind: user.kind, ms, ids: value, strategy: 'exact', expected });
     };
-    if (n % 2 === 0) {
-      await ours();
-      await theirs();
-    } else {
-      await theirs();
-      await ours();
-    }
+    await inTurns(n, ours, theirs);
   }
   return { samples, peer: peerSamples };
 }
@@ -321,8 +316,8 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
   // Per row of the table (the bench's rows, unless the database holds others): heap and TOAST, and every index.
   const sizes = settings.rows[0];
   const perRow = (bytes: string | undefined) => (sizes && sizes.rows > 0 ? Math.round(Number(bytes) / sizes.rows) : null);
-  const sharedBuffers = settings.rows[0]?.sb ?? 'unknown';
-  log(`shared_buffers ${sharedBuffers}, memory_chunks with indexes ${settings.rows[0]?.rel}; prewarmed: ${warmed.length > 0 ? warmed.join(', ') : 'no (pg_prewarm missing)'}`);
+  const sharedBuffers = sizes?.sb ?? 'unknown';
+  log(`shared_buffers ${sharedBuffers}, memory_chunks with indexes ${sizes?.rel}; prewarmed: ${warmed.length > 0 ? warmed.join(', ') : 'no (pg_prewarm missing)'}`);
   log('warming up with a different query set of the same mix');
   await runQueries(store, users, makeQueries(opts.seed ^ 0x3a3a), k, peer);
   log(`running ${queries.length} filtered searches${peer ? `, each beside the same search on ${peer.name}` : ''}`);
@@ -330,8 +325,10 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
   log('running the same searches exactly (baseline)');
   const { samples: exact } = await runQueries(exactStore, users, queries, k);
 
+  const sortedMs = (samples: Sample[], idx: number[]) => idx.map((i) => samples[i]!.ms).sort((a, b) => a - b);
+  const p95Of = (samples: Sample[], idx: number[]) => quantile(sortedMs(samples, idx), 0.95);
   const summarize = (samples: Sample[], idx: number[]) => {
-    const ms = idx.map((i) => samples[i]!.ms).sort((a, b) => a - b);
+    const ms = sortedMs(samples, idx);
     let underfilled = 0;
     for (const i of idx) if (samples[i]!.ids.length < samples[i]!.expected) underfilled++;
     return {
@@ -344,22 +341,22 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
     };
   };
   const withExact = (idx: number[]) => {
-    const ems = idx.map((i) => exact[i]!.ms).sort((a, b) => a - b);
+    const ems = sortedMs(exact, idx);
     return { ...summarize(ann, idx), exact_p50_ms: round(quantile(ems, 0.5)), exact_p95_ms: round(quantile(ems, 0.95)) };
   };
   const ofKind = (kind: Kind) => ann.flatMap((s, i) => (s.kind === kind ? [i] : []));
-  const all = withExact(ann.map((_, i) => i));
+  const everyIdx = ann.map((_, i) => i);
+  const all = withExact(everyIdx);
   const kinds = Object.fromEntries(kindsPresent.map((kind) => [kind, withExact(ofKind(kind))]));
-  const p95Of = (samples: Sample[], idx: number[]) => quantile(idx.map((i) => samples[i]!.ms).sort((a, b) => a - b), 0.95);
   // Per kind, relay's p95 over the peer's (from the unrounded times): the goal is ≤ 0.5 on every kind.
   const peerSummary = peer && {
     name: peer.name,
     version: peer.version,
     load_s: peerLoadS,
-    ...summarize(theirs, theirs.map((_, i) => i)),
+    ...summarize(theirs, everyIdx),
     kinds: Object.fromEntries(kindsPresent.map((kind) => [kind, summarize(theirs, ofKind(kind))])),
     p95_ratio: Object.fromEntries(
-      [['all', ann.map((_, i) => i)] as const, ...kindsPresent.map((kind) => [kind, ofKind(kind)] as const)].map(([name, idx]) => [
+      [['all', everyIdx] as const, ...kindsPresent.map((kind) => [kind, ofKind(kind)] as const)].map(([name, idx]) => [
         name,
         round(ratioTo(p95Of(ann, idx), p95Of(theirs, idx), `the peer's p95 (${name})`), 3),
       ]),
@@ -385,14 +382,7 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
     heavy_p95_ms: heavyStats?.p95_ms ?? null,
     heavy_recall_at_10: heavyStats?.recall_at_10 ?? null,
     // From the unrounded times: a rounded exact p95 could read 0.
-    p95_vs_exact: round(
-      ratioTo(
-        quantile(ann.map((s) => s.ms).sort((a, b) => a - b), 0.95),
-        quantile(exact.map((s) => s.ms).sort((a, b) => a - b), 0.95),
-        'the exact search p95',
-      ),
-      3,
-    ),
+    p95_vs_exact: round(ratioTo(p95Of(ann, everyIdx), p95Of(exact, everyIdx), 'the exact search p95'), 3),
     shared_buffers: sharedBuffers,
     table_bytes_per_chunk: perRow(sizes?.table_bytes),
     index_bytes_per_chunk: perRow(sizes?.index_bytes),

@@ -8,6 +8,7 @@ import { createOnnxReranker, type OnnxReranker } from '../rerank/onnx.ts';
 import type { RerankCandidate, RerankProvider } from '../rerank/types.ts';
 import { percentile } from './load.ts';
 import { rng } from './synthetic.ts';
+import { inTurns } from './turns.ts';
 
 export interface RerankBenchOptions {
   /** Queries timed per configuration. Default 100. */
@@ -263,13 +264,7 @@ export async function timeInTurns(provider: RerankProvider, queries: readonly Qu
       floorTimes.push(...(await floor.time(Math.max(1, to(floorRuns) - from(floorRuns)))));
     };
     // ABBA: floor, model, model, floor, …
-    if (k % 2 === 0) {
-      await runFloor();
-      await runModel();
-    } else {
-      await runModel();
-      await runFloor();
-    }
+    await inTurns(k, runFloor, runModel);
   }
   return { model, floor: floorTimes };
 }
