@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { buildModelFiles, ensureTestModel, MODEL_FILES, TEST_MODELS } from '../src/rerank/model-gen/index.ts';
 import { createOnnxReranker, OnnxRerankError, type OnnxReranker } from '../src/rerank/onnx.ts';
 import type { RerankCandidate, RerankScore } from '../src/rerank/types.ts';
+import { eventually } from './helpers/eventually.ts';
 
 const QUERY = 'what food does the user like';
 const TEXTS = [
@@ -223,6 +224,22 @@ describe('lifecycle', () => {
     assert.equal(runs.length, 1);
     // The session is still usable.
     assert.equal((await r.rerank(QUERY, candidates())).length, TEXTS.length);
+  });
+
+  test('a run the caller gave up on still teaches the estimate when it ends', async () => {
+    const runs: number[] = [];
+    const r = await reranker({ batchSize: 512, threads: 1, onBatch: (b) => runs.push(b.pairs) });
+    const rate = r.msPerToken;
+    const long = 'the user likes long walks in the park and reading books about science every weekend '.repeat(8);
+    const many = candidates(Array.from({ length: 256 }, (_, i) => `${i} ${long}`));
+    const controller = new AbortController();
+    const call = r.rerank(QUERY, many, { signal: controller.signal });
+    setTimeout(() => controller.abort(new Error('over budget')), 1);
+    await assert.rejects(call, /over budget/);
+    // The one run (given up on, so no onBatch) ends in the model and is measured all the same.
+    await eventually('the estimate to change', async () => (r.msPerToken !== rate ? true : undefined), 30_000);
+    assert.deepEqual(runs, []);
+    assert.ok(r.msPerToken > 0 && Number.isFinite(r.msPerToken));
   });
 
   test('estimateMs grows with the candidate length and follows measured throughput', async () => {

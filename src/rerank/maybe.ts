@@ -39,6 +39,12 @@ export interface MaybeRerankOptions {
   breaker?: { failures: number; cooldownMs: number };
   /** Share of the budget the provider's `estimateMs` prediction may fill (the rest absorbs misprediction). Default 0.8. */
   safety?: number;
+  /**
+   * When the prediction fits fewer than 2 candidates, the best 2 are still sent if nothing was
+   * sent for this many ms: a provider measures its speed only on work it runs, so an estimate
+   * learned under a passing load would otherwise keep reranking off for good. Default 1,000.
+   */
+  probeEveryMs?: number;
   hooks?: RerankHooks;
   /** Clock of the breaker's cool-down, in ms. Default `performance.now`. */
   now?: () => number;
@@ -186,21 +192,27 @@ function ranked<T extends RerankCandidate>(scores: unknown, subset: readonly T[]
  * (no fallback), disabled, rollout, fewer than 2 candidates, breaker, budget fit. Budget fit:
  * with `estimateMs`, only the best-ranked prefix whose predicted cost fits `safety × budget` is
  * reranked; if fewer than 2 fit, nothing is sent and the fallback is `timeout` (the budget is why),
- * without counting against the breaker. A request whose own signal aborts gets the search order
- * back with no fallback counted: nobody will read it.
+ * without counting against the breaker, unless nothing was sent for `probeEveryMs`: then the best
+ * 2 go as a probe, so that the provider measures its speed again. A request whose own signal
+ * aborts gets the search order back with no fallback counted: nobody will read it.
  */
 export function createMaybeRerank(opts: MaybeRerankOptions): MaybeRerank {
   const enabled = opts.enabled ?? true;
   const percent = opts.percent ?? 100;
   const budgetMs = opts.budgetMs ?? 100;
   const safety = opts.safety ?? 0.8;
+  const probeEveryMs = opts.probeEveryMs ?? 1000;
   const { failures, cooldownMs } = opts.breaker ?? { failures: 5, cooldownMs: 30_000 };
   if (!(percent >= 0 && percent <= 100)) throw new RangeError(`maybeRerank: percent must be in [0, 100], got ${percent}`);
   if (!(budgetMs > 0 && Number.isFinite(budgetMs))) throw new RangeError(`maybeRerank: budgetMs must be a positive number, got ${budgetMs}`);
   if (!(safety > 0 && safety <= 1)) throw new RangeError(`maybeRerank: safety must be in (0, 1], got ${safety}`);
   if (!(Number.isInteger(failures) && failures >= 1)) throw new RangeError(`maybeRerank: breaker.failures must be an integer ≥ 1, got ${failures}`);
   if (!(cooldownMs >= 0)) throw new RangeError(`maybeRerank: breaker.cooldownMs must be ≥ 0, got ${cooldownMs}`);
-  const breaker = new Breaker(failures, cooldownMs, opts.now ?? (() => performance.now()));
+  if (!(probeEveryMs >= 0)) throw new RangeError(`maybeRerank: probeEveryMs must be ≥ 0, got ${probeEveryMs}`);
+  const now = opts.now ?? (() => performance.now());
+  const breaker = new Breaker(failures, cooldownMs, now);
+  // When work was last sent to the provider (for probeEveryMs).
+  let lastSent = -Infinity;
   const source = opts.reranker;
   const getProvider = typeof source === 'function' ? source : () => source;
 
@@ -256,13 +268,17 @@ export function createMaybeRerank(opts: MaybeRerankOptions): MaybeRerank {
         let total = 0;
         while (n < candidates.length && total + est[n]! <= allowance) total += est[n++]!;
         if (n < 2) {
-          breaker.release(ticket);
-          return keep('timeout');
+          if (now() - lastSent < probeEveryMs) {
+            breaker.release(ticket);
+            return keep('timeout');
+          }
+          n = 2; // a probe: the budget's timer still ends the wait
         }
         if (n < candidates.length) subset = candidates.slice(0, n);
       }
 
       const callStart = performance.now();
+      lastSent = now();
       try {
         const scores = await untilAborted(Promise.resolve().then(() => provider.rerank(query, subset, { signal })), signal);
         hook(() => opts.hooks?.seconds?.(provider.provider, (performance.now() - callStart) / 1000));

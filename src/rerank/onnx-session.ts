@@ -30,6 +30,7 @@ interface Job {
   dims: [number, number];
   output: string;
   signal: AbortSignal | undefined;
+  ran: ((ms: number) => void) | undefined;
   settled: boolean;
   resolve(r: RunResult): void;
   reject(err: unknown): void;
@@ -76,8 +77,12 @@ export class WorkerSession {
     return new WorkerSession(worker, info);
   }
 
-  /** Runs one batch; `dims` is [batch, sequence] of every feed. */
-  run(feeds: Record<string, IdArray>, dims: [number, number], output: string, signal?: AbortSignal): Promise<RunResult> {
+  /**
+   * Runs one batch; `dims` is [batch, sequence] of every feed. An abort drops a queued run and
+   * rejects at once; a run already in the model cannot be stopped, and `ran` still gets its time
+   * when it ends (the caller's throughput estimate learns from runs it gave up on, too).
+   */
+  run(feeds: Record<string, IdArray>, dims: [number, number], output: string, signal?: AbortSignal, ran?: (ms: number) => void): Promise<RunResult> {
     if (this.closing) return Promise.reject(new OnnxRerankError('rerank_closed', 'the onnx reranker is closed'));
     if (this.dead) return Promise.reject(this.dead);
     if (signal?.aborted) return Promise.reject(signal.reason);
@@ -88,6 +93,7 @@ export class WorkerSession {
         dims,
         output,
         signal,
+        ran,
         settled: false,
         resolve: (r) => this.settle(job, () => resolve(r)),
         reject: (err) => this.settle(job, () => reject(err)),
@@ -142,8 +148,10 @@ export class WorkerSession {
     const job = this.running;
     if (!job || job.id !== msg.id) return;
     this.running = null;
-    if (msg.type === 'result') job.resolve({ data: msg.data, dims: msg.dims, ms: msg.ms });
-    else job.reject(new OnnxRerankError('rerank_failed', `onnx inference failed: ${msg.message}`));
+    if (msg.type === 'result') {
+      job.ran?.(msg.ms);
+      job.resolve({ data: msg.data, dims: msg.dims, ms: msg.ms });
+    } else job.reject(new OnnxRerankError('rerank_failed', `onnx inference failed: ${msg.message}`));
     this.pump();
   }
 

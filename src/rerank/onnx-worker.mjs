@@ -25,6 +25,8 @@ if (session) {
   });
   const handle = async (msg) => {
     if (msg.type === 'close') {
+      // Writes the profile file (when profiling is on) before the session goes.
+      if (workerData.sessionOptions.enableProfiling) session.endProfiling();
       await session.release();
       port.postMessage({ type: 'closed' });
       port.close();

@@ -29,6 +29,11 @@ export interface OnnxRerankerOptions {
   quantized?: boolean;
   /** Called after every inference run: for metrics, benchmarks and tests. */
   onBatch?: (run: BatchInfo) => void;
+  /**
+   * Profiles every operator (onnxruntime's profiler, a Chrome trace) into `<profilePrefix>_<time>.json`,
+   * written when the reranker closes: for benchmarks (`bench rerank` reads where the time goes). Default off.
+   */
+  profilePrefix?: string;
 }
 
 export interface BatchInfo {
@@ -63,6 +68,14 @@ const DEFAULT_MAX_LENGTH = 512;
 const DEFAULT_BATCH = 16;
 /** Weight of the newest run in the throughput average: a few runs follow a change of load. */
 const EWMA_ALPHA = 0.2;
+/**
+ * onnxruntime's intra-op threads sleep between operators rather than spin. Spinning buys
+ * nothing measurable on a quiet CPU, but beside one busy core a spinning thread holds its core
+ * while its partner waits for the scheduler: a 20-pair fp32 rerank on 2 threads of a 2-core AMD
+ * EPYC took 106–125 ms spinning and 71–77 ms not (quiet, 51–53 ms either way; docs/benchmarks.md).
+ * It also leaves the cores to the service's event loop between runs.
+ */
+export const NO_SPINNING = { session: { intra_op: { allow_spinning: '0' } } } as const;
 /** The throughput assumed before anything is measured, FLOP/s: a modest CPU's. */
 const ASSUMED_FLOPS = 50e9;
 
@@ -184,6 +197,8 @@ export async function createOnnxReranker(opts: OnnxRerankerOptions): Promise<Onn
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
     ...(threads > 0 ? { intraOpNumThreads: threads } : {}),
+    ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
+    extra: NO_SPINNING,
   };
   let session: WorkerSession;
   try {
@@ -247,10 +262,10 @@ export async function createOnnxReranker(opts: OnnxRerankerOptions): Promise<Onn
     const feeds: Record<string, IdArray> = { input_ids: feed('input_ids', pairs, seq, (p, t) => p.ids[t] ?? padId) };
     if (inputs.has('attention_mask')) feeds.attention_mask = feed('attention_mask', pairs, seq, (p, t) => (t < p.ids.length ? 1 : 0));
     if (inputs.has('token_type_ids')) feeds.token_type_ids = feed('token_type_ids', pairs, seq, (p, t) => p.typeIds[t] ?? 0);
-    const result = await session.run(feeds, [pairs.length, seq], output!, signal);
     const tokens = pairs.reduce((n, p) => n + p.ids.length, 0);
-    // Per real token, so the padding and per-run overhead of typical batches are in the estimate.
-    observe(result.ms / tokens, replaceRate);
+    // Per real token, so the padding and per-run overhead of typical batches are in the estimate;
+    // a run the caller gave up on counts too (on a loaded CPU those are the slow ones).
+    const result = await session.run(feeds, [pairs.length, seq], output!, signal, (ms) => observe(ms / tokens, replaceRate));
     opts.onBatch?.({ pairs: pairs.length, tokens, paddedTokens: pairs.length * seq, ms: result.ms });
     const width = result.data.length / pairs.length;
     if (width !== labels || !Number.isInteger(width)) {

@@ -238,16 +238,42 @@ describe('maybeRerank: the latency budget', () => {
     assert.equal(out.reranked, 3);
   });
 
-  it('when fewer than 2 fit: no call, `timeout`, and the breaker is not charged', async () => {
+  it('when fewer than 2 fit: no call, `timeout`, and the breaker is not charged, but once per probeEveryMs the best 2 go as a probe', async () => {
     const rec = recorder();
     const { p, calls } = provider((_q, cs) => reverse(cs), { estimateMs: (_q, cs) => cs.map(() => 50) });
-    const maybe = createMaybeRerank({ reranker: p, budgetMs: 100, breaker: { failures: 1, cooldownMs: 60_000 }, hooks: rec.hooks });
+    let t = 0;
+    const maybe = createMaybeRerank({ reranker: p, budgetMs: 100, breaker: { failures: 1, cooldownMs: 60_000 }, hooks: rec.hooks, probeEveryMs: 1000, now: () => t });
+    // Nothing sent yet: the estimate was never measured here, so the best 2 are sent.
+    const probe = await maybe('q', ROWS, CTX);
+    assert.equal(probe.fallback, undefined);
+    assert.equal(probe.reranked, 2);
+    assert.deepEqual(ids(probe.candidates), [ROWS[1]!.id, ROWS[0]!.id, ...ids(ROWS.slice(2))]);
+    assert.deepEqual(calls.map((c) => ids(c.candidates)), [ids(ROWS.slice(0, 2))]);
+    for (const at of [1, 999]) {
+      t = at;
+      const out = await maybe('q', ROWS, CTX);
+      assert.equal(out.fallback, 'timeout');
+      assert.equal(out.reranked, 0);
+      assert.deepEqual(ids(out.candidates), ids(ROWS));
+    }
+    assert.equal(calls.length, 1, 'no call within probeEveryMs of the last one');
+    assert.equal(rec.seconds.length, 1);
+    assert.deepEqual(rec.fallbacks, ['timeout', 'timeout']);
+    assert.equal(maybe.breakerState(), 'closed');
+    t = 1000;
+    assert.equal((await maybe('q', ROWS, CTX)).reranked, 2);
+    assert.equal(calls.length, 2, 'probed again once probeEveryMs passed');
+  });
+
+  it('a probe that overruns the budget: search order at the budget, `timeout`, and the next probe waits probeEveryMs', async () => {
+    const { p, calls } = provider((_q, cs, signal) => sleep(5_000, signal).then(() => reverse(cs)), { estimateMs: (_q, cs) => cs.map(() => 50) });
+    const maybe = createMaybeRerank({ reranker: p, budgetMs: 30, probeEveryMs: 60_000 });
     const out = await maybe('q', ROWS, CTX);
     assert.equal(out.fallback, 'timeout');
     assert.deepEqual(ids(out.candidates), ids(ROWS));
-    assert.equal(calls.length, 0);
-    assert.deepEqual(rec.seconds, []);
-    assert.equal(maybe.breakerState(), 'closed');
+    assert.equal(calls[0]!.signal!.aborted, true, 'the late probe was cancelled');
+    assert.equal((await maybe('q', ROWS, CTX)).fallback, 'timeout');
+    assert.equal(calls.length, 1);
   });
 
   it('unusable estimates (wrong length, NaN, a throw) are ignored: everything is reranked', async () => {
