@@ -17,7 +17,7 @@ test('benchRerank on the tiny model returns a complete, sane summary', async () 
   scratch = await mkdtemp(join(tmpdir(), 'relay-bench-rerank-'));
   const lines: string[] = [];
   const s = await benchRerank({ model: 'tiny', queries: 3, candidates: 4, warmup: 1, floorRuns: 2, threads: 1, cacheDir: scratch, log: (l) => lines.push(l) });
-  const keys = ['p50_ms', 'p95_ms', 'p95_ms_int8', 'candidates', 'efficiency', 'efficiency_int8', 'budget_p95_ms', 'reranked_mean', 'lexical_p95_ms', 'threads'] as const;
+  const keys = ['p50_ms', 'p95_ms', 'p95_ms_int8', 'candidates', 'efficiency', 'efficiency_int8', 'efficiency_int8_ceiling', 'budget_p95_ms', 'reranked_mean', 'budget_utilization', 'budget_utilization_busy', 'budget_p95_ms_busy', 'lexical_p95_ms', 'threads'] as const;
   // The issue's keys lead the JSON line, in its order.
   assert.deepEqual(Object.keys(s).slice(0, keys.length + 1), ['bench', ...keys]);
   assert.equal(s.bench, 'rerank');
@@ -31,6 +31,14 @@ test('benchRerank on the tiny model returns a complete, sane summary', async () 
   assert.ok(s.floor_gflops > 0 && s.floor_gflops_int8 > 0);
   assert.ok(s.efficiency > 0 && s.efficiency_int8 > 0);
   assert.ok(s.reranked_mean <= s.candidates);
+  // Utilization is reranked ÷ what the floor allows (at most the candidates): a tiny model's floor allows all 4.
+  assert.ok(s.floor_gflops_busy > 0);
+  assert.ok(Math.abs(s.budget_utilization - s.reranked_mean / 4) < 0.01, `${s.budget_utilization} vs ${s.reranked_mean} of 4`);
+  // The int8 profile: shares of every operator, quantized GEMMs among them, and a ceiling from the rest.
+  const shares = Object.entries(s.int8_op_shares);
+  assert.ok(Math.abs(shares.reduce((a, [, x]) => a + x, 0) - 1) < 0.02);
+  assert.ok(shares.some(([op]) => /MatMulInteger|DynamicQuantizeMatMul/.test(op)), JSON.stringify(s.int8_op_shares));
+  assert.ok(s.efficiency_int8_ceiling > 0 && s.efficiency_int8_ceiling < 1);
   assert.ok(s.mean_pair_tokens > 0 && s.mean_pair_tokens <= 128);
   assert.ok(lines.length > 0, 'progress was logged');
   // The line the CLI prints must survive JSON.

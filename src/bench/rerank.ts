@@ -1,12 +1,15 @@
-import { availableParallelism } from 'node:os';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { InferenceSession } from 'onnxruntime-node';
-import { createLexicalReranker, createMaybeRerank } from '../rerank/index.ts';
+import type { InferenceSession, Tensor } from 'onnxruntime-node';
+import { createLexicalReranker, createMaybeRerank, type MaybeRerank } from '../rerank/index.ts';
 import { DType, GraphBuilder, valueInfo } from '../rerank/model-gen/graph.ts';
 import { ensureTestModel, TEST_MODELS, type TestModelName } from '../rerank/model-gen/index.ts';
-import { createOnnxReranker, type OnnxReranker } from '../rerank/onnx.ts';
+import { createOnnxReranker, NO_SPINNING, type OnnxReranker } from '../rerank/onnx.ts';
 import type { RerankCandidate, RerankProvider } from '../rerank/types.ts';
 import { percentile } from './load.ts';
+import { child } from './proc.ts';
 import { rng } from './synthetic.ts';
 import { inTurns } from './turns.ts';
 
@@ -62,7 +65,24 @@ export interface RerankBenchSummary {
   /** The whole `maybeRerank` call on the fp32 model, ms. */
   budget_p95_ms: number;
   reranked_mean: number;
+  /**
+   * Candidates reranked on average ÷ what the floor allows inside the budget
+   * (budget × floor FLOP/s ÷ FLOPs per pair, capped at 20 and at the candidates).
+   */
+  budget_utilization: number;
+  /** The same beside a one-core busy loop, against the floor measured beside it. */
+  budget_utilization_busy: number;
+  budget_p95_ms_busy: number;
+  floor_gflops_busy: number;
   budget_fallbacks: number;
+  /**
+   * 1 − the share of the int8 model's operator time outside its quantized GEMMs (onnxruntime's
+   * profile): what `efficiency_int8` could reach were those GEMMs at the floor and the rest as
+   * fast as now. `efficiency_int8 ÷ efficiency_int8_ceiling` is the GEMMs' own share of the floor.
+   */
+  efficiency_int8_ceiling: number;
+  /** The int8 model's operator time by operator, the largest first, shares summing to 1. */
+  int8_op_shares: Record<string, number>;
   lexical_p95_ms: number;
   /** `maybeRerank` with mode `off`: what the query path pays when it does not rerank. */
   none_p95_ms: number;
@@ -195,45 +215,51 @@ export interface Floor {
  * The FFN floor on one query's tokens, split whole, in 2 and in 4 equal runs, the fastest kept
  * (by the median of `probeRuns` passes): on this CPU a single [1250, 1536] intermediate (7.7 MB)
  * falls out of cache and runs at ~60% of the split runs' rate, and a floor the model's own
- * batching beats would not be a floor. Its FLOP/s are measured later, in turns with the model.
+ * batching beats would not be a floor. Each with onnxruntime's threads spinning and sleeping
+ * (NO_SPINNING), the faster kept, for the same reason. Its FLOP/s are measured later, in turns
+ * with the model.
  */
 async function openFloor(hidden: number, inter: number, tokens: number, threads: number, int8: boolean, probeRuns: number, seed: number): Promise<Floor> {
   const ort = await import('onnxruntime-node');
-  const options: InferenceSession.SessionOptions = {
-    executionProviders: ['cpu'],
-    graphOptimizationLevel: 'all',
-    executionMode: 'sequential',
-    intraOpNumThreads: threads,
-  };
-  const session = await ort.InferenceSession.create(await floorModel(hidden, inter, int8, seed), options);
+  const model = await floorModel(hidden, inter, int8, seed);
   const rand = rng(seed ^ 0xf1);
-  const passOf = (splits: number) => {
-    const rows = Array.from({ length: splits }, (_, i) => Math.floor(tokens / splits) + (i < tokens % splits ? 1 : 0)).filter((n) => n > 0);
-    const xs = rows.map((n) => new ort.Tensor('float32', Float32Array.from({ length: n * hidden }, () => rand() * 2 - 1), [n, hidden]));
-    const time = async (runs: number) => {
-      const times: number[] = [];
-      for (let i = 0; i < runs; i++) {
-        const t0 = performance.now();
-        for (const x of xs) await session.run({ x });
-        times.push(performance.now() - t0);
-      }
-      return times;
-    };
-    return { splits: rows.length, time };
-  };
+  const xsOf = (splits: number) =>
+    Array.from({ length: splits }, (_, i) => Math.floor(tokens / splits) + (i < tokens % splits ? 1 : 0))
+      .filter((n) => n > 0)
+      .map((n) => new ort.Tensor('float32', Float32Array.from({ length: n * hidden }, () => rand() * 2 - 1), [n, hidden]));
+  const inputs = [1, 2, 4].map(xsOf);
+  // With onnxruntime's threads spinning (its default) and sleeping (the reranker's NO_SPINNING):
+  // spinning is the faster floor on a quiet CPU, sleeping beside a busy core.
+  const sessions: InferenceSession[] = [];
   try {
-    let best: { splits: number; time: (runs: number) => Promise<number[]>; ms: number } | undefined;
-    for (const splits of [1, 2, 4]) {
-      const pass = passOf(splits);
-      await pass.time(3);
-      const ms = median(await pass.time(probeRuns));
-      if (!best || ms < best.ms) best = { ...pass, ms };
+    let best: { splits: number; session: InferenceSession; xs: Tensor[]; ms: number } | undefined;
+    for (const extra of [{}, NO_SPINNING]) {
+      const session = await ort.InferenceSession.create(model, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', executionMode: 'sequential', intraOpNumThreads: threads, extra });
+      sessions.push(session);
+      for (const xs of inputs) {
+        await passes(session, xs, 3);
+        const ms = median(await passes(session, xs, probeRuns));
+        if (!best || ms < best.ms) best = { splits: xs.length, session, xs, ms };
+      }
     }
-    return { flops: 2 * tokens * hidden * inter * 2, splits: best!.splits, time: best!.time, close: () => session.release() };
+    const { session, xs, splits } = best!;
+    await Promise.all(sessions.filter((s) => s !== session).map((s) => s.release()));
+    return { flops: 2 * tokens * hidden * inter * 2, splits, time: (runs) => passes(session, xs, runs), close: () => session.release() };
   } catch (e) {
-    await session.release();
+    await Promise.all(sessions.map((s) => s.release()));
     throw e;
   }
+}
+
+/** `runs` passes of `xs` through the floor's session, ms each. */
+async function passes(session: InferenceSession, xs: readonly Tensor[], runs: number): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    for (const x of xs) await session.run({ x });
+    times.push(performance.now() - t0);
+  }
+  return times;
 }
 
 /**
@@ -267,6 +293,67 @@ export async function timeInTurns(provider: RerankProvider, queries: readonly Qu
     await inTurns(k, runFloor, runModel);
   }
   return { model, floor: floorTimes };
+}
+
+/** What the budget run saw: each call's ms, candidates reranked in all, and fallbacks. */
+interface BudgetRun {
+  times: number[];
+  reranked: number;
+  fallbacks: number;
+}
+
+/** `maybeRerank` on every query in turn, as the query path calls it. */
+async function budgetRun(maybe: MaybeRerank, queries: readonly Query[]): Promise<BudgetRun> {
+  const run: BudgetRun = { times: [], reranked: 0, fallbacks: 0 };
+  for (const [i, q] of queries.entries()) {
+    const t0 = performance.now();
+    const r = await maybe(q.text, q.candidates, { tenantId: 'bench', userId: `u${i}`, mode: 'auto' });
+    run.times.push(performance.now() - t0);
+    run.reranked += r.reranked;
+    if (r.fallback) run.fallbacks++;
+  }
+  return run;
+}
+
+/** One core kept busy by another process (a neighbour's batch job) until `stop`. */
+function busyLoop(): { stop: () => Promise<void> } {
+  return child(['-e', 'for (;;) {}'], {});
+}
+
+/** The quantized GEMMs of an int8 model as onnxruntime runs them, fused or not. */
+const QUANTIZED_GEMMS = new Set(['DynamicQuantizeLinear', 'DynamicQuantizeMatMul', 'MatMulInteger', 'MatMulIntegerToFloat', 'QGemm', 'QLinearMatMul']);
+
+/**
+ * Operator time by operator (shares of the sum), from onnxruntime's profile of `queries`
+ * reranked once each after `warmup` on a profiling copy of the model: the copy is not the one
+ * timed, as the profiler's bookkeeping costs a little on every operator.
+ */
+async function opShares(open: (profilePrefix: string) => Promise<OnnxReranker>, queries: readonly Query[], warmup: number): Promise<Map<string, number>> {
+  const dir = await mkdtemp(join(tmpdir(), 'relay-rerank-profile-'));
+  try {
+    const provider = await open(join(dir, 'int8'));
+    try {
+      await warmUp(provider, queries, warmup);
+      for (const q of queries) await provider.rerank(q.text, q.candidates);
+    } finally {
+      await provider.close?.();
+    }
+    const [file] = (await readdir(dir)).filter((f) => f.endsWith('.json'));
+    if (!file) throw new Error('bench rerank: onnxruntime wrote no profile');
+    const events = JSON.parse(await readFile(join(dir, file), 'utf8')) as Array<{ cat?: string; name?: string; dur?: number; args?: { op_name?: string } }>;
+    const byOp = new Map<string, number>();
+    let total = 0;
+    for (const e of events) {
+      if (e.cat !== 'Node' || !e.name?.endsWith('_kernel_time') || typeof e.dur !== 'number') continue;
+      const op = e.args?.op_name ?? 'unknown';
+      byOp.set(op, (byOp.get(op) ?? 0) + e.dur);
+      total += e.dur;
+    }
+    if (total === 0) throw new Error('bench rerank: the profile holds no operator times');
+    return new Map([...byOp].sort((a, b) => b[1] - a[1]).map(([op, us]) => [op, us / total]));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /**
@@ -315,19 +402,34 @@ export async function benchRerank(opts: RerankBenchOptions = {}): Promise<Rerank
     const floor = floorFp32.flops / (median(fp32Run.floor) / 1000);
     log(`fp32: p50 ${median(fp32Times)} ms, p95 ${percentile(fp32Times, 95)} ms; floor on ${floorTokens} tokens in turns with it: ${round(floor / 1e9, 1)} GFLOP/s (in ${floorFp32.splits} runs)`);
 
+    // What the floor lets a budget hold: its FLOP/s over a pair's FLOPs, at most 20 and the candidates.
+    const flopsPerPair = flopsPerQuery / candidateCount;
+    const allowed = (floorFlopsPerS: number) => Math.min(20, candidateCount, ((budgetMs / 1000) * floorFlopsPerS) / flopsPerPair);
     // The budget run straight after, on the same session, with the throughput it has measured.
-    const maybe = createMaybeRerank({ reranker: fp32, budgetMs });
-    const budgetTimes: number[] = [];
-    let reranked = 0;
-    let fallbacks = 0;
-    for (const [i, q] of queries.entries()) {
-      const t0 = performance.now();
-      const r = await maybe(q.text, q.candidates, { tenantId: 'bench', userId: `u${i}`, mode: 'auto' });
-      budgetTimes.push(performance.now() - t0);
-      reranked += r.reranked;
-      if (r.fallback) fallbacks++;
+    const budget = await budgetRun(createMaybeRerank({ reranker: fp32, budgetMs }), queries);
+    const utilization = budget.reranked / queryCount / allowed(floor);
+    log(`maybeRerank at ${budgetMs} ms: p50 ${median(budget.times)} ms, p95 ${percentile(budget.times, 95)} ms, ${round(budget.reranked / queryCount, 1)} reranked on average where the floor allows ${round(allowed(floor), 1)} (utilization ${round(utilization, 3)}), ${budget.fallbacks} fallbacks`);
+
+    // Again beside a one-core busy loop, against the floor measured beside it: the estimate must
+    // follow the slower model rather than overrun the budget or rerank too few.
+    const busy = busyLoop();
+    let busyRun: BudgetRun;
+    let floorBusy: number;
+    try {
+      const floorBeside = await openFloor(shape.hidden, shape.intermediate, floorTokens, threads, false, probeRuns, seed);
+      try {
+        floorBusy = floorBeside.flops / (median(await floorBeside.time(probeRuns)) / 1000);
+      } finally {
+        await floorBeside.close();
+      }
+      // A few calls to let the estimate learn the new rate, as a server's first queries would.
+      await budgetRun(createMaybeRerank({ reranker: fp32, budgetMs }), queries.slice(0, warmup));
+      busyRun = await budgetRun(createMaybeRerank({ reranker: fp32, budgetMs }), queries);
+    } finally {
+      await busy.stop();
     }
-    log(`maybeRerank at ${budgetMs} ms: p95 ${percentile(budgetTimes, 95)} ms, ${round(reranked / queryCount, 1)} reranked on average, ${fallbacks} fallbacks`);
+    const utilizationBusy = busyRun.reranked / queryCount / allowed(floorBusy);
+    log(`beside a busy loop: floor ${round(floorBusy / 1e9, 1)} GFLOP/s, p50 ${median(busyRun.times)} ms, p95 ${percentile(busyRun.times, 95)} ms, ${round(busyRun.reranked / queryCount, 1)} reranked where the floor allows ${round(allowed(floorBusy), 1)} (utilization ${round(utilizationBusy, 3)}), ${busyRun.fallbacks} fallbacks`);
     await fp32.close?.();
     fp32 = undefined;
 
@@ -340,6 +442,9 @@ export async function benchRerank(opts: RerankBenchOptions = {}): Promise<Rerank
     log(`int8: p50 ${median(int8Times)} ms, p95 ${percentile(int8Times, 95)} ms; int8 floor in turns with it: ${round(floorInt8 / 1e9, 1)} GFLOP/s (in ${floorInt8Run.splits} runs)`);
     await int8.close?.();
     int8 = undefined;
+    const shares = await opShares((profilePrefix) => createOnnxReranker({ modelDir, maxLength, batchSize, threads, quantized: true, executionProviders: ['cpu'], profilePrefix }), queries.slice(0, 20), warmup);
+    const outside = [...shares].reduce((sum, [op, share]) => (QUANTIZED_GEMMS.has(op) ? sum : sum + share), 0);
+    log(`int8 operator time outside the quantized GEMMs: ${round(outside * 100, 1)}% (${[...shares].slice(0, 5).map(([op, share]) => `${op} ${round(share * 100, 1)}%`).join(', ')})`);
 
     const lexicalTimes = await timeReranks(createLexicalReranker(), queries, warmup);
     const off = createMaybeRerank({ reranker: createLexicalReranker() });
@@ -360,8 +465,12 @@ export async function benchRerank(opts: RerankBenchOptions = {}): Promise<Rerank
       candidates: candidateCount,
       efficiency: efficiency(median(fp32Times), floor),
       efficiency_int8: efficiency(median(int8Times), floorInt8),
-      budget_p95_ms: percentile(budgetTimes, 95),
-      reranked_mean: round(reranked / queryCount, 2),
+      efficiency_int8_ceiling: round(1 - outside, 3),
+      budget_p95_ms: percentile(budget.times, 95),
+      reranked_mean: round(budget.reranked / queryCount, 2),
+      budget_utilization: round(utilization, 3),
+      budget_utilization_busy: round(utilizationBusy, 3),
+      budget_p95_ms_busy: percentile(busyRun.times, 95),
       lexical_p95_ms: percentile(lexicalTimes, 95),
       threads,
       p50_ms_int8: median(int8Times),
@@ -373,7 +482,9 @@ export async function benchRerank(opts: RerankBenchOptions = {}): Promise<Rerank
       gflop_per_query: round(flopsPerQuery / 1e9, 3),
       none_p95_ms: percentile(noneTimes, 95),
       budget_ms: budgetMs,
-      budget_fallbacks: fallbacks,
+      budget_fallbacks: budget.fallbacks,
+      floor_gflops_busy: round(floorBusy / 1e9, 1),
+      int8_op_shares: Object.fromEntries([...shares].map(([op, share]) => [op, round(share, 3)])),
       batch_size: batchSize,
       queries: queryCount,
       model: modelName,
