@@ -179,6 +179,8 @@ describe('maybeRerank: when to rerank', () => {
     assert.throws(() => createMaybeRerank({ reranker: p, budgetMs: 0 }), RangeError);
     assert.throws(() => createMaybeRerank({ reranker: p, safety: 0 }), RangeError);
     assert.throws(() => createMaybeRerank({ reranker: p, breaker: { failures: 0, cooldownMs: 10 } }), RangeError);
+    assert.throws(() => createMaybeRerank({ reranker: p, probeEveryMs: -1 }), RangeError);
+    assert.throws(() => createMaybeRerank({ reranker: p, probeEveryMs: Number.NaN }), RangeError);
   });
 });
 
