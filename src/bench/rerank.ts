@@ -3,7 +3,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
-import { createLexicalReranker, createMaybeRerank, type MaybeRerank } from '../rerank/index.ts';
+import { createLexicalReranker, createMaybeRerank, type MaybeRerank, type RerankMode } from '../rerank/index.ts';
 import { DType, GraphBuilder, valueInfo } from '../rerank/model-gen/graph.ts';
 import { ensureTestModel, TEST_MODELS, type TestModelName } from '../rerank/model-gen/index.ts';
 import { createOnnxReranker, NO_SPINNING, type OnnxReranker } from '../rerank/onnx.ts';
@@ -303,11 +303,11 @@ interface BudgetRun {
 }
 
 /** `maybeRerank` on every query in turn, as the query path calls it. */
-async function budgetRun(maybe: MaybeRerank, queries: readonly Query[]): Promise<BudgetRun> {
+async function budgetRun(maybe: MaybeRerank, queries: readonly Query[], mode: RerankMode = 'auto'): Promise<BudgetRun> {
   const run: BudgetRun = { times: [], reranked: 0, fallbacks: 0 };
   for (const [i, q] of queries.entries()) {
     const t0 = performance.now();
-    const r = await maybe(q.text, q.candidates, { tenantId: 'bench', userId: `u${i}`, mode: 'auto' });
+    const r = await maybe(q.text, q.candidates, { tenantId: 'bench', userId: `u${i}`, mode });
     run.times.push(performance.now() - t0);
     run.reranked += r.reranked;
     if (r.fallback) run.fallbacks++;
@@ -427,8 +427,9 @@ export async function benchRerank(opts: RerankBenchOptions = {}): Promise<Rerank
         await floorBeside.close();
       }
       // A few calls to let the estimate learn the new rate, as a server's first queries would.
-      await budgetRun(createMaybeRerank({ reranker: fp32, budgetMs }), queries.slice(0, warmup));
-      busyRun = await budgetRun(createMaybeRerank({ reranker: fp32, budgetMs }), queries);
+      const maybe = createMaybeRerank({ reranker: fp32, budgetMs });
+      await budgetRun(maybe, queries.slice(0, warmup));
+      busyRun = await budgetRun(maybe, queries);
     } finally {
       await busy.stop();
     }
@@ -451,13 +452,7 @@ export async function benchRerank(opts: RerankBenchOptions = {}): Promise<Rerank
     log(`int8 operator time outside the quantized GEMMs: ${round(outside * 100, 1)}% (${[...shares].slice(0, 5).map(([op, share]) => `${op} ${round(share * 100, 1)}%`).join(', ')})`);
 
     const lexicalTimes = await timeReranks(createLexicalReranker(), queries, warmup);
-    const off = createMaybeRerank({ reranker: createLexicalReranker() });
-    const noneTimes: number[] = [];
-    for (const [i, q] of queries.entries()) {
-      const t0 = performance.now();
-      await off(q.text, q.candidates, { tenantId: 'bench', userId: `u${i}`, mode: 'off' });
-      noneTimes.push(performance.now() - t0);
-    }
+    const { times: noneTimes } = await budgetRun(createMaybeRerank({ reranker: createLexicalReranker() }), queries, 'off');
 
     const efficiency = (ms: number, floorFlopsPerS: number) => round(flopsPerQuery / (ms / 1000) / floorFlopsPerS, 3);
     // The goal's keys first, in the order the issue lists them; the extras after.
