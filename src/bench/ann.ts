@@ -249,6 +249,8 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
   const vectorKey = opts.transform ? BENCH_VECTOR_KEY : null;
   const mode = opts.transform ? 'on' : 'off';
 
+  // Seconds to write the rows and to build the table-wide index over them; null when --reuse found them.
+  let build: { load_s: number | null; index_s: number | null } = { load_s: null, index_s: null };
   const firstId = firstIdOf(users, users.indexOf(largest), opts.seed, opts.shape);
   const left = await store.withScope(largest.scope, (c) => c.get(firstId));
   if (opts.reuse && left && left.vectorKey === vectorKey) {
@@ -262,8 +264,14 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
     log(`loading ${opts.chunks} rows for ${users.length} users (interleaved bursts, transform ${mode})`);
     const started = Date.now();
     const source = bursts(users, store.embeddingDim, opts.seed, opts.shape);
-    await withVectorIndexRebuilt(store.driver, () => load(store, users, source, transforms, log));
-    log(`loaded and indexed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    let loaded = started;
+    await withVectorIndexRebuilt(store.driver, async () => {
+      await load(store, users, source, transforms, log);
+      loaded = Date.now();
+    });
+    const done = Date.now();
+    build = { load_s: round((loaded - started) / 1000, 1), index_s: round((done - loaded) / 1000, 1) };
+    log(`loaded in ${build.load_s} s, table-wide index built (and VACUUM ANALYZE) in ${build.index_s} s`);
   }
   const peer = opts.peer;
   let peerLoadS: number | null = null;
@@ -280,7 +288,8 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
   // What `relay db index-scopes` does on a server: an HNSW index of its own for each large scope.
   const scopeStarted = Date.now();
   const scopeIndexes = await store.ensureScopeIndexes({ minRows: store.tuning.exactMax, concurrently: false, log });
-  log(`scope indexes: ${scopeIndexes.created.length} built, ${scopeIndexes.kept} kept, ${scopeIndexes.dropped.length} dropped in ${((Date.now() - scopeStarted) / 1000).toFixed(1)} s`);
+  const scopeIndexS = round((Date.now() - scopeStarted) / 1000, 1);
+  log(`scope indexes: ${scopeIndexes.created.length} built, ${scopeIndexes.kept} kept, ${scopeIndexes.dropped.length} dropped in ${scopeIndexS} s`);
 
   const byKind = (kind: Kind) => users.map((u, i) => ({ u, i })).filter((x) => x.u.kind === kind);
   const makeQueries = (seed: number) => {
@@ -387,7 +396,9 @@ export async function benchAnn(store: Store, exactStore: Store, opts: AnnBenchOp
     table_bytes_per_chunk: perRow(sizes?.table_bytes),
     index_bytes_per_chunk: perRow(sizes?.index_bytes),
     prewarmed: warmed.length > 0,
+    ...build,
     scope_indexes: scopeIndexes.created.length + scopeIndexes.kept,
+    scope_index_s: scopeIndexS,
     strategies,
     kinds,
     ...(peerSummary ? { peer: peerSummary } : {}),

@@ -10,6 +10,16 @@ export async function vectorIndexDef(sql: SqlClient): Promise<string | null> {
 }
 
 /**
+ * maintenance_work_mem for building the table-wide HNSW index over `rows` rows: 1 GB, or 2 KB a
+ * row when that is more, capped at 4 GB. A 384-d halfvec graph takes ~1.4 KB a row in memory (the
+ * value and 32 level-0 neighbours of 16 bytes each); once it outgrows maintenance_work_mem,
+ * pgvector finishes the build by inserting the remaining rows one at a time, several times slower.
+ */
+export function buildMemoryMb(rows: number): number {
+  return Math.min(4096, Math.max(1024, Math.ceil((rows * 2) / 1024 / 256) * 256));
+}
+
+/**
  * Runs a bulk load with the HNSW index dropped and builds it once afterwards (as the
  * owner): one build is far cheaper than as many incremental inserts. The index is
  * recreated from its own definition even when the load fails. Searches during the
@@ -24,7 +34,8 @@ export async function withVectorIndexRebuilt(driver: Driver, load: () => Promise
     await load();
   } finally {
     await driver.ownerTransaction(async (sql) => {
-      await sql.exec("SET LOCAL maintenance_work_mem = '1GB'");
+      const rows = await sql.query<{ n: number }>('SELECT count(*)::int AS n FROM memory_chunks');
+      await sql.exec(`SET LOCAL maintenance_work_mem = '${buildMemoryMb(rows.rows[0]?.n ?? 0)}MB'`);
       await sql.exec(indexDef);
     });
     // Sets the visibility map too, so scope counts are index-only from the start.
