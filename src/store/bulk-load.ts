@@ -11,9 +11,9 @@ export async function vectorIndexDef(sql: SqlClient): Promise<string | null> {
 
 /**
  * maintenance_work_mem for building the table-wide HNSW index over `rows` rows: 1 GB, or 2 KB a
- * row when that is more, capped at 4 GB. A 384-d halfvec graph takes ~1.4 KB a row in memory (the
- * value and 32 level-0 neighbours of 16 bytes each); once it outgrows maintenance_work_mem,
- * pgvector finishes the build by inserting the remaining rows one at a time, several times slower.
+ * row when that is more, capped at 4 GB. A 384-d halfvec graph (m 16) takes 1.55 KB a row in memory
+ * (pgvector's notice: 128 MB no longer held it after 86,696 rows), so 1 GB holds ~690,000; past
+ * that, pgvector finishes the build by inserting the remaining rows one at a time, far slower.
  */
 export function buildMemoryMb(rows: number): number {
   return Math.min(4096, Math.max(1024, Math.ceil((rows * 2) / 1024 / 256) * 256));
