@@ -10,5 +10,5 @@ test('buildMemoryMb: 1 GB up to ~500,000 rows, then 2 KB a row in steps of 256 M
   assert.equal(buildMemoryMb(1_000_000), 2048); // 1.91 GB of graph, rounded up
   assert.equal(buildMemoryMb(2_000_000), 4096);
   assert.equal(buildMemoryMb(50_000_000), 4096);
-  for (const rows of [1, 700_001, 1_500_000, 1_999_999]) assert.ok(buildMemoryMb(rows) * 1024 * 1024 >= Math.min(4 << 30, rows * 2048), `${rows} rows`);
+  for (const rows of [1, 700_001, 1_500_000, 1_999_999]) assert.ok(buildMemoryMb(rows) * 1024 * 1024 >= Math.min(4 * 2 ** 30, rows * 2048), `${rows} rows`);
 });
