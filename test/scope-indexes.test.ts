@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { scopeIndexName, SCOPE_INDEX_PREFIX, type Scope, type Store } from '../src/store/index.ts';
+import { vectorIndexDef } from '../src/store/bulk-load.ts';
 import { indexedDistance } from '../src/store/search.ts';
 import { chunk, ClusteredSpace, scopeOf, testTenant } from './helpers/fixtures.ts';
 import { targets } from './helpers/targets.ts';
@@ -79,9 +80,12 @@ for (const target of targets()) {
           return res.rows.map((r) => Object.values(r)[0]).join('\n');
         });
       assert.match(await planFor(big), new RegExp(`Index Scan using ${name}`));
-      // The scope's index is the table-wide one restricted to it: the same half-precision expression.
+      // The scope's index is the table-wide one restricted to it: the same half-precision expression
+      // and the same build options (ef_construction 128 since migration 0008).
       const defs = await scopeIndexes();
-      assert.match(defs.get(name) ?? '', /USING hnsw \(\(\(embedding\)::halfvec\(\d+\)\) halfvec_cosine_ops\)/);
+      const built = /USING hnsw \(\(\(embedding\)::halfvec\(\d+\)\) halfvec_cosine_ops\) WITH \(m='16', ef_construction='128'\)/;
+      assert.match(defs.get(name) ?? '', built);
+      assert.match((await store.driver.ownerTransaction(vectorIndexDef)) ?? '', built);
       // A scope without an index of its own is served by the table-wide one (migration 0007's).
       const shared = await planFor(small);
       assert.match(shared, /Index Scan using memory_chunks_embedding_hnsw_idx/);

@@ -55,8 +55,8 @@ interface MastraPgModule {
   PgVector: new (config: { id: string; connectionString: string }) => PgVectorLike;
 }
 
-/** HNSW as relay builds it (pgvector's defaults), so the two differ in how they search, not in the graph. */
-const HNSW = { type: 'hnsw' as const, hnsw: { m: 16, efConstruction: 64 } };
+/** HNSW as relay builds it (migration 0008), so the two differ in how they search, not in the graph. */
+const HNSW = { type: 'hnsw' as const, hnsw: { m: 16, efConstruction: 128 } };
 
 /** Opens the peer on `connectionString` (a role that may create tables: the bench's owner role). */
 export async function mastraPeer(connectionString: string, dim: number): Promise<AnnPeer> {
