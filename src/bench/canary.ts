@@ -140,8 +140,9 @@ const get = timedGet;
  * interleaved so both see the same machine; the added p95 is the difference of the two p95s.
  * (2) Rollback: the candidate meets an RLS error on its first query; how long until the same user's
  * next request is answered by stable, and how many analyses that took. With `haproxy`, HAProxy in
- * front of the same releases with a second controller setting its weights is a third path of (1),
- * and (2) times both splits from the same breach.
+ * front of the same releases with a second controller setting its weights takes turns with the
+ * router in (1), by ABBA slices each with its own direct path, and (2) times both splits from the
+ * same breach.
  */
 export async function benchCanary(opts: CanaryBenchOptions) {
   const dir = mkdtempSync(join(tmpdir(), 'relay-bench-canary-'));
@@ -194,43 +195,54 @@ export async function benchCanary(opts: CanaryBenchOptions) {
       }
     }
 
-    // (1) Overhead, after a warm-up, stable-bucket users (weight 50 sends them to stable). The
-    // paths interleave so that each sees the same machine, and no path fires twice in a row: a
-    // path's second request 1/(rate × paths) s after its first waits on the first's hop (ABBA's
-    // doubled turns put the router's p50 ratio at 2.7–2.8 against 2.4–2.5 alternated, same code).
-    // Two paths alternate; three take a Latin square's rows, so each follows each other equally.
+    // (1) Overhead, after a warm-up, stable-bucket users (weight 50 sends them to stable). Direct
+    // and one hop alternate request by request so that both see the same machine, and neither
+    // fires twice in a row: a path's second request 1/(rate × 2) s after its first waits on the
+    // first's hop (ABBA's doubled turns put the router's p50 ratio at 2.7–2.8 against 2.4–2.5
+    // alternated, same code). With HAProxy, the two hops take turns by slices of time, ABBA
+    // (router, HAProxy, HAProxy, router, half the duration each), each slice with its own direct
+    // path: a deployment runs one traffic layer or the other, and the router's CPU in HAProxy's
+    // slices (or HAProxy's in the router's) would be charged to the wrong hop.
     const directPath = new PathTimes('direct');
+    const directHaproxyPath = new PathTimes('direct (HAProxy slices)');
     const routedPath = new PathTimes('routed');
     const haproxyPath = new PathTimes('haproxy');
     const direct = directPath.ms;
     const routed = routedPath.ms;
     const viaHaproxy = haproxyPath.ms;
-    const paths = opts.haproxy ? 3 : 2;
-    const order = opts.haproxy ? [0, 1, 2, 1, 2, 0, 2, 0, 1] : [0, 1];
-    const fire = (i: number) => {
-      const which = order[i % order.length]!;
-      if (which === 0) return get(agent, `${stableUrl}/healthz`, stableUser).then((r) => directPath.add(r));
-      if (which === 1) return get(agent, `${routerUrl}/healthz`, stableUser).then((r) => routedPath.add(r));
-      return get(agent, `${haproxyUrl}/healthz`, hapStableUser).then((r) => haproxyPath.add(r.server === 'stable' ? r : { ...r, ok: false, failure: `answered by ${r.server}` }));
+    const viaDirect = (times: PathTimes) => () => get(agent, `${stableUrl}/healthz`, stableUser).then((r) => times.add(r));
+    const viaRouter = () => get(agent, `${routerUrl}/healthz`, stableUser).then((r) => routedPath.add(r));
+    const viaHaproxyServer = () =>
+      get(agent, `${haproxyUrl}/healthz`, hapStableUser).then((r) => haproxyPath.add(r.server === 'stable' ? r : { ...r, ok: false, failure: `answered by ${r.server}` }));
+    const routerSlice = [viaDirect(directPath), viaRouter];
+    const haproxySlice = [viaDirect(directHaproxyPath), viaHaproxyServer];
+    const slices = opts.haproxy ? [routerSlice, haproxySlice, haproxySlice, routerSlice] : [routerSlice];
+    const sliceS = opts.haproxy ? opts.durationS / 2 : opts.durationS;
+    const runSlice = async (fires: Array<() => Promise<unknown>>, requests: number) => {
+      const t0 = performance.now();
+      const pending: Promise<unknown>[] = [];
+      for (let i = 0; i < requests; i++) {
+        const wait = t0 + (i * 1000) / (opts.rate * fires.length) - performance.now();
+        if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+        pending.push(fires[i % fires.length]!());
+      }
+      await Promise.all(pending);
     };
-    for (let i = 0; i < 200 * paths; i++) await fire(i);
-    directPath.reset();
-    routedPath.reset();
-    haproxyPath.reset();
-    opts.log(`overhead: ${opts.rate} req/s direct, ${opts.rate} req/s through the router${opts.haproxy ? ` and ${opts.rate} req/s through HAProxy` : ''} for ${opts.durationS} s`);
-    const total = opts.rate * paths * opts.durationS;
-    const t0 = performance.now();
-    const pending: Promise<unknown>[] = [];
-    for (let i = 0; i < total; i++) {
-      const wait = t0 + (i * 1000) / (opts.rate * paths) - performance.now();
-      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-      pending.push(fire(i));
-    }
-    await Promise.all(pending);
+    for (const fires of new Set(slices)) await runSlice(fires, 200 * fires.length);
+    for (const p of [directPath, directHaproxyPath, routedPath, haproxyPath]) p.reset();
+    opts.log(
+      opts.haproxy
+        ? `overhead: ${opts.rate} req/s direct beside ${opts.rate} req/s through the router, then through HAProxy, in ABBA slices of ${sliceS} s (${opts.durationS * 2} s in all)`
+        : `overhead: ${opts.rate} req/s direct, ${opts.rate} req/s through the router for ${opts.durationS} s`,
+    );
+    for (const fires of slices) await runSlice(fires, Math.round(opts.rate * fires.length * sliceS));
     // Every request of every path must have succeeded: failures are not timed, and any fails the run.
     directPath.check();
     routedPath.check();
-    if (opts.haproxy) haproxyPath.check();
+    if (opts.haproxy) {
+      directHaproxyPath.check();
+      haproxyPath.check();
+    }
     const p95Direct = percentile(direct, 95);
     const p95Routed = percentile(routed, 95);
 
@@ -275,20 +287,21 @@ export async function benchCanary(opts: CanaryBenchOptions) {
       return audit.filter((e) => e.type === 'analysis' && Date.parse(e.at) >= breachWall && Date.parse(e.at) <= rollbackAt).length;
     };
     const p95Haproxy = opts.haproxy ? percentile(viaHaproxy, 95) : null;
+    const p95DirectHaproxy = opts.haproxy ? percentile(directHaproxyPath.ms, 95) : null;
     return {
       added_p95_ms: Math.round((p95Routed - p95Direct) * 100) / 100,
-      ...(opts.haproxy ? { added_p95_ms_haproxy: Math.round((p95Haproxy! - p95Direct) * 100) / 100 } : {}),
+      ...(opts.haproxy ? { added_p95_ms_haproxy: Math.round((p95Haproxy! - p95DirectHaproxy!) * 100) / 100 } : {}),
       rollback_ms: rollbackMs,
       ...(opts.haproxy ? { rollback_ms_haproxy: rollbackMsHaproxy } : {}),
       intervals_to_rollback: analysesToRollback('state'),
       ...(opts.haproxy ? { intervals_to_rollback_haproxy: analysesToRollback('state-haproxy') } : {}),
       direct_p95_ms: p95Direct,
       routed_p95_ms: p95Routed,
-      ...(opts.haproxy ? { haproxy_p95_ms: p95Haproxy, haproxy_p50_ms: percentile(viaHaproxy, 50) } : {}),
+      ...(opts.haproxy ? { haproxy_p95_ms: p95Haproxy, haproxy_p50_ms: percentile(viaHaproxy, 50), direct_p95_ms_haproxy_slices: p95DirectHaproxy, direct_p50_ms_haproxy_slices: percentile(directHaproxyPath.ms, 50) } : {}),
       direct_p50_ms: percentile(direct, 50),
       routed_p50_ms: percentile(routed, 50),
       requests_per_path: direct.length,
-      failed_requests: directPath.failed + routedPath.failed + haproxyPath.failed,
+      failed_requests: directPath.failed + directHaproxyPath.failed + routedPath.failed + haproxyPath.failed,
       rate_per_path: opts.rate,
       interval_ms: opts.intervalMs,
     };
