@@ -1,3 +1,4 @@
+import { buildMemoryMb, serialBuilds, withSerialBuildFallback } from './hnsw-build.ts';
 import type { Driver, SqlClient } from './sql-client.ts';
 
 /** The table-wide HNSW index (migration 0001). */
@@ -7,16 +8,6 @@ export const VECTOR_INDEX = 'memory_chunks_embedding_hnsw_idx';
 export async function vectorIndexDef(sql: SqlClient): Promise<string | null> {
   const def = await sql.query<{ def: string | null }>('SELECT pg_get_indexdef(to_regclass($1)) AS def', [VECTOR_INDEX]);
   return def.rows[0]?.def ?? null;
-}
-
-/**
- * maintenance_work_mem for building the table-wide HNSW index over `rows` rows: 1 GB, or 2 KB a
- * row when that is more, capped at 4 GB. A 384-d halfvec graph (m 16) takes 1.55 KB a row in memory
- * (pgvector's notice: 128 MB no longer held it after 86,696 rows), so 1 GB holds ~690,000; past
- * that, pgvector finishes the build by inserting the remaining rows one at a time, far slower.
- */
-export function buildMemoryMb(rows: number): number {
-  return Math.min(4096, Math.max(1024, Math.ceil((rows * 2) / 1024 / 256) * 256));
 }
 
 /**
@@ -33,12 +24,16 @@ export async function withVectorIndexRebuilt(driver: Driver, load: () => Promise
   try {
     await load();
   } finally {
-    await driver.ownerTransaction(async (sql) => {
-      // PGlite keeps 1 GB: its WebAssembly heap is the whole process's, and past it the build only slows.
-      const rows = driver.kind === 'pg' ? (await sql.query<{ n: number }>('SELECT count(*)::int AS n FROM memory_chunks')).rows[0]?.n : 0;
-      await sql.exec(`SET LOCAL maintenance_work_mem = '${buildMemoryMb(rows ?? 0)}MB'`);
-      await sql.exec(indexDef);
-    });
+    await withSerialBuildFallback((serial) =>
+      driver.ownerTransaction(async (sql) => {
+        // PGlite keeps 1 GB: its WebAssembly heap is the whole process's, it builds serially, and
+        // past the setting the build only slows.
+        const rows = driver.kind === 'pg' ? (await sql.query<{ n: number }>('SELECT count(*)::int AS n FROM memory_chunks')).rows[0]?.n : null;
+        await sql.exec(`SET LOCAL maintenance_work_mem = '${rows === null ? 1024 : buildMemoryMb(rows ?? 0)}MB'`);
+        if (serial) await serialBuilds(sql, true);
+        await sql.exec(indexDef);
+      }),
+    );
     // Sets the visibility map too, so scope counts are index-only from the start.
     await driver.ownerSession((sql) => sql.exec('VACUUM (ANALYZE) memory_chunks'));
   }

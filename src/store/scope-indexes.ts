@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { VECTOR_INDEX, vectorIndexDef } from './bulk-load.ts';
+import { buildMemoryMb, serialBuilds, withSerialBuildFallback } from './hnsw-build.ts';
 import type { Driver, SqlClient } from './sql-client.ts';
 
 /** Partial HNSW indexes made here are named with this prefix (and nothing else is). */
@@ -75,7 +76,6 @@ export async function ensureScopeIndexes(driver: Driver, opts: ScopeIndexOptions
     const lock = await sql.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtext('relay.index-scopes')) AS ok");
     if (!lock.rows[0]?.ok) throw new Error('another relay db index-scopes run holds the lock; try again when it is done');
     try {
-      if (driver.kind === 'pg') await sql.exec("SET maintenance_work_mem = '1GB'");
       // One scan: each scope large enough to matter, and the table's total beside it.
       const scopes = await sql.query<{ tenant_id: string; user_hash: Buffer; n: number; total: number }>(
         `SELECT tenant_id, user_hash, n, total FROM (
@@ -118,7 +118,19 @@ export async function ensureScopeIndexes(driver: Driver, opts: ScopeIndexOptions
           `SELECT format('CREATE INDEX ${concurrently ? 'CONCURRENTLY ' : ''}IF NOT EXISTS %I ON memory_chunks USING hnsw %s WHERE tenant_id = %L AND user_hash = %L::bytea', $1::text, $4::text, $2::text, '\\x' || encode($3::bytea, 'hex')) AS ddl`,
           [name, scope.tenantId, scope.userHash, method],
         );
-        await sql.exec(ddl.rows[0]!.ddl);
+        if (driver.kind === 'pg') await sql.exec(`SET maintenance_work_mem = '${buildMemoryMb(scope.rows)}MB'`);
+        await withSerialBuildFallback(
+          async (serial) => {
+            if (serial) {
+              // A failed CONCURRENTLY build leaves its index behind, invalid: IF NOT EXISTS would keep it.
+              // Serial from here to the end of the run: the next scope's build would fail the same way.
+              await sql.exec(`DROP INDEX ${concurrently ? 'CONCURRENTLY ' : ''}IF EXISTS ${name}`);
+              await serialBuilds(sql, false);
+            }
+            await sql.exec(ddl.rows[0]!.ddl);
+          },
+          (err) => log(`${name}: ${err.message}; building it again without parallel workers`),
+        );
         report.created.push(name);
       }
       if (report.created.length > 0 || report.dropped.length > 0) {
@@ -126,7 +138,10 @@ export async function ensureScopeIndexes(driver: Driver, opts: ScopeIndexOptions
       }
       return report;
     } finally {
-      if (driver.kind === 'pg') await sql.exec('RESET maintenance_work_mem');
+      if (driver.kind === 'pg') {
+        await sql.exec('RESET maintenance_work_mem');
+        await sql.exec('RESET max_parallel_maintenance_workers');
+      }
       await sql.query("SELECT pg_advisory_unlock(hashtext('relay.index-scopes'))");
     }
   });

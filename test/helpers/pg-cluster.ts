@@ -51,7 +51,7 @@ async function freePort(): Promise<number> {
 }
 
 /** A server in a temp folder of its own, run as the postgres OS user when the test runs as root. */
-async function serverIn(bin: string, prefix: string) {
+async function serverIn(bin: string, prefix: string, fileSizeBytes?: number) {
   const root = mkdtempSync(join(tmpdir(), prefix));
   const data = join(root, 'data');
   const asRoot = process.getuid?.() === 0;
@@ -60,7 +60,12 @@ async function serverIn(bin: string, prefix: string) {
     chmodSync(root, 0o755);
     execFileSync('chown', ['postgres:postgres', root]);
   }
-  const command = (cmd: string, args: string[]): [string, string[]] => (asRoot ? ['runuser', ['-u', 'postgres', '--', join(bin, cmd), ...args]] : [join(bin, cmd), args]);
+  // A file-size limit on the server's processes (util-linux's prlimit), inherited by each backend.
+  const limit = fileSizeBytes === undefined ? [] : ['prlimit', `--fsize=${fileSizeBytes}`];
+  const command = (cmd: string, args: string[]): [string, string[]] => {
+    const line = [...limit, join(bin, cmd), ...args];
+    return asRoot ? ['runuser', ['-u', 'postgres', '--', ...line]] : [line[0]!, line.slice(1)];
+  };
   const run = (cmd: string, args: string[]) => {
     const r = spawnSync(...command(cmd, args), { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
@@ -101,15 +106,26 @@ async function serverIn(bin: string, prefix: string) {
   return { root, data, port, run, control };
 }
 
-export async function startPgCluster(bin: string): Promise<PgCluster> {
-  const { data, port, run, control } = await serverIn(bin, 'relay-pgcluster-');
+export interface PgClusterOptions {
+  /** Extra server settings (`-c name=value`). */
+  settings?: string[];
+  /**
+   * The largest file the server may write (RLIMIT_FSIZE): a dynamic shared memory segment above it
+   * cannot be sized, as one larger than Docker's 64 MB /dev/shm cannot (PostgreSQL ignores SIGXFSZ
+   * and reports the error). Keep it above 16 MB, a WAL segment.
+   */
+  fileSizeBytes?: number;
+}
+
+export async function startPgCluster(bin: string, opts: PgClusterOptions = {}): Promise<PgCluster> {
+  const { data, port, run, control } = await serverIn(bin, 'relay-pgcluster-', opts.fileSizeBytes);
   run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale=C']);
   const cluster: PgCluster = {
     port,
     adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`,
     appUrl: '',
     ownerUrl: '',
-    ...control(),
+    ...control(opts.settings),
   };
   try {
     await cluster.start();
