@@ -193,7 +193,8 @@ function ranked<T extends RerankCandidate>(scores: unknown, subset: readonly T[]
  * with `estimateMs`, only the best-ranked prefix whose predicted cost fits `safety × budget` is
  * reranked; if fewer than 2 fit, nothing is sent and the fallback is `timeout` (the budget is why),
  * without counting against the breaker, unless nothing was sent for `probeEveryMs`: then the best
- * 2 go as a probe, so that the provider measures its speed again. A request whose own signal
+ * 2 go as a probe, so that the provider measures its speed again. A call so sized that overruns
+ * the budget is a `timeout` the breaker is not charged for either. A request whose own signal
  * aborts gets the search order back with no fallback counted: nobody will read it.
  */
 export function createMaybeRerank(opts: MaybeRerankOptions): MaybeRerank {
@@ -290,6 +291,14 @@ export function createMaybeRerank(opts: MaybeRerankOptions): MaybeRerank {
         if (ctx.signal?.aborted) {
           breaker.release(ticket);
           return keep();
+        }
+        // A call sized by the provider's own estimate that overran the budget is the estimate's
+        // miss (a CPU that slowed under a neighbour's load), which the provider learns from on
+        // its next call: charged to the breaker, five in a row would turn reranking off for the
+        // cool-down where the next call would have fitted fewer candidates.
+        if (signal.aborted && est) {
+          breaker.release(ticket);
+          return keep('timeout');
         }
         breaker.failure(ticket);
         return keep(signal.aborted ? 'timeout' : 'error');

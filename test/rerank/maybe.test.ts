@@ -278,6 +278,37 @@ describe('maybeRerank: the latency budget', () => {
     assert.equal(calls.length, 1);
   });
 
+  it('with estimateMs, an overrun is the estimate missing, not the provider failing: `timeout`, the breaker stays closed, the next call goes', async () => {
+    const rec = recorder();
+    let slow = true;
+    // The estimate says everything fits; the provider (a CPU that slowed down) overruns anyway.
+    const { p, calls } = provider(
+      async (_q, cs, signal) => {
+        if (slow) await sleep(1000, signal);
+        return reverse(cs);
+      },
+      { estimateMs: (_q, cs) => cs.map(() => 1) },
+    );
+    const maybe = createMaybeRerank({ reranker: p, budgetMs: 20, breaker: { failures: 2, cooldownMs: 60_000 }, hooks: rec.hooks });
+    for (let i = 0; i < 4; i++) {
+      const out = await maybe('q', ROWS, CTX);
+      assert.equal(out.fallback, 'timeout');
+      assert.deepEqual(ids(out.candidates), ids(ROWS));
+      assert.equal(calls[i]!.signal!.aborted, true, 'the overrun call was cancelled');
+    }
+    assert.equal(maybe.breakerState(), 'closed');
+    assert.deepEqual(rec.fallbacks, ['timeout', 'timeout', 'timeout', 'timeout']);
+    assert.equal(calls.length, 4, 'every call went to the provider');
+    slow = false;
+    assert.equal((await maybe('q', ROWS, CTX)).reranked, 6);
+    // Errors still count, estimate or not.
+    const failing = provider(() => Promise.reject(new Error('model crashed')), { estimateMs: (_q, cs) => cs.map(() => 1) });
+    const broken = createMaybeRerank({ reranker: failing.p, budgetMs: 20, breaker: { failures: 2, cooldownMs: 60_000 } });
+    await broken('q', ROWS, CTX);
+    assert.equal((await broken('q', ROWS, CTX)).fallback, 'error');
+    assert.equal(broken.breakerState(), 'open');
+  });
+
   it('unusable estimates (wrong length, NaN, a throw) are ignored: everything is reranked', async () => {
     for (const estimateMs of [() => [1, 2], () => ROWS.map(() => Number.NaN), (): number[] => { throw new Error('no stats yet'); }]) {
       const { p } = provider((_q, cs) => reverse(cs), { estimateMs });
@@ -378,7 +409,7 @@ describe('maybeRerank: circuit breaker', () => {
     assert.equal(maybe.breakerState(), 'half_open');
   });
 
-  it('timeouts count as failures; a success resets the count (failures must be consecutive)', async () => {
+  it('timeouts count as failures (a provider without estimateMs); a success resets the count (failures must be consecutive)', async () => {
     let mode: 'ok' | 'slow' = 'slow';
     const { p } = provider(async (_q, cs, signal) => {
       if (mode === 'slow') await sleep(1000, signal);
