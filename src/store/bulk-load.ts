@@ -1,4 +1,4 @@
-import { buildMemoryMb, serialBuilds, withSerialBuildFallback } from './hnsw-build.ts';
+import { buildingTransaction, buildMemoryMb } from './hnsw-build.ts';
 import type { Driver, SqlClient } from './sql-client.ts';
 
 /** The table-wide HNSW index (migration 0001). */
@@ -24,16 +24,13 @@ export async function withVectorIndexRebuilt(driver: Driver, load: () => Promise
   try {
     await load();
   } finally {
-    await withSerialBuildFallback((serial) =>
-      driver.ownerTransaction(async (sql) => {
-        // PGlite keeps 1 GB: its WebAssembly heap is the whole process's, it builds serially, and
-        // past the setting the build only slows.
-        const rows = driver.kind === 'pg' ? (await sql.query<{ n: number }>('SELECT count(*)::int AS n FROM memory_chunks')).rows[0]?.n : null;
-        await sql.exec(`SET LOCAL maintenance_work_mem = '${rows === null ? 1024 : buildMemoryMb(rows ?? 0)}MB'`);
-        if (serial) await serialBuilds(sql, true);
-        await sql.exec(indexDef);
-      }),
-    );
+    await buildingTransaction(driver, async (sql) => {
+      // PGlite keeps 1 GB: its WebAssembly heap is the whole process's, it builds serially, and
+      // past the setting the build only slows.
+      const mb = driver.kind === 'pg' ? buildMemoryMb((await sql.query<{ n: number }>('SELECT count(*)::int AS n FROM memory_chunks')).rows[0]?.n ?? 0) : 1024;
+      await sql.exec(`SET LOCAL maintenance_work_mem = '${mb}MB'`);
+      await sql.exec(indexDef);
+    });
     // Sets the visibility map too, so scope counts are index-only from the start.
     await driver.ownerSession((sql) => sql.exec('VACUUM (ANALYZE) memory_chunks'));
   }

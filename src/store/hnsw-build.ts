@@ -1,5 +1,5 @@
 import { sqlState } from './errors.ts';
-import type { SqlClient } from './sql-client.ts';
+import type { Driver, SqlClient } from './sql-client.ts';
 
 /**
  * maintenance_work_mem for an HNSW build over `rows` rows: 2 KB a row in steps of 64 MB, at least
@@ -43,4 +43,17 @@ export async function withSerialBuildFallback<T>(build: (serial: boolean) => Pro
     onFallback?.(err as Error);
     return build(true);
   }
+}
+
+/**
+ * An owner transaction whose statements build HNSW indexes (a migration, a bulk load's rebuild):
+ * run once more, whole and with parallel builds off, when shared memory was short.
+ */
+export function buildingTransaction<T>(driver: Driver, fn: (sql: SqlClient) => Promise<T>): Promise<T> {
+  return withSerialBuildFallback((serial) =>
+    driver.ownerTransaction(async (sql) => {
+      if (serial) await serialBuilds(sql, true);
+      return fn(sql);
+    }),
+  );
 }

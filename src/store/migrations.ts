@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { serialBuilds, withSerialBuildFallback } from './hnsw-build.ts';
+import { buildingTransaction } from './hnsw-build.ts';
 import type { Driver, SqlClient } from './sql-client.ts';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
@@ -96,23 +96,20 @@ export async function migrateUp(driver: Driver, vars: MigrationVars, to?: number
   if (target < 0 || target > all.length) throw new MigrationError(`no migration ${target}: the newest is ${all.length}`);
   const done: number[] = [];
   for (const m of all.filter((x) => x.version <= target)) {
-    const ran = await withSerialBuildFallback((serial) =>
-      driver.ownerTransaction(async (sql) => {
-        await ensureTable(sql);
-        const have = (await applied(sql)).get(m.version);
-        if (have) {
-          if (have.checksum !== m.checksum) {
-            throw new MigrationError(`migration ${m.version} (${m.name}) was edited after it was applied`);
-          }
-          return false;
+    const ran = await buildingTransaction(driver, async (sql) => {
+      await ensureTable(sql);
+      const have = (await applied(sql)).get(m.version);
+      if (have) {
+        if (have.checksum !== m.checksum) {
+          throw new MigrationError(`migration ${m.version} (${m.name}) was edited after it was applied`);
         }
-        if (serial) await serialBuilds(sql, true);
-        await sql.exec(renderMigration(m.up, vars));
-        await grantStatusRead(sql, vars.appRole);
-        await sql.query('INSERT INTO relay_migrations (version, name, checksum) VALUES ($1, $2, $3)', [m.version, m.name, m.checksum]);
-        return true;
-      }),
-    );
+        return false;
+      }
+      await sql.exec(renderMigration(m.up, vars));
+      await grantStatusRead(sql, vars.appRole);
+      await sql.query('INSERT INTO relay_migrations (version, name, checksum) VALUES ($1, $2, $3)', [m.version, m.name, m.checksum]);
+      return true;
+    });
     if (ran) done.push(m.version);
   }
   return done;
@@ -126,16 +123,13 @@ export async function migrateDown(driver: Driver, vars: MigrationVars, to?: numb
   const target = to ?? Math.max(0, current - 1);
   if (target < 0 || target > all.length) throw new MigrationError(`no migration ${target}: the newest is ${all.length}`);
   for (const m of [...all].reverse().filter((x) => x.version > target)) {
-    const ran = await withSerialBuildFallback((serial) =>
-      driver.ownerTransaction(async (sql) => {
-        await ensureTable(sql);
-        if (!(await applied(sql)).has(m.version)) return false;
-        if (serial) await serialBuilds(sql, true);
-        await sql.exec(renderMigration(m.down, vars));
-        await sql.query('DELETE FROM relay_migrations WHERE version = $1', [m.version]);
-        return true;
-      }),
-    );
+    const ran = await buildingTransaction(driver, async (sql) => {
+      await ensureTable(sql);
+      if (!(await applied(sql)).has(m.version)) return false;
+      await sql.exec(renderMigration(m.down, vars));
+      await sql.query('DELETE FROM relay_migrations WHERE version = $1', [m.version]);
+      return true;
+    });
     if (ran) done.push(m.version);
   }
   return done;
