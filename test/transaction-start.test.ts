@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { sqlState, type Store } from '../src/store/index.ts';
+import { createPgDriver, READ_ONLY, sqlState, Store } from '../src/store/index.ts';
+import { chunk, scopeOf, testTenant } from './helpers/fixtures.ts';
 import { targets } from './helpers/targets.ts';
 
 // How an application transaction starts: BEGIN, the scope statement, then the caller's first
@@ -57,6 +58,35 @@ for (const target of targets()) {
           (e: unknown) => e,
         );
       assert.equal(sqlState(err), '22012', String(err));
+    });
+
+    // The server driver does not wait for a read-only transaction's COMMIT (pg-driver.ts). What
+    // must hold: the read's answer is complete, the connection is outside any transaction for
+    // whatever runs on it next (a write right behind a read; had the read's transaction stayed
+    // open, the write would run inside it, read-only, and fail).
+    it('a read-only transaction, then writes and reads on the same connection: each sees the last commit', async () => {
+      const onOne = target.name === 'pg' ? new Store(createPgDriver({ appUrl: process.env.RELAY_TEST_DATABASE_URL!, ownerUrl: process.env.RELAY_TEST_MIGRATE_URL!, poolMax: 1 })) : store;
+      const dim = onOne.embeddingDim;
+      const scope = scopeOf(testTenant('read-then-write'), 'alice');
+      try {
+        for (let i = 0; i < 20; i++) {
+          const seen = await onOne.withScope(scope, (c) => c.list(100), { read: {} });
+          assert.equal(seen.chunks.length, i);
+          await onOne.withScope(scope, (c) => c.insert([chunk(`row ${i}`, new Float32Array(dim).fill(0.01 * (i + 1)))]));
+        }
+        // A write the read-only setting refuses is still refused, and writes nothing.
+        const refused = await onOne.driver
+          .appTransaction([READ_ONLY], (sql) => sql.query('DELETE FROM memory_chunks'))
+          .then(() => assert.fail('a DELETE ran in a read-only transaction'), (e: unknown) => e);
+        assert.equal(sqlState(refused), '25006', String(refused));
+        const last = await onOne.withScope(scope, (c) => c.search(new Float32Array(dim).fill(0.01), 50), { read: {} });
+        assert.equal(last.hits.length, 20);
+        const state = await onOne.driver.appTransaction([], async (sql) => (await sql.query<{ ro: string }>("SELECT current_setting('transaction_read_only') AS ro")).rows[0]);
+        assert.deepEqual(state, { ro: 'off' });
+      } finally {
+        await store.withScope(scope, (c) => c.list(100)).then((page) => Promise.all(page.chunks.map((c) => store.withScope(scope, (s) => s.delete(c.id)))));
+        if (onOne !== store) await onOne.close();
+      }
     });
   });
 }

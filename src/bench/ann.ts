@@ -219,7 +219,8 @@ async function runQueries(store: Store, users: BenchUser[], queries: BenchQuery[
     const user = users[q.user]!;
     const expected = Math.min(k, user.size);
     const ours = async () => {
-      const { value, ms } = await timed(() => store.withScope(user.scope, (c) => c.search(q.search, k)));
+      // A read, as the service's query route runs it (read-only; on the primary here).
+      const { value, ms } = await timed(() => store.withScope(user.scope, (c) => c.search(q.search, k), { read: {} }));
       samples.push({ kind: user.kind, ms, ids: value.hits.map((h) => h.id), strategy: value.strategy, expected });
     };
     const theirs = async () => {

@@ -8,6 +8,7 @@ export { currentVersion, latestVersion, loadMigrations, migrateDown, migrateUp, 
 export { createPgDriver, type PgDriverOptions } from './pg-driver.ts';
 export { createPgliteDriver, type PgliteDriverOptions } from './pglite-driver.ts';
 export type { Driver, Listening, PoolStats, SqlClient, TransactionOptions } from './sql-client.ts';
+export { READ_ONLY } from './sql-client.ts';
 export { setupDatabase, type SetupOptions, type SetupResult } from './setup.ts';
 export { openStore, primaryOnly, type OpenStoreOptions, type StoreLocation } from './open.ts';
 export { prewarm, withVectorIndexRebuilt } from './bulk-load.ts';

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { isConnectionError } from './errors.ts';
 import { sendCancelRequest } from './pg-cancel.ts';
 import { PoolerError, type Pooler } from './pooler-probe.ts';
-import { setConfigStatement, type Driver, type Listening, type PoolStats, type QueryOptions, type Row, type Settings, type SqlClient } from './sql-client.ts';
+import { isReadOnly, setConfigStatement, type Driver, type Listening, type PoolStats, type QueryOptions, type Row, type Settings, type SqlClient } from './sql-client.ts';
 
 export interface PgDriverOptions {
   /** Login of the application role (`app_user`). */
@@ -89,14 +89,20 @@ function socketOf(client: pg.PoolClient | pg.Client): { cork(): void; uncork(): 
  * order: the first statement never runs before the scope is set, and when setting it fails the
  * transaction is aborted, everything after it fails, and the scope statement's own error is
  * the one thrown.
+ *
+ * A read-only transaction (`transaction_read_only` on, so PostgreSQL refused any write in it)
+ * has nothing its COMMIT could lose: the COMMIT is sent but not waited for, and the caller has
+ * its result a round trip sooner. The client may go back to the pool with the COMMIT still on
+ * the wire; pipelined, the next borrower's BEGIN follows it on the same connection, and a
+ * connection that dies under it fails that borrower as any dead connection does.
  */
 async function inTransaction<T>(
   client: pg.PoolClient | pg.Client,
   first: { text: string; params: string[] } | null,
   fn: (sql: SqlClient) => Promise<T>,
-  signal?: AbortSignal,
-  prepared = true,
+  opts: { signal?: AbortSignal; prepared?: boolean; readOnly?: boolean } = {},
 ): Promise<T> {
+  const { signal, prepared = true, readOnly = false } = opts;
   const socket = client.pipeline ? socketOf(client) : undefined;
   socket?.cork();
   let started: Promise<unknown>;
@@ -111,7 +117,8 @@ async function inTransaction<T>(
   try {
     const result = await fn(wrap(client, signal, prepared));
     await started;
-    await client.query('COMMIT');
+    if (readOnly && client.pipeline) client.query('COMMIT').catch(() => undefined);
+    else await client.query('COMMIT');
     return result;
   } catch (err) {
     // The scope statement's failure explains the failures queued behind it.
@@ -193,7 +200,7 @@ export function createPgDriver(opts: PgDriverOptions): Driver {
       try {
         signal?.throwIfAborted();
         signal?.addEventListener('abort', cancel, { once: true });
-        return await inTransaction(client, setConfigStatement(all), fn, signal, !pooled);
+        return await inTransaction(client, setConfigStatement(all), fn, { signal, prepared: !pooled, readOnly: isReadOnly(settings) });
       } catch (err) {
         broken ||= isConnectionError(err);
         throw signal?.aborted ? signal.reason : err;

@@ -36,6 +36,14 @@ export interface TransactionOptions {
 /** Transaction-local settings, applied by one `set_config` call each in the first statement. */
 export type Settings = ReadonlyArray<readonly [name: string, value: string]>;
 
+/** The setting that makes a transaction read-only: PostgreSQL then refuses any write in it. */
+export const READ_ONLY = ['transaction_read_only', 'on'] as const;
+
+/** True when `settings` make the transaction read-only. */
+export function isReadOnly(settings: Settings): boolean {
+  return settings.some(([name, value]) => name === READ_ONLY[0] && value === READ_ONLY[1]);
+}
+
 export interface PoolStats {
   /** Connections the pool may hold. */
   size: number;

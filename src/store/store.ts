@@ -5,11 +5,10 @@ import { scopeSettings, validateScope, type Scope } from './scope.ts';
 import { ensureScopeIndexes, listScopeIndexes, scopeIndexName, type ScopeIndexOptions, type ScopeIndexReport } from './scope-indexes.ts';
 import { ReadRouter, parseLsn, type ReadReason, type ReadRoutingOptions, type ReadTarget } from './read-routing.ts';
 import { DEFAULT_SEARCH_TUNING, searchSettings, type SearchStrategy, type SearchTuning } from './search.ts';
-import type { Driver, PoolStats, Settings, SqlClient, TransactionOptions } from './sql-client.ts';
+import { READ_ONLY, type Driver, type PoolStats, type Settings, type SqlClient, type TransactionOptions } from './sql-client.ts';
 import { sweepExpired, type SweepOptions, type SweepResult } from './sweep.ts';
 
 const SCOPE_INDEX_REFRESH_MS = 60_000;
-const READ_ONLY = ['transaction_read_only', 'on'] as const;
 
 /** Hooks the store calls so metrics can count without the store knowing about them. */
 export interface StoreObserver {
