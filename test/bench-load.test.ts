@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import { buildBaselineApp, closedLoop, openLoop, percentile, sseRequest, SseParser, type Frame } from '../src/bench/index.ts';
+import { abbaClosedLoops, buildBaselineApp, closedLoop, openLoop, percentile, sseRequest, SseParser, type Frame, type Outcome } from '../src/bench/index.ts';
 
 describe('bench query load generator', () => {
   let app: FastifyInstance;
@@ -108,6 +108,22 @@ describe('bench query load generator', () => {
     } finally {
       clearInterval(pump);
     }
+  });
+
+  it('ABBA slices keep every outcome of each side, however many a fast target answers', async () => {
+    // A floor that answers at once, 250,000 times per side (a static route on a fast machine
+    // answered 18,500/s, ~140,000 in one 7.5 s slice of bench query), then every millisecond.
+    const fired = { a: 0, b: 0 };
+    const answer = (side: 'a' | 'b'): Promise<Outcome> => {
+      const outcome = { ok: side === 'a', status: 200, ttfvMs: 0, totalMs: 0 };
+      return fired[side]++ < 250_000 ? Promise.resolve(outcome) : new Promise((resolve) => setTimeout(() => resolve(outcome), 1));
+    };
+    const out = await abbaClosedLoops({ clients: 2, slices: 4, sliceS: 0.5, a: () => answer('a'), b: () => answer('b') });
+    assert.ok(out.b.outcomes.length > 250_000, `only ${out.b.outcomes.length} outcomes: the test needs more than one call's arguments`);
+    assert.equal(out.a.outcomes.length, fired.a);
+    assert.equal(out.b.outcomes.length, fired.b);
+    assert.ok(out.a.outcomes.every((o) => o.ok) && out.b.outcomes.every((o) => !o.ok));
+    assert.ok(out.a.seconds >= 1 && out.b.seconds >= 1);
   });
 
   it('percentiles are nearest-rank', () => {

@@ -2,7 +2,7 @@ export { benchAnn, type AnnBenchOptions, type AnnShape } from './ann.ts';
 export { mastraPeer, PEER_INSTALL, type AnnPeer } from './ann-peer.ts';
 export { ClusteredSpace, gaussian, normalize, rng } from './synthetic.ts';
 export { benchQuery, type QueryBenchOptions } from './query.ts';
-export { closedLoop, errorCode, openLoop, percentile, postJson, sseRequest, SseParser, type Frame, type Outcome } from './load.ts';
+export { abbaClosedLoops, closedLoop, errorCode, openLoop, percentile, postJson, sseRequest, SseParser, type Frame, type Outcome } from './load.ts';
 export { benchLoad, rssMb, type LoadBenchOptions } from './mixed-load.ts';
 export { buildBaselineApp } from './sse-baseline.ts';
 export { measureKeyEventLatency, type KeyEventLatency, type KeyEventLatencyOptions } from './key-events.ts';
