@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import { loadConfig } from '../../src/config/index.ts';
 import {
   createLexicalReranker,
@@ -221,6 +221,30 @@ describe('maybeRerank: the latency budget', () => {
     // budget) only says it was this budget, not some far longer default.
     assert.equal(out.fallback, 'timeout');
     assert.ok(performance.now() - started < 2_000);
+  });
+
+  it('the budget timer fires 2 ms early (at most 2% early), so the fallback answer lands inside the budget', async () => {
+    // Timed on node:test's mock clock: which instant the timer is set for, not how late a real
+    // one fires.
+    const flush = () => new Promise((resolve) => setImmediate(resolve));
+    for (const [budgetMs, quiet, fired] of [[150, 147, 148], [40, 38, 40]] as const) {
+      mock.timers.enable({ apis: ['setTimeout'] });
+      try {
+        const { p, calls } = provider(() => new Promise<RerankScore[]>(() => {}));
+        const pending = createMaybeRerank({ reranker: p, budgetMs })('q', ROWS, CTX);
+        await flush();
+        assert.equal(calls.length, 1);
+        mock.timers.tick(quiet);
+        await flush();
+        assert.equal(calls[0]!.signal!.aborted, false, `budget ${budgetMs}: aborted by ${quiet} ms`);
+        mock.timers.tick(fired - quiet);
+        const out = await pending;
+        assert.equal(calls[0]!.signal!.aborted, true, `budget ${budgetMs}: not aborted by ${fired} ms`);
+        assert.equal(out.fallback, 'timeout');
+      } finally {
+        mock.timers.reset();
+      }
+    }
   });
 
   it('estimateMs: reranks the best-ranked prefix that fits 0.8 × budget, the rest below in search order', async () => {
