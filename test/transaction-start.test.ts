@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createPgDriver, READ_ONLY, sqlState, Store } from '../src/store/index.ts';
+import { READ_ONLY, sqlState, type Store } from '../src/store/index.ts';
 import { chunk, scopeOf, testTenant } from './helpers/fixtures.ts';
 import { targets } from './helpers/targets.ts';
 
@@ -65,7 +65,7 @@ for (const target of targets()) {
     // whatever runs on it next (a write right behind a read; had the read's transaction stayed
     // open, the write would run inside it, read-only, and fail).
     it('a read-only transaction, then writes and reads on the same connection: each sees the last commit', async () => {
-      const onOne = target.name === 'pg' ? new Store(createPgDriver({ appUrl: process.env.RELAY_TEST_DATABASE_URL!, ownerUrl: process.env.RELAY_TEST_MIGRATE_URL!, poolMax: 1 })) : store;
+      const onOne = target.name === 'pg' ? await target.open({ poolMax: 1 }) : store;
       const dim = onOne.embeddingDim;
       const scope = scopeOf(testTenant('read-then-write'), 'alice');
       try {

@@ -3,7 +3,8 @@ import { createPgDriver, createPgliteDriver, Store, type SearchTuning, type Stor
 /** One store the suites run against: the embedded PGlite always, a server PostgreSQL when configured. */
 export interface Target {
   name: 'pglite' | 'pg';
-  open(opts?: { search?: Partial<SearchTuning>; observer?: StoreObserver }): Promise<Store>;
+  /** `poolMax`: connections in a server store's pool (4 unless given); PGlite has one connection. */
+  open(opts?: { search?: Partial<SearchTuning>; observer?: StoreObserver; poolMax?: number }): Promise<Store>;
 }
 
 const pglite: Target = {
@@ -32,7 +33,8 @@ export function serverTargetAt(appUrl: string, ownerUrl: string): Target {
   return {
     name: 'pg',
     async open(opts = {}) {
-      const store = new Store(createPgDriver({ appUrl, ownerUrl, poolMax: 4 }), opts);
+      const { poolMax = 4, ...storeOpts } = opts;
+      const store = new Store(createPgDriver({ appUrl, ownerUrl, poolMax }), storeOpts);
       await store.migrate();
       return store;
     },
@@ -47,7 +49,8 @@ export function pooledTargetAt(pooledUrl: string, ownerUrl: string, listenUrl: s
   return {
     name: 'pg',
     async open(opts = {}) {
-      const store = new Store(createPgDriver({ appUrl: pooledUrl, ownerUrl, pooler: 'transaction', listenUrl, poolMax: 4 }), opts);
+      const { poolMax = 4, ...storeOpts } = opts;
+      const store = new Store(createPgDriver({ appUrl: pooledUrl, ownerUrl, pooler: 'transaction', listenUrl, poolMax }), storeOpts);
       await store.migrate();
       return store;
     },
