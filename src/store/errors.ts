@@ -1,6 +1,12 @@
-/** SQLSTATE of a database error, from pg or PGlite. */
+/**
+ * SQLSTATE of a database error, from pg or PGlite. A Node system error's code is an errno name,
+ * not a SQLSTATE, even when it has five capitals (`EPIPE`, from a write to a connection the
+ * server dropped): it has a `syscall`, which database errors never have.
+ */
 export function sqlState(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
+  const e = err as { code?: unknown; syscall?: unknown } | null;
+  if (typeof e?.syscall === 'string') return undefined;
+  const code = e?.code;
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
