@@ -1,7 +1,7 @@
 import type { Scope } from './scope.ts';
 import { nearestInScope, type Predicate, type QueryVectors, type SearchStrategy, type SearchTuning } from './search.ts';
 import type { SqlClient } from './sql-client.ts';
-import { toBuffer, toSqlVector } from './vector.ts';
+import { toBinaryVector, toBuffer, toSqlVector } from './vector.ts';
 
 export type Metadata = Record<string, unknown>;
 
@@ -311,17 +311,19 @@ export class ScopedChunks {
   async search(embedding: ArrayLike<number> | SearchVectors, k: number, opts: SearchOptions = {}): Promise<SearchOutcome> {
     if (!Number.isInteger(k) || k < 1 || k > 1000) throw new RangeError('k must be an integer in 1..1000');
     let query: QueryVectors;
+    // Binary where the driver sends it so (the server): no formatting here, no parsing there.
+    const param = this.sql.binaryParams ? toBinaryVector : toSqlVector;
     if ('primary' in embedding && embedding.others.length > 0) {
       const others = embedding.others;
-      let text: Array<{ key: number | null; vector: string }> | undefined;
+      let params: Array<{ key: number | null; vector: string | Buffer }> | undefined;
       query = {
-        primary: { key: embedding.primary.key, vector: toSqlVector(embedding.primary.vector, this.dim) },
-        others: () => (text ??= others.map((o) => ({ key: o.key, vector: toSqlVector(o.vector, this.dim) }))),
+        primary: { key: embedding.primary.key, vector: param(embedding.primary.vector, this.dim) },
+        others: () => (params ??= others.map((o) => ({ key: o.key, vector: param(o.vector, this.dim) }))),
       };
     } else {
       // One space only: rows are compared as stored, nothing checks their spaces.
       const only = 'primary' in embedding ? embedding.primary : { key: null, vector: embedding };
-      query = { primary: { key: only.key, vector: toSqlVector(only.vector, this.dim) } };
+      query = { primary: { key: only.key, vector: param(only.vector, this.dim) } };
     }
     const { embedderId, filter } = opts;
     const where: Predicate | undefined =

@@ -12,7 +12,7 @@ export { READ_ONLY } from './sql-client.ts';
 export { setupDatabase, type SetupOptions, type SetupResult } from './setup.ts';
 export { openStore, primaryOnly, type OpenStoreOptions, type StoreLocation } from './open.ts';
 export { prewarm, withVectorIndexRebuilt } from './bulk-load.ts';
-export { toSqlVector } from './vector.ts';
+export { toBinaryVector, toSqlVector } from './vector.ts';
 export { ensureScopeIndexes, scopeIndexName, SCOPE_INDEX_PREFIX, type ScopeIndexOptions, type ScopeIndexReport } from './scope-indexes.ts';
 export {
   SqlKeyRepository,

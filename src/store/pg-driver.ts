@@ -72,6 +72,7 @@ function wrap(client: pg.PoolClient | pg.Client, signal?: AbortSignal, prepared 
       signal?.throwIfAborted();
       await client.query(text);
     },
+    binaryParams: true,
   };
 }
 

@@ -71,13 +71,15 @@ export type Predicate = (firstParam: number) => { sql: string; params: unknown[]
  * What a search compares rows with. Vectors at rest may be under a keyed transform
  * (`vector_key`: the data key version; null: the model's own space), and a query needs its
  * vector in each space the scope may hold. `primary` is the space new rows are written in;
- * `others` (pgvector text form, asked for only when needed: the text costs as much as the
- * transform) the rest. Without `others`, every row is compared with the primary vector, as
- * before transforms existed, and nothing checks the rows' spaces.
+ * `others` (asked for only when needed) the rest. Without `others`, every row is compared with
+ * the primary vector, as before transforms existed, and nothing checks the rows' spaces. Each
+ * vector is a parameter in pgvector's text form, or its binary form (a `Buffer`) where the
+ * driver sends buffers in binary (`SqlClient.binaryParams`); the statements cast it to `vector`
+ * only, so the parameter's type is `vector` either way.
  */
 export interface QueryVectors {
-  primary: { key: number | null; vector: string };
-  others?: () => ReadonlyArray<{ key: number | null; vector: string }>;
+  primary: { key: number | null; vector: string | Buffer };
+  others?: () => ReadonlyArray<{ key: number | null; vector: string | Buffer }>;
 }
 
 function scopeRows(where: string): string {
@@ -89,7 +91,7 @@ function scopeRows(where: string): string {
  * the parameters that names, numbered from `first`: a key and a vector for each other space.
  * Exact search only: an index orders by one vector.
  */
-function keyedDistance(others: ReadonlyArray<{ key: number | null; vector: string }>, first: number): { distance: string; params: unknown[] } {
+function keyedDistance(others: ReadonlyArray<{ key: number | null; vector: string | Buffer }>, first: number): { distance: string; params: unknown[] } {
   if (others.length === 0) return { distance: 'embedding <=> $3::vector', params: [] };
   const params: unknown[] = [];
   const arms: string[] = [];
@@ -126,7 +128,8 @@ function mixedKeys(primaryKey: string): string {
  */
 export function indexedDistance(dim: number): string {
   if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`dim must be a positive integer, got ${dim}`);
-  return `embedding::halfvec(${dim}) <=> $3::halfvec(${dim})`;
+  // $3 through vector: typed by this cast alone, the parameter could be read as a halfvec.
+  return `embedding::halfvec(${dim}) <=> $3::vector::halfvec(${dim})`;
 }
 
 /**

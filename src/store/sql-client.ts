@@ -22,6 +22,12 @@ export interface SqlClient {
   query<R extends Row = Row>(text: string, params?: readonly unknown[], opts?: QueryOptions): Promise<QueryResult<R>>;
   /** Several statements, no parameters (migration files). */
   exec(text: string): Promise<void>;
+  /**
+   * True when a `Buffer` parameter travels in PostgreSQL's binary format (the server driver), so
+   * a vector may be given as pgvector's binary form (`toBinaryVector`). PGlite binds a byte
+   * array as bytea: there vectors travel as text.
+   */
+  readonly binaryParams?: boolean;
 }
 
 export interface TransactionOptions {

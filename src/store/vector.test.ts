@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { toSqlVector } from './vector.ts';
+import { toBinaryVector, toSqlVector } from './vector.ts';
 
 /** What pgvector does with each component: strtof, i.e. the float4 nearest the decimal. */
 const read = (text: string): number[] => text.slice(1, -1).split(',').map((t) => Math.fround(Number(t)));
@@ -68,4 +68,24 @@ test('toSqlVector: refuses a wrong dimension, NaN and infinities', () => {
   assert.throws(() => toSqlVector([Number.POSITIVE_INFINITY, 1], 2), /embedding\[0\]/);
   // pgvector: "value out of range for type vector".
   assert.throws(() => toSqlVector([0.5, -1e39], 2), /embedding\[1\] is not a finite number \(or beyond float4's range\)/);
+});
+
+test('toBinaryVector: pgvector\'s binary form, dimension and a zero as int16, then big-endian float4s', () => {
+  const v = [1, -2.5, 0.1, 3e38, -1e-40];
+  const b = toBinaryVector(v, 5);
+  assert.equal(b.length, 4 + 4 * 5);
+  assert.equal(b.readInt16BE(0), 5);
+  assert.equal(b.readInt16BE(2), 0);
+  assert.deepEqual(Array.from({ length: 5 }, (_, i) => b.readFloatBE(4 + 4 * i)), v.map((x) => Math.fround(x)));
+  // The same float4 values the text form reads back as.
+  const w = Array.from({ length: 384 }, (_, i) => Math.sin(i * 12.9898) * 0.07);
+  const bin = toBinaryVector(w, 384);
+  assert.deepEqual(Array.from({ length: 384 }, (_, i) => bin.readFloatBE(4 + 4 * i)), read(toSqlVector(w, 384)));
+});
+
+test('toBinaryVector: refuses what toSqlVector refuses', () => {
+  assert.throws(() => toBinaryVector([1, 2], 3), /2 dimensions, the store expects 3/);
+  assert.throws(() => toBinaryVector([1, Number.NaN], 2), /embedding\[1\] is not a finite number/);
+  assert.throws(() => toBinaryVector([Number.NEGATIVE_INFINITY, 1], 2), /embedding\[0\]/);
+  assert.throws(() => toBinaryVector([0.5, -1e39], 2), /embedding\[1\] is not a finite number \(or beyond float4's range\)/);
 });
