@@ -60,6 +60,32 @@ for (const target of targets()) {
       assert.equal(sqlState(err), '22012', String(err));
     });
 
+    // The scope statement's text depends only on how many settings it sets: the server driver
+    // keeps it prepared on each connection (PGlite runs it unnamed each time).
+    it('the scope statement is prepared once per server connection, and one whose execution failed stays usable', async () => {
+      const onOne = target.name === 'pg' ? await target.open({ poolMax: 1 }) : store;
+      const scopeOf = (tenant: string) => ({ t: tenant, u: 'bb' });
+      try {
+        const failed = await onOne.driver
+          .appTransaction([['relay.tenant_id', 'tenant-prep'], ['plan_cache_mode', 'not-a-mode']], (sql) => sql.query('SELECT 1'))
+          .then(() => assert.fail('the transaction succeeded'), (e: unknown) => e);
+        assert.equal(sqlState(failed), '22023', String(failed));
+        for (let i = 0; i < 5; i++) {
+          const tenant = `tenant-prep-${i}`;
+          const seen = await onOne.driver.appTransaction([['relay.tenant_id', tenant], ['relay.user_hash', 'bb']], async (sql) => {
+            return (await sql.query<{ t: string; u: string }>("SELECT current_setting('relay.tenant_id', true) AS t, current_setting('relay.user_hash', true) AS u")).rows[0];
+          });
+          assert.deepEqual(seen, scopeOf(tenant));
+        }
+        const prepared = await onOne.driver.appTransaction([['relay.tenant_id', 'tenant-prep'], ['relay.user_hash', 'bb']], async (sql) => {
+          return (await sql.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE statement LIKE 'SELECT set_config(%'")).rows[0]!.n;
+        });
+        assert.equal(prepared, target.name === 'pg' ? 1 : 0);
+      } finally {
+        if (onOne !== store) await onOne.close();
+      }
+    });
+
     // The server driver does not wait for a read-only transaction's COMMIT (pg-driver.ts). What
     // must hold: the read's answer is complete, the connection is outside any transaction for
     // whatever runs on it next (a write right behind a read; had the read's transaction stayed
