@@ -64,7 +64,7 @@ for (const target of targets()) {
     // keeps it prepared on each connection (PGlite runs it unnamed each time).
     it('the scope statement is prepared once per server connection, and one whose execution failed stays usable', async () => {
       const onOne = target.name === 'pg' ? await target.open({ poolMax: 1 }) : store;
-      const scopeOf = (tenant: string) => ({ t: tenant, u: 'bb' });
+      const expected = (tenant: string) => ({ t: tenant, u: 'bb' });
       try {
         const failed = await onOne.driver
           .appTransaction([['relay.tenant_id', 'tenant-prep'], ['plan_cache_mode', 'not-a-mode']], (sql) => sql.query('SELECT 1'))
@@ -75,7 +75,7 @@ for (const target of targets()) {
           const seen = await onOne.driver.appTransaction([['relay.tenant_id', tenant], ['relay.user_hash', 'bb']], async (sql) => {
             return (await sql.query<{ t: string; u: string }>("SELECT current_setting('relay.tenant_id', true) AS t, current_setting('relay.user_hash', true) AS u")).rows[0];
           });
-          assert.deepEqual(seen, scopeOf(tenant));
+          assert.deepEqual(seen, expected(tenant));
         }
         const prepared = await onOne.driver.appTransaction([['relay.tenant_id', 'tenant-prep'], ['relay.user_hash', 'bb']], async (sql) => {
           return (await sql.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE statement LIKE 'SELECT set_config(%'")).rows[0]!.n;
