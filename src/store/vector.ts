@@ -41,6 +41,17 @@ function writeDigits(out: Buffer, at: number, n: number): number {
   return writeInt(out, at, lo, 8);
 }
 
+function checkDim(values: ArrayLike<number>, dim: number): void {
+  if (values.length !== dim) throw new RangeError(`embedding has ${values.length} dimensions, the store expects ${dim}`);
+}
+
+/** `values[i]` as the float4 pgvector stores; NaN, infinities and values beyond float4's range are refused, as pgvector refuses them. */
+function float4At(values: ArrayLike<number>, i: number): number {
+  const v = Math.fround(values[i] as number);
+  if (!Number.isFinite(v)) throw new RangeError(`embedding[${i}] is not a finite number (or beyond float4's range)`);
+  return v;
+}
+
 /**
  * pgvector's text form: `[1,2,3]`. Rejects NaN, infinities and values beyond float4's range,
  * which pgvector refuses too.
@@ -56,12 +67,10 @@ function writeDigits(out: Buffer, at: number, n: number): number {
  * ~0.4 µs, 125–175 µs a 384-d vector; this ~4× less.
  */
 export function toSqlVector(values: ArrayLike<number>, dim: number): string {
-  if (values.length !== dim) throw new RangeError(`embedding has ${values.length} dimensions, the store expects ${dim}`);
+  checkDim(values, dim);
   let max = 0;
   for (let i = 0; i < dim; i++) {
-    const v = Math.fround(values[i] as number);
-    if (!Number.isFinite(v)) throw new RangeError(`embedding[${i}] is not a finite number (or beyond float4's range)`);
-    const a = Math.abs(v);
+    const a = Math.abs(float4At(values, i));
     if (a > max) max = a;
   }
   // max · 10^exp < 10^DIGITS (and ≥ 10^(DIGITS−1) but for the rounding of log10)
@@ -99,15 +108,11 @@ export function toSqlVector(values: ArrayLike<number>, dim: number): string {
  * in binary"). Same checks, and the same float4 values, as `toSqlVector`.
  */
 export function toBinaryVector(values: ArrayLike<number>, dim: number): Buffer {
-  if (values.length !== dim) throw new RangeError(`embedding has ${values.length} dimensions, the store expects ${dim}`);
+  checkDim(values, dim);
   const out = Buffer.allocUnsafe(4 + 4 * dim);
   out.writeInt16BE(dim, 0);
   out.writeInt16BE(0, 2);
-  for (let i = 0; i < dim; i++) {
-    const v = Math.fround(values[i] as number);
-    if (!Number.isFinite(v)) throw new RangeError(`embedding[${i}] is not a finite number (or beyond float4's range)`);
-    out.writeFloatBE(v, 4 + 4 * i);
-  }
+  for (let i = 0; i < dim; i++) out.writeFloatBE(float4At(values, i), 4 + 4 * i);
   return out;
 }
 
